@@ -1,0 +1,289 @@
+// The interposer: libc's socket functions, exported from libloopfast.so. Whether the library
+// is preloaded (`loopfast run`) or linked, these definitions come before libc's. Each wrapper
+// only looks the descriptor up and dispatches to the socket layer, or passes straight through
+// to the real function; the logic (and its tests) lives in src/socket.
+//
+// errno: a call that succeeds leaves errno as it found it, as libc does; a call that fails sets
+// the errno the socket layer (or the real call) chose.
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "socket/socket_ops.h"
+#include "sys/real_calls.h"
+
+namespace {
+
+namespace ops = loopfast::ops;
+using loopfast::sys::Real;
+
+// Restores errno when the call succeeded.
+class ErrnoKeeper {
+ public:
+  ErrnoKeeper() : saved_(errno) {}
+  template <typename T>
+  T Done(T result) {
+    if (result >= 0) errno = saved_;
+    return result;
+  }
+
+ private:
+  int saved_;
+};
+
+msghdr OneBuffer(void *buffer, size_t length, iovec *iov) {
+  iov->iov_base = buffer;
+  iov->iov_len = length;
+  msghdr message{};
+  message.msg_iov = iov;
+  message.msg_iovlen = 1;
+  return message;
+}
+
+msghdr Vector(const iovec *iov, int count) {
+  msghdr message{};
+  message.msg_iov = const_cast<iovec *>(iov);
+  message.msg_iovlen = count < 0 ? 0 : static_cast<size_t>(count);
+  return message;
+}
+
+ssize_t RecvFrom(int fd, void *buffer, size_t length, int flags, sockaddr *address,
+                 socklen_t *address_length) {
+  if (!ops::IsTracked(fd)) {
+    return Real().recvfrom(fd, buffer, length, flags, address, address_length);
+  }
+  ErrnoKeeper keeper;
+  iovec iov;
+  msghdr message = OneBuffer(buffer, length, &iov);
+  message.msg_name = address;
+  message.msg_namelen = address_length != nullptr ? *address_length : 0;
+  const ssize_t n = ops::Recv(fd, &message, flags);
+  if (n >= 0 && address != nullptr && address_length != nullptr) {
+    *address_length = message.msg_namelen;
+  }
+  return keeper.Done(n);
+}
+
+void ForkPrepare() {}
+void ForkParent() { ops::AfterFork(/*in_child=*/false); }
+void ForkChild() { ops::AfterFork(/*in_child=*/true); }
+
+__attribute__((constructor)) void Initialize() {
+  (void)Real();
+  pthread_atfork(ForkPrepare, ForkParent, ForkChild);
+}
+
+}  // namespace
+
+#define LOOPFAST_EXPORT extern "C" __attribute__((visibility("default")))
+
+LOOPFAST_EXPORT int socket(int domain, int type, int protocol) {
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::CreateSocket(domain, type, protocol));
+}
+
+LOOPFAST_EXPORT int connect(int fd, const sockaddr *address, socklen_t length) {
+  if (!ops::IsTracked(fd)) return Real().connect(fd, address, length);
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::Connect(fd, address, length));
+}
+
+LOOPFAST_EXPORT int listen(int fd, int backlog) {
+  if (!ops::IsTracked(fd)) return Real().listen(fd, backlog);
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::Listen(fd, backlog));
+}
+
+LOOPFAST_EXPORT int accept(int fd, sockaddr *address, socklen_t *length) {
+  if (!ops::IsTracked(fd)) return Real().accept(fd, address, length);
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::Accept(fd, address, length, 0));
+}
+
+LOOPFAST_EXPORT int accept4(int fd, sockaddr *address, socklen_t *length, int flags) {
+  if (!ops::IsTracked(fd)) return Real().accept4(fd, address, length, flags);
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::Accept(fd, address, length, flags));
+}
+
+LOOPFAST_EXPORT int close(int fd) {
+  if (!ops::IsTracked(fd)) return Real().close(fd);
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::Close(fd));
+}
+
+LOOPFAST_EXPORT int shutdown(int fd, int how) {
+  if (!ops::IsTracked(fd)) return Real().shutdown(fd, how);
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::Shutdown(fd, how));
+}
+
+LOOPFAST_EXPORT ssize_t send(int fd, const void *buffer, size_t length, int flags) {
+  if (!ops::IsTracked(fd)) return Real().send(fd, buffer, length, flags);
+  ErrnoKeeper keeper;
+  iovec iov;
+  const msghdr message = OneBuffer(const_cast<void *>(buffer), length, &iov);
+  return keeper.Done(ops::Send(fd, &message, flags));
+}
+
+LOOPFAST_EXPORT ssize_t sendto(int fd, const void *buffer, size_t length, int flags,
+                               const sockaddr *address, socklen_t address_length) {
+  if (!ops::IsTracked(fd)) {
+    return Real().sendto(fd, buffer, length, flags, address, address_length);
+  }
+  ErrnoKeeper keeper;
+  iovec iov;
+  const msghdr message = OneBuffer(const_cast<void *>(buffer), length, &iov);
+  return keeper.Done(ops::Send(fd, &message, flags));  // TCP ignores the address
+}
+
+LOOPFAST_EXPORT ssize_t sendmsg(int fd, const msghdr *message, int flags) {
+  if (!ops::IsTracked(fd)) return Real().sendmsg(fd, message, flags);
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::Send(fd, message, flags));
+}
+
+LOOPFAST_EXPORT ssize_t write(int fd, const void *buffer, size_t length) {
+  if (!ops::IsTracked(fd)) return Real().write(fd, buffer, length);
+  ErrnoKeeper keeper;
+  iovec iov;
+  const msghdr message = OneBuffer(const_cast<void *>(buffer), length, &iov);
+  return keeper.Done(ops::Send(fd, &message, 0));
+}
+
+LOOPFAST_EXPORT ssize_t writev(int fd, const iovec *iov, int count) {
+  if (!ops::IsTracked(fd)) return Real().writev(fd, iov, count);
+  ErrnoKeeper keeper;
+  const msghdr message = Vector(iov, count);
+  return keeper.Done(ops::Send(fd, &message, 0));
+}
+
+LOOPFAST_EXPORT ssize_t recv(int fd, void *buffer, size_t length, int flags) {
+  if (!ops::IsTracked(fd)) return Real().recv(fd, buffer, length, flags);
+  ErrnoKeeper keeper;
+  iovec iov;
+  msghdr message = OneBuffer(buffer, length, &iov);
+  return keeper.Done(ops::Recv(fd, &message, flags));
+}
+
+LOOPFAST_EXPORT ssize_t recvfrom(int fd, void *buffer, size_t length, int flags,
+                                 sockaddr *address, socklen_t *address_length) {
+  return RecvFrom(fd, buffer, length, flags, address, address_length);
+}
+
+LOOPFAST_EXPORT ssize_t recvmsg(int fd, msghdr *message, int flags) {
+  if (!ops::IsTracked(fd)) return Real().recvmsg(fd, message, flags);
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::Recv(fd, message, flags));
+}
+
+LOOPFAST_EXPORT ssize_t read(int fd, void *buffer, size_t length) {
+  if (!ops::IsTracked(fd)) return Real().read(fd, buffer, length);
+  ErrnoKeeper keeper;
+  iovec iov;
+  msghdr message = OneBuffer(buffer, length, &iov);
+  return keeper.Done(ops::Recv(fd, &message, 0));
+}
+
+LOOPFAST_EXPORT ssize_t readv(int fd, const iovec *iov, int count) {
+  if (!ops::IsTracked(fd)) return Real().readv(fd, iov, count);
+  ErrnoKeeper keeper;
+  msghdr message = Vector(iov, count);
+  return keeper.Done(ops::Recv(fd, &message, 0));
+}
+
+// _FORTIFY_SOURCE builds (Debian's packages) call these instead of read/recv/recvfrom.
+LOOPFAST_EXPORT ssize_t __read_chk(int fd, void *buffer, size_t length, size_t buffer_length) {
+  if (length > buffer_length) __builtin_trap();  // what glibc's __chk_fail amounts to
+  return read(fd, buffer, length);
+}
+
+LOOPFAST_EXPORT ssize_t __recv_chk(int fd, void *buffer, size_t length, size_t buffer_length,
+                                   int flags) {
+  if (length > buffer_length) __builtin_trap();
+  return recv(fd, buffer, length, flags);
+}
+
+LOOPFAST_EXPORT ssize_t __recvfrom_chk(int fd, void *buffer, size_t length, size_t buffer_length,
+                                       int flags, sockaddr *address, socklen_t *address_length) {
+  if (length > buffer_length) __builtin_trap();
+  return RecvFrom(fd, buffer, length, flags, address, address_length);
+}
+
+LOOPFAST_EXPORT int setsockopt(int fd, int level, int name, const void *value,
+                               socklen_t length) {
+  if (!ops::IsTracked(fd)) return Real().setsockopt(fd, level, name, value, length);
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::SetSockOpt(fd, level, name, value, length));
+}
+
+LOOPFAST_EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *length) {
+  if (!ops::IsTracked(fd)) return Real().getsockopt(fd, level, name, value, length);
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::GetSockOpt(fd, level, name, value, length));
+}
+
+LOOPFAST_EXPORT int ioctl(int fd, unsigned long request, ...) {
+  va_list args;
+  va_start(args, request);
+  void *argument = va_arg(args, void *);
+  va_end(args);
+  if (!ops::IsTracked(fd)) return Real().ioctl(fd, request, argument);
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::Ioctl(fd, request, argument));
+}
+
+namespace {
+int FcntlCommon(int fd, int command, va_list args) {
+  // Every fcntl argument is an int, a long or a pointer: read it as the widest.
+  const long argument = va_arg(args, long);
+  if (!ops::IsTracked(fd)) return Real().fcntl(fd, command, argument);
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::Fcntl(fd, command, argument));
+}
+}  // namespace
+
+LOOPFAST_EXPORT int fcntl(int fd, int command, ...) {
+  va_list args;
+  va_start(args, command);
+  const int ret = FcntlCommon(fd, command, args);
+  va_end(args);
+  return ret;
+}
+
+LOOPFAST_EXPORT int fcntl64(int fd, int command, ...) {
+  va_list args;
+  va_start(args, command);
+  const int ret = FcntlCommon(fd, command, args);
+  va_end(args);
+  return ret;
+}
+
+LOOPFAST_EXPORT int dup(int fd) {
+  if (!ops::IsTracked(fd)) return Real().dup(fd);
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::Dup(fd));
+}
+
+LOOPFAST_EXPORT int dup2(int fd, int fd2) {
+  if (!ops::IsTracked(fd) && !ops::IsTracked(fd2)) return Real().dup2(fd, fd2);
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::Dup3(fd, fd2, 0, /*is_dup2=*/true));
+}
+
+LOOPFAST_EXPORT int dup3(int fd, int fd2, int flags) {
+  if (!ops::IsTracked(fd) && !ops::IsTracked(fd2)) return Real().dup3(fd, fd2, flags);
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::Dup3(fd, fd2, flags, /*is_dup2=*/false));
+}
+
+LOOPFAST_EXPORT int close_range(unsigned first, unsigned last, int flags) {
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::CloseRange(first, last, flags));
+}

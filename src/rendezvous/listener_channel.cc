@@ -1,0 +1,222 @@
+#include "rendezvous/listener_channel.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "rendezvous/peer_identity.h"
+#include "rendezvous/unix_channel.h"
+#include "sys/real_calls.h"
+
+namespace loopfast::rendezvous {
+namespace {
+
+constexpr size_t kPruneThreshold = 64;
+
+int64_t NowMs() {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return int64_t(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
+}
+
+uint64_t InodeOf(int fd) {
+  struct stat info;
+  return fstat(fd, &info) == 0 ? static_cast<uint64_t>(info.st_ino) : 0;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<ListenerChannel>> ListenerChannel::Open(uint16_t port) {
+  const int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return Errno{errno};
+  struct sockaddr_un address;
+  const socklen_t length = ChannelAddress(port, &address);
+  if (sys::Real().bind(fd, reinterpret_cast<struct sockaddr *>(&address), length) != 0 ||
+      sys::Real().listen(fd, SOMAXCONN) != 0) {
+    const int error = errno;
+    sys::Real().close(fd);
+    return Errno{error};
+  }
+  int group[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, group) != 0) {
+    const int error = errno;
+    sys::Real().close(fd);
+    return Errno{error};
+  }
+  return std::shared_ptr<ListenerChannel>(
+      new ListenerChannel(port, fd, group[0], group[1], InodeOf(fd)));
+}
+
+ListenerChannel::ListenerChannel(uint16_t port, int listen_fd, int group_rx, int group_tx,
+                                 uint64_t inode)
+    : port_(port), listen_fd_(listen_fd), group_rx_(group_rx), group_tx_(group_tx),
+      channel_inode_(inode) {}
+
+ListenerChannel::~ListenerChannel() {
+  for (Held &held : held_) CloseAll(&held.channel_fd, 1);
+  const int fds[3] = {listen_fd_, group_rx_, group_tx_};
+  CloseAll(fds, 3);
+}
+
+void ListenerChannel::Drop(Held &held, RejectReason reason) {
+  const Reject reject = {MakeHeader(Kind::kReject), reason, 0};
+  (void)SendMessage(held.channel_fd, &reject, sizeof reject, nullptr, 0);
+  CloseAll(&held.channel_fd, 1);
+  held.channel_fd = -1;
+  ++rejected_;
+}
+
+bool ListenerChannel::ReadHello(Held &held) {
+  Hello hello;
+  int fds[kMaxMessageFds];
+  int fd_count = 0;
+  Result<size_t> got =
+      ReceiveMessage(held.channel_fd, &hello, sizeof hello, fds, &fd_count, /*blocking=*/false);
+  if (!got.ok() && (got.error() == EAGAIN || got.error() == EWOULDBLOCK)) return true;  // later
+  CloseAll(fds, fd_count);
+  if (!got.ok() || got.value() == 0) {  // the client left
+    CloseAll(&held.channel_fd, 1);
+    held.channel_fd = -1;
+    return false;
+  }
+  if (fd_count != 0 || !IsMessage(&hello, got.value(), Kind::kHello, sizeof(Hello))) {
+    Drop(held, RejectReason::kUnverified);
+    return false;
+  }
+  struct ucred sender;
+  socklen_t length = sizeof sender;
+  if (getsockopt(held.channel_fd, SOL_SOCKET, SO_PEERCRED, &sender, &length) != 0) {
+    Drop(held, RejectReason::kUnverified);
+    return false;
+  }
+  Result<uint64_t> inode = SocketInodeOf(sender.pid, hello.client_fd);
+  if (!inode.ok()) {
+    // Not a socket the sender holds, or a process we may not inspect: never trusted.
+    Drop(held, RejectReason::kUnverified);
+    return false;
+  }
+  held.hello_read = true;
+  held.hello = hello;
+  held.pid = sender.pid;
+  held.uid = sender.uid;
+  held.inode = inode.value();
+  return true;
+}
+
+void ListenerChannel::ForwardToGroup(Held &held) {
+  Forward forward{};
+  forward.header = MakeHeader(Kind::kForward);
+  forward.hello = held.hello;
+  forward.client_pid = held.pid;
+  forward.client_uid = held.uid;
+  forward.client_inode = held.inode;
+  const int fds[2] = {held.channel_fd, listen_fd_};
+  if (SendMessage(group_tx_, &forward, sizeof forward, fds, 2).ok()) {
+    CloseAll(&held.channel_fd, 1);
+    held.channel_fd = -1;
+  }
+}
+
+bool ListenerChannel::ReceiveForwarded(Held *held) {
+  Forward forward;
+  int fds[kMaxMessageFds];
+  int fd_count = 0;
+  for (;;) {
+    Result<size_t> got =
+        ReceiveMessage(group_rx_, &forward, sizeof forward, fds, &fd_count, /*blocking=*/false);
+    if (!got.ok() && (got.error() == EPROTO || got.error() == EINTR)) continue;
+    if (!got.ok() || got.value() == 0) return false;
+    // Only a process holding this very channel can attach it: that is the membership proof.
+    const bool member = fd_count == 2 && InodeOf(fds[1]) == channel_inode_;
+    if (!member || !IsMessage(&forward, got.value(), Kind::kForward, sizeof forward) ||
+        !IsMessage(&forward.hello, sizeof forward.hello, Kind::kHello, sizeof(Hello))) {
+      CloseAll(fds, fd_count);
+      ++rejected_;
+      continue;
+    }
+    CloseAll(&fds[1], 1);
+    held->channel_fd = fds[0];
+    held->hello_read = true;
+    held->hello = forward.hello;
+    held->pid = forward.client_pid;
+    held->uid = forward.client_uid;
+    held->inode = forward.client_inode;
+    return true;
+  }
+}
+
+void ListenerChannel::PruneGone() {
+  // Clients whose connect failed, or which went plain, have closed their channel.
+  std::vector<Held> kept;
+  for (Held &held : held_) {
+    struct pollfd pfd = {held.channel_fd, POLLIN, 0};
+    if (sys::Real().poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR)) != 0) {
+      CloseAll(&held.channel_fd, 1);
+      continue;
+    }
+    kept.push_back(held);
+  }
+  held_.swap(kept);
+}
+
+Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
+  Result<uint64_t> expected = PeerSocketInode(accepted_fd);
+  if (!expected.ok()) return Errno{expected.error()};
+  const int64_t deadline = NowMs() + timeout_ms;
+  std::lock_guard<std::mutex> guard(mutex_);
+  auto take = [this](size_t index) {
+    FoundHello found;
+    found.channel_fd = held_[index].channel_fd;
+    found.hello = held_[index].hello;
+    found.client_pid = held_[index].pid;
+    held_.erase(held_.begin() + static_cast<std::ptrdiff_t>(index));
+    return found;
+  };
+  for (;;) {
+    for (size_t i = 0; i < held_.size();) {
+      if (!held_[i].hello_read && !ReadHello(held_[i])) {
+        held_.erase(held_.begin() + static_cast<std::ptrdiff_t>(i));
+        continue;
+      }
+      if (held_[i].hello_read && held_[i].inode == expected.value()) return take(i);
+      ++i;
+    }
+    Held forwarded;
+    while (ReceiveForwarded(&forwarded)) {
+      held_.push_back(forwarded);
+      if (forwarded.inode == expected.value()) return take(held_.size() - 1);
+    }
+    for (;;) {
+      const int channel = sys::Real().accept4(listen_fd_, nullptr, nullptr,
+                                              SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (channel < 0) break;
+      Held held;
+      held.channel_fd = channel;
+      if (!ReadHello(held)) continue;
+      held_.push_back(held);
+      if (held.hello_read && held.inode == expected.value()) return take(held_.size() - 1);
+    }
+    if (shared_) {
+      for (Held &held : held_) {
+        if (held.hello_read) ForwardToGroup(held);
+      }
+      std::erase_if(held_, [](const Held &held) { return held.channel_fd < 0; });
+    } else if (held_.size() > kPruneThreshold) {
+      PruneGone();
+    }
+    const int64_t left = deadline - NowMs();
+    if (left <= 0) return Errno{ETIMEDOUT};
+    // A group re-reads what it handed on, so in a group wait on new clients only, briefly.
+    struct pollfd wait[2] = {{listen_fd_, POLLIN, 0}, {group_rx_, POLLIN, 0}};
+    sys::Real().poll(wait, shared_ ? 1 : 2, static_cast<int>(std::min<int64_t>(left, shared_ ? 2 : 20)));
+  }
+}
+
+}  // namespace loopfast::rendezvous

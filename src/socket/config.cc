@@ -1,0 +1,75 @@
+#include "socket/config.h"
+
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace loopfast {
+namespace {
+
+bool Truthy(const char *value) {
+  return value != nullptr && (std::strcmp(value, "1") == 0 || std::strcmp(value, "on") == 0 ||
+                              std::strcmp(value, "yes") == 0 || std::strcmp(value, "true") == 0);
+}
+
+const char *GetEnv(const char *name) { return std::getenv(name); }
+
+int LogFd() {
+  static const int fd = [] {
+    const char *path = std::getenv("LOOPFAST_LOG_FILE");
+    if (path == nullptr || *path == '\0') return 2;
+    const int opened = static_cast<int>(
+        syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+    return opened >= 0 ? opened : 2;
+  }();
+  return fd;
+}
+
+}  // namespace
+
+Config ParseConfig(const char *(*lookup)(const char *name)) {
+  Config config;
+  config.disabled = Truthy(lookup("LOOPFAST_DISABLE"));
+  config.default_on = Truthy(lookup("LOOPFAST_DEFAULT"));
+  if (const char *spin = lookup("LOOPFAST_SPIN_US"); spin != nullptr && *spin != '\0') {
+    char *end = nullptr;
+    const unsigned long us = std::strtoul(spin, &end, 10);
+    if (end != nullptr && *end == '\0' && us <= 1000000) config.spin_ns = uint32_t(us) * 1000;
+  }
+  if (const char *level = lookup("LOOPFAST_LOG"); level != nullptr) {
+    if (std::strcmp(level, "off") == 0) config.log_level = LogLevel::kOff;
+    if (std::strcmp(level, "error") == 0) config.log_level = LogLevel::kError;
+    if (std::strcmp(level, "info") == 0) config.log_level = LogLevel::kInfo;
+    if (std::strcmp(level, "debug") == 0) config.log_level = LogLevel::kDebug;
+  }
+  return config;
+}
+
+const Config &GetConfig() {
+  static const Config config = ParseConfig(GetEnv);
+  return config;
+}
+
+void Log(LogLevel level, const char *format, ...) {
+  if (static_cast<int>(level) > static_cast<int>(GetConfig().log_level)) return;
+  const int saved_errno = errno;
+  char line[512];
+  int n = std::snprintf(line, sizeof line, "loopfast[%d]: ", static_cast<int>(getpid()));
+  va_list args;
+  va_start(args, format);
+  n += std::vsnprintf(line + n, sizeof line - static_cast<size_t>(n) - 1, format, args);
+  va_end(args);
+  if (n > static_cast<int>(sizeof line) - 2) n = static_cast<int>(sizeof line) - 2;
+  line[n++] = '\n';
+  // A raw write: stdio could re-enter the interposer or be locked by the interrupted code.
+  (void)!syscall(SYS_write, LogFd(), line, static_cast<size_t>(n));
+  errno = saved_errno;
+}
+
+}  // namespace loopfast

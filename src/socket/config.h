@@ -1,0 +1,33 @@
+// Process-wide settings, read once from the environment (the launcher sets them).
+//   LOOPFAST_DISABLE=1        everything off: every socket is plain kernel TCP
+//   LOOPFAST_DEFAULT=1        the switch starts on for every TCP socket (transparent mode)
+//   LOOPFAST_SPIN_US=N        how long a waiter spins before it sleeps (default 50)
+//   LOOPFAST_LOG=LEVEL        off|error|info|debug, to stderr or LOOPFAST_LOG_FILE
+#ifndef LOOPFAST_SOCKET_CONFIG_H_
+#define LOOPFAST_SOCKET_CONFIG_H_
+
+#include <cstdint>
+
+namespace loopfast {
+
+enum class LogLevel { kOff = 0, kError = 1, kInfo = 2, kDebug = 3 };
+
+struct Config {
+  bool disabled = false;
+  bool default_on = false;
+  uint32_t spin_ns = 50 * 1000;
+  LogLevel log_level = LogLevel::kError;
+};
+
+// Parsed on first use; never changes afterwards.
+const Config &GetConfig();
+
+// Parses from an environment lookup function (tests pass their own).
+Config ParseConfig(const char *(*lookup)(const char *name));
+
+// One line to the log if `level` is enabled: "loopfast[pid]: message".
+void Log(LogLevel level, const char *format, ...) __attribute__((format(printf, 2, 3)));
+
+}  // namespace loopfast
+
+#endif  // LOOPFAST_SOCKET_CONFIG_H_

@@ -1,0 +1,334 @@
+#include "socket/fast_connection.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "sys/real_calls.h"
+#include "wait/shared_lock.h"
+
+namespace loopfast {
+namespace {
+
+constexpr uint64_t kMaxMappingBytes = uint64_t{64} << 20;
+
+size_t TotalLength(const struct iovec *iov, size_t count) {
+  size_t total = 0;
+  for (size_t i = 0; i < count; ++i) total += iov[i].iov_len;
+  return total;
+}
+
+SharedHeader *header_of(void *memory) { return static_cast<SharedHeader *>(memory); }
+
+void CloseQuietly(int fd) {
+  if (fd < 0) return;
+  const int saved_errno = errno;
+  sys::Real().close(fd);
+  errno = saved_errno;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<FastConnection>> FastConnection::Create(uint32_t capacity_c2s,
+                                                               uint32_t capacity_s2c,
+                                                               PeerHandles *peer) {
+  if (!SpscRing::ValidCapacity(capacity_c2s) || !SpscRing::ValidCapacity(capacity_s2c)) {
+    return Errno{EINVAL};
+  }
+  const uint64_t bytes = LayoutBytes(capacity_c2s, capacity_s2c);
+  const int memory_fd = memfd_create("loopfast", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (memory_fd < 0) return Errno{errno};
+  // Seals: the peer checks them, so neither side can shrink the memory under the other
+  // (which would turn the other's next access into SIGBUS).
+  if (ftruncate(memory_fd, static_cast<off_t>(bytes)) != 0 ||
+      sys::Real().fcntl(memory_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    const int error = errno;
+    CloseQuietly(memory_fd);
+    return Errno{error};
+  }
+  void *memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, memory_fd, 0);
+  if (memory == MAP_FAILED) {
+    const int error = errno;
+    CloseQuietly(memory_fd);
+    return Errno{error};
+  }
+  InitializeLayout(memory, capacity_c2s, capacity_s2c);
+  int data_pair[2];
+  int space_pair[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, data_pair) != 0) {
+    const int error = errno;
+    munmap(memory, bytes);
+    CloseQuietly(memory_fd);
+    return Errno{error};
+  }
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, space_pair) != 0) {
+    const int error = errno;
+    munmap(memory, bytes);
+    CloseQuietly(memory_fd);
+    CloseQuietly(data_pair[0]);
+    CloseQuietly(data_pair[1]);
+    return Errno{error};
+  }
+  peer->memory_fd = memory_fd;
+  peer->data_bell_fd = data_pair[1];
+  peer->space_bell_fd = space_pair[1];
+  header_of(memory)->side[kServerSide].pid = static_cast<uint32_t>(getpid());
+  return std::unique_ptr<FastConnection>(
+      new FastConnection(kServerSide, memory, bytes, data_pair[0], space_pair[0]));
+}
+
+Result<std::unique_ptr<FastConnection>> FastConnection::Attach(int memory_fd, int data_bell_fd,
+                                                               int space_bell_fd) {
+  auto fail = [&](int error) -> Result<std::unique_ptr<FastConnection>> {
+    CloseQuietly(memory_fd);
+    CloseQuietly(data_bell_fd);
+    CloseQuietly(space_bell_fd);
+    return Errno{error};
+  };
+  struct stat info;
+  if (fstat(memory_fd, &info) != 0) return fail(errno);
+  const int seals = sys::Real().fcntl(memory_fd, F_GET_SEALS, 0);
+  if (!S_ISREG(info.st_mode) || seals < 0 || (seals & F_SEAL_SHRINK) == 0 ||
+      info.st_size < static_cast<off_t>(kHeaderBytes) ||
+      static_cast<uint64_t>(info.st_size) > kMaxMappingBytes) {
+    return fail(EPROTO);
+  }
+  const uint64_t bytes = static_cast<uint64_t>(info.st_size);
+  void *memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, memory_fd, 0);
+  if (memory == MAP_FAILED) return fail(errno);
+  if (!ValidateLayout(memory, bytes)) {
+    munmap(memory, bytes);
+    return fail(EPROTO);
+  }
+  CloseQuietly(memory_fd);  // the mapping keeps the memory; no descriptor names it any more
+  header_of(memory)->side[kClientSide].pid = static_cast<uint32_t>(getpid());
+  return std::unique_ptr<FastConnection>(
+      new FastConnection(kClientSide, memory, bytes, data_bell_fd, space_bell_fd));
+}
+
+FastConnection::FastConnection(int side, void *memory, uint64_t bytes, int data_bell_fd,
+                               int space_bell_fd)
+    : side_(side), memory_(memory), bytes_(bytes), data_bell_(data_bell_fd),
+      space_bell_(space_bell_fd) {
+  SharedHeader *h = header();
+  // Sizes come from our validated copy of the header (ValidateLayout), never re-read later.
+  const int out = RingFrom(side), in = RingInto(side);
+  tx_ = SpscRing(&h->ring[out], static_cast<uint8_t *>(memory) + h->ring_offset[out],
+                 h->ring_capacity[out]);
+  rx_ = SpscRing(&h->ring[in], static_cast<uint8_t *>(memory) + h->ring_offset[in],
+                 h->ring_capacity[in]);
+}
+
+FastConnection::~FastConnection() {
+  munmap(memory_, bytes_);
+  CloseQuietly(data_bell_.fd());
+  CloseQuietly(space_bell_.fd());
+}
+
+uint32_t FastConnection::PeerFlags() const {
+  return peer().flags.load(std::memory_order_acquire);
+}
+
+void FastConnection::NotifyPeerReader() {
+  // Pairs with the sleeper's seq_cst announce-then-recheck in Doorbell::Wait.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  std::atomic<uint32_t> &waiting = tx_.control()->consumer_waiting;
+  if (waiting.load(std::memory_order_relaxed) != 0 &&
+      waiting.exchange(0, std::memory_order_relaxed) != 0) {
+    data_bell_.Ring();
+  }
+}
+
+void FastConnection::NotifyPeerWriter() {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  std::atomic<uint32_t> &waiting = rx_.control()->producer_waiting;
+  if (waiting.load(std::memory_order_relaxed) != 0 &&
+      waiting.exchange(0, std::memory_order_relaxed) != 0) {
+    space_bell_.Ring();
+  }
+}
+
+void FastConnection::FlushUnreadToKernel(int kernel_fd) {
+  if (flushed_.exchange(true)) return;
+  // We own the producer side; with the peer gone nobody consumes, so reading our own ring
+  // from the consumer's position is safe.
+  RingControl *control = tx_.control();
+  const uint64_t head = control->head.load(std::memory_order_acquire);
+  uint64_t tail = control->tail.load(std::memory_order_acquire);
+  if (head - tail > tx_.capacity()) return;
+  const uint8_t *data = static_cast<uint8_t *>(memory_) + header()->ring_offset[RingFrom(side_)];
+  const uint32_t mask = tx_.capacity() - 1;
+  while (tail != head) {
+    const uint32_t offset = static_cast<uint32_t>(tail & mask);
+    const size_t chunk = std::min<uint64_t>(head - tail, tx_.capacity() - offset);
+    const ssize_t n = sys::Real().send(kernel_fd, data + offset, chunk, MSG_NOSIGNAL);
+    if (n > 0) {
+      tail += static_cast<uint64_t>(n);
+      continue;
+    }
+    if (n < 0 && (errno == EINTR)) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      struct pollfd pfd = {kernel_fd, POLLOUT, 0};
+      sys::Real().poll(&pfd, 1, 1000);
+      continue;
+    }
+    break;  // the kernel connection is gone too; its error reaches the program next
+  }
+}
+
+Result<size_t> FastConnection::Send(int kernel_fd, const struct iovec *iov, size_t iov_count,
+                                    const SendCall &call) {
+  SharedLockGuard lock(&self().send_lock);
+  const size_t length = TotalLength(iov, iov_count);
+  size_t sent = 0;
+  for (;;) {
+    if ((self().flags.load(std::memory_order_relaxed) & kSideWriteShut) != 0 ||
+        (PeerFlags() & kSideClosed) != 0) {
+      if (sent > 0) return sent;
+      return Errno{kUseKernel};
+    }
+    if (PeerLeft()) {
+      if (sent > 0) return sent;
+      FlushUnreadToKernel(kernel_fd);
+      return Errno{kUseKernel};
+    }
+    const int64_t written = tx_.Write(iov, iov_count, sent, length - sent);
+    if (written < 0) return sent > 0 ? Result<size_t>(sent) : Errno{ECONNRESET};
+    if (written > 0) {
+      sent += static_cast<size_t>(written);
+      self().bytes_sent += static_cast<uint64_t>(written);
+      NotifyPeerReader();
+      if (sent == length) return sent;
+      continue;
+    }
+    if (length == 0) return size_t{0};
+    if (call.nonblocking) return sent > 0 ? Result<size_t>(sent) : Errno{EAGAIN};
+    const WakeReason reason = space_bell_.Wait(
+        [this] {
+          return tx_.WritableBytes() != 0 ||
+                 ((PeerFlags() & kSideClosed) != 0) ||
+                 ((self().flags.load(std::memory_order_relaxed) & kSideWriteShut) != 0);
+        },
+        &tx_.control()->producer_waiting, call.wait);
+    switch (reason) {
+      case WakeReason::kReady:
+        break;
+      case WakeReason::kPeerGone:
+        if ((self().flags.load(std::memory_order_relaxed) & kSideWriteShut) == 0) {
+          peer_left_.store(true, std::memory_order_release);
+        }
+        break;
+      case WakeReason::kInterrupted:
+        return sent > 0 ? Result<size_t>(sent) : Errno{EINTR};
+      case WakeReason::kTimedOut:
+        return sent > 0 ? Result<size_t>(sent) : Errno{EAGAIN};
+    }
+  }
+}
+
+Result<size_t> FastConnection::Recv(const struct iovec *iov, size_t iov_count,
+                                    const RecvCall &call) {
+  SharedLockGuard lock(&self().recv_lock);
+  const size_t length = TotalLength(iov, iov_count);
+  if (length == 0) return size_t{0};
+  size_t received = 0;
+  for (;;) {
+    // Read the flags before the ring: the peer publishes its last bytes before it sets them.
+    const bool ended = (PeerFlags() & kSideWriteShut) != 0 || PeerLeft() ||
+                       (self().flags.load(std::memory_order_relaxed) & kSideReadShut) != 0;
+    int64_t got;
+    if (call.peek) {
+      got = rx_.Read(iov, iov_count, 0, length, /*peek=*/true);
+      if (got > 0 && (!call.wait_all || static_cast<size_t>(got) == length || ended)) {
+        return static_cast<size_t>(got);
+      }
+    } else {
+      got = rx_.Read(iov, iov_count, received, length - received, /*peek=*/false);
+      if (got > 0) {
+        received += static_cast<size_t>(got);
+        self().bytes_received += static_cast<uint64_t>(got);
+        NotifyPeerWriter();
+        if (!call.wait_all || received == length) return received;
+        continue;
+      }
+    }
+    if (got < 0) return received > 0 ? Result<size_t>(received) : Errno{ECONNRESET};
+    if (ended) {
+      if (received > 0) return received;
+      return Errno{kUseKernel};
+    }
+    if (call.nonblocking) return received > 0 ? Result<size_t>(received) : Errno{EAGAIN};
+    const size_t needed = call.peek && call.wait_all ? length : 1;
+    const WakeReason reason = data_bell_.Wait(
+        [this, needed] {
+          const int64_t readable = rx_.ReadableBytes();
+          if (readable < 0 || static_cast<size_t>(readable) >= needed) return 1;
+          return ((PeerFlags() & kSideWriteShut) != 0 ||
+                  (self().flags.load(std::memory_order_relaxed) & kSideReadShut) != 0)
+                     ? 1
+                     : 0;
+        },
+        &rx_.control()->consumer_waiting, call.wait);
+    switch (reason) {
+      case WakeReason::kReady:
+        break;
+      case WakeReason::kPeerGone:
+        if ((self().flags.load(std::memory_order_relaxed) & kSideReadShut) == 0) {
+          peer_left_.store(true, std::memory_order_release);
+        }
+        break;
+      case WakeReason::kInterrupted:
+        return received > 0 ? Result<size_t>(received) : Errno{EINTR};
+      case WakeReason::kTimedOut:
+        return received > 0 ? Result<size_t>(received) : Errno{EAGAIN};
+    }
+  }
+}
+
+size_t FastConnection::ReadableBytes() const { return rx_.FillLevel(); }
+size_t FastConnection::UnsentBytes() const { return tx_.FillLevel(); }
+
+bool FastConnection::RecvReady() const {
+  return rx_.FillLevel() > 0 || (PeerFlags() & kSideWriteShut) != 0 || PeerLeft() ||
+         (self().flags.load(std::memory_order_relaxed) & kSideReadShut) != 0;
+}
+
+bool FastConnection::SendReady() const {
+  return tx_.FillLevel() < tx_.capacity() || (PeerFlags() & kSideClosed) != 0 || PeerLeft() ||
+         (self().flags.load(std::memory_order_relaxed) & kSideWriteShut) != 0;
+}
+
+void FastConnection::ShutdownWrite() {
+  self().flags.fetch_or(kSideWriteShut, std::memory_order_release);
+  data_bell_.Ring();       // a peer asleep waiting for data sees the end of the stream
+  space_bell_.ShutLocal();  // a local writer asleep for space returns
+}
+
+void FastConnection::ShutdownRead() {
+  self().flags.fetch_or(kSideReadShut, std::memory_order_release);
+  data_bell_.ShutLocal();  // a local reader asleep returns
+}
+
+void FastConnection::AddHolder() { self().holders.fetch_add(1, std::memory_order_relaxed); }
+
+bool FastConnection::Close() {
+  // Another process (a fork) still holds this end: the connection goes on.
+  if (self().holders.fetch_sub(1, std::memory_order_acq_rel) > 1) return false;
+  const bool unread = rx_.FillLevel() > 0;
+  self().flags.fetch_or(kSideWriteShut | kSideClosed | (unread ? kSideAborted : 0u),
+                        std::memory_order_release);
+  data_bell_.Ring();
+  space_bell_.Ring();
+  return unread;
+}
+
+uint64_t FastConnection::bytes_sent() const { return self().bytes_sent; }
+uint64_t FastConnection::bytes_received() const { return self().bytes_received; }
+
+}  // namespace loopfast

@@ -1,0 +1,124 @@
+// One endpoint of an established fast-path connection: the mapped shared memory, the ring it
+// writes, the ring it reads, and its two doorbells. Implements what a TCP socket's data calls
+// do (blocking and not, peek, waitall, half-close, close with or without unread data).
+//
+// Once the stream in one direction has ended (the peer closed or left, or this end shut down),
+// the kernel connection's own state is the answer, exactly as TCP would give it: Send and Recv
+// then return kUseKernel and the socket layer makes the real call with the program's own
+// arguments (end-of-file, ECONNRESET, EPIPE with or without SIGPIPE, blocking or not).
+//
+// Thread rules: Send and Recv may run concurrently from any threads or processes sharing this
+// end; each takes its end's shared lock. Shutdown/Close may run from any thread.
+#ifndef LOOPFAST_SOCKET_FAST_CONNECTION_H_
+#define LOOPFAST_SOCKET_FAST_CONNECTION_H_
+
+#include <sys/time.h>
+#include <sys/uio.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "base/result.h"
+#include "ring/ring.h"
+#include "socket/shared_layout.h"
+#include "wait/doorbell.h"
+
+namespace loopfast {
+
+// Descriptors of the peer's half, made by Create() for sending to the peer.
+struct PeerHandles {
+  int memory_fd = -1;
+  int data_bell_fd = -1;
+  int space_bell_fd = -1;
+};
+
+// Not an errno: "make this call on the kernel socket" (see above).
+inline constexpr int kUseKernel = 0x10000;
+
+struct SendCall {
+  bool nonblocking = false;  // O_NONBLOCK or MSG_DONTWAIT
+  WaitSpec wait;
+};
+
+struct RecvCall {
+  bool nonblocking = false;
+  bool peek = false;
+  bool wait_all = false;
+  WaitSpec wait;
+};
+
+class FastConnection {
+ public:
+  // Accepting side: makes the shared memory and doorbells. `peer` receives the descriptors to
+  // send to the connecting side; the caller closes them once sent.
+  static Result<std::unique_ptr<FastConnection>> Create(uint32_t capacity_c2s,
+                                                        uint32_t capacity_s2c,
+                                                        PeerHandles *peer);
+  // Connecting side: maps the memory the peer made, after checking it. Takes ownership of the
+  // three descriptors (closes them on failure too).
+  static Result<std::unique_ptr<FastConnection>> Attach(int memory_fd, int data_bell_fd,
+                                                        int space_bell_fd);
+
+  ~FastConnection();
+  FastConnection(const FastConnection &) = delete;
+  FastConnection &operator=(const FastConnection &) = delete;
+
+  int side() const { return side_; }
+
+  // Returns the bytes sent, or EAGAIN, EINTR, ECONNRESET (corrupt shared memory), or
+  // kUseKernel. When the peer has left without closing (it exec'd a program without loopfast,
+  // or died), bytes it never read are first written to `kernel_fd`, in order.
+  Result<size_t> Send(int kernel_fd, const struct iovec *iov, size_t iov_count,
+                      const SendCall &call);
+  // Returns the bytes received, or EAGAIN, EINTR, ECONNRESET (corrupt), or kUseKernel.
+  Result<size_t> Recv(const struct iovec *iov, size_t iov_count, const RecvCall &call);
+
+  // Bytes ready to read (FIONREAD), bytes not yet read by the peer (SIOCOUTQ).
+  size_t ReadableBytes() const;
+  size_t UnsentBytes() const;
+  // True when a Recv would not block / a Send would not block (for readiness).
+  bool RecvReady() const;
+  bool SendReady() const;
+
+  // Half-closes as shutdown(2) does; wakes local and remote sleepers.
+  void ShutdownWrite();
+  void ShutdownRead();
+  // fork: one more process holds this end.
+  void AddHolder();
+  // This process lets go of this end. When it was the last holder, the peer sees the close;
+  // returns true when unread bytes remain (the caller then resets the kernel connection, as
+  // TCP does when closing with unread data).
+  bool Close();
+
+  uint64_t bytes_sent() const;
+  uint64_t bytes_received() const;
+
+ private:
+  FastConnection(int side, void *memory, uint64_t bytes, int data_bell_fd, int space_bell_fd);
+
+  SharedHeader *header() const { return static_cast<SharedHeader *>(memory_); }
+  SideBlock &self() const { return header()->side[side_]; }
+  SideBlock &peer() const { return header()->side[1 - side_]; }
+  uint32_t PeerFlags() const;
+  bool PeerLeft() const { return peer_left_.load(std::memory_order_acquire); }
+  void NotifyPeerReader();
+  void NotifyPeerWriter();
+  // Writes what the departed peer never read to the kernel connection.
+  void FlushUnreadToKernel(int kernel_fd);
+
+  int side_;
+  void *memory_;
+  uint64_t bytes_;
+  SpscRing tx_;
+  SpscRing rx_;
+  Doorbell data_bell_;   // sleep here for data; ring here after writing
+  Doorbell space_bell_;  // sleep here for space; ring here after reading
+  std::atomic<bool> peer_left_{false};  // the peer's doorbells reached end-of-file
+  std::atomic<bool> flushed_{false};
+};
+
+}  // namespace loopfast
+
+#endif  // LOOPFAST_SOCKET_FAST_CONNECTION_H_

@@ -1,0 +1,89 @@
+// The shared-memory format of one fast-path connection: a header page, then the two rings.
+// Fixed layout, versioned; the peer's copy of it is untrusted input (see ValidateLayout).
+#ifndef LOOPFAST_SOCKET_SHARED_LAYOUT_H_
+#define LOOPFAST_SOCKET_SHARED_LAYOUT_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "base/cacheline.h"
+#include "ring/ring.h"
+
+namespace loopfast {
+
+inline constexpr uint32_t kLayoutMagic = 0x4c465354;  // "LFST"
+inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kHeaderBytes = 4096;
+// Ring sizes: the smallest (also the most a connecting side buffers before the rendezvous
+// completes, so that its early bytes always fit), the default, the largest.
+inline constexpr uint32_t kMinRingBytes = 16 * 1024;
+inline constexpr uint32_t kDefaultRingBytes = 128 * 1024;
+inline constexpr uint32_t kMaxRingBytes = 16 * 1024 * 1024;
+
+// Endpoint indices. The connecting side is 0, the accepting side 1.
+inline constexpr int kClientSide = 0;
+inline constexpr int kServerSide = 1;
+// Ring indices: ring 0 carries client→server bytes, ring 1 server→client.
+inline constexpr int RingInto(int side) { return side; }     // the ring `side` reads
+inline constexpr int RingFrom(int side) { return 1 - side; }  // the ring `side` writes
+
+// Bits of SideBlock::flags: what an endpoint has done, as the other sees it.
+enum SideFlag : uint32_t {
+  kSideWriteShut = 1u << 0,  // no more bytes will come from this side (shutdown WR or close)
+  kSideReadShut = 1u << 1,   // this side reads no more (shutdown RD)
+  kSideClosed = 1u << 2,     // the last descriptor of this side was closed
+  kSideAborted = 1u << 3,    // closed with unread bytes: the kernel connection is reset
+};
+
+// Written by one endpoint only. Locks serialise threads/processes sharing that endpoint.
+struct SideBlock {
+  alignas(kCacheLine) std::atomic<uint32_t> flags;
+  std::atomic<uint32_t> send_lock;  // SharedLock word for this side's producer
+  std::atomic<uint32_t> recv_lock;  // SharedLock word for this side's consumer
+  std::atomic<uint32_t> holders;    // processes holding this end (fork adds one)
+  uint32_t pid;                     // informational (stat), never trusted
+  uint64_t bytes_sent;              // informational counters for `loopfast stat`
+  uint64_t bytes_received;
+  uint8_t pad[kCacheLine - 40];
+};
+static_assert(sizeof(SideBlock) == kCacheLine);
+
+struct SharedHeader {
+  uint32_t magic;
+  uint32_t version;
+  uint32_t header_bytes;
+  uint32_t reserved;
+  uint64_t total_bytes;
+  uint64_t ring_offset[2];
+  uint32_t ring_capacity[2];
+  uint8_t pad0[kCacheLine - 48];
+  SideBlock side[2];
+  RingControl ring[2];
+};
+static_assert(offsetof(SharedHeader, magic) == 0);
+static_assert(offsetof(SharedHeader, version) == 4);
+static_assert(offsetof(SharedHeader, total_bytes) == 16);
+static_assert(offsetof(SharedHeader, ring_offset) == 24);
+static_assert(offsetof(SharedHeader, ring_capacity) == 40);
+static_assert(offsetof(SharedHeader, side) == kCacheLine);
+static_assert(offsetof(SharedHeader, ring) == 3 * kCacheLine);
+static_assert(sizeof(SharedHeader) == 7 * kCacheLine);
+static_assert(sizeof(SharedHeader) <= kHeaderBytes);
+
+// Bytes of shared memory for rings of these capacities.
+uint64_t LayoutBytes(uint32_t capacity_c2s, uint32_t capacity_s2c);
+
+// Writes a fresh header into `memory` (LayoutBytes(...) bytes, zeroed).
+void InitializeLayout(void *memory, uint32_t capacity_c2s, uint32_t capacity_s2c);
+
+// Checks a header received from the peer against the mapping's real size. Every field the
+// reader will use is checked; false means "do not use this memory".
+bool ValidateLayout(const void *memory, uint64_t mapped_bytes);
+
+// Rounds a requested buffer size up to a valid ring capacity in [kMinRingBytes, kMaxRingBytes].
+uint32_t RingCapacityFor(uint64_t requested_bytes);
+
+}  // namespace loopfast
+
+#endif  // LOOPFAST_SOCKET_SHARED_LAYOUT_H_

@@ -1,0 +1,51 @@
+#include "socket/shared_layout.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+namespace loopfast {
+namespace {
+
+TEST(SharedLayoutTest, FreshLayoutValidates) {
+  const uint64_t bytes = LayoutBytes(16384, 32768);
+  std::vector<uint8_t> memory(bytes);
+  InitializeLayout(memory.data(), 16384, 32768);
+  EXPECT_TRUE(ValidateLayout(memory.data(), bytes));
+  const auto *header = reinterpret_cast<const SharedHeader *>(memory.data());
+  EXPECT_EQ(header->side[0].holders.load(), 1u);
+  EXPECT_EQ(header->ring_offset[1], kHeaderBytes + 16384u);
+}
+
+TEST(SharedLayoutTest, EveryForgedFieldIsRejected) {
+  const uint64_t bytes = LayoutBytes(16384, 16384);
+  std::vector<uint8_t> good(bytes);
+  InitializeLayout(good.data(), 16384, 16384);
+  auto forged = [&](auto mutate) {
+    std::vector<uint8_t> copy = good;
+    mutate(*reinterpret_cast<SharedHeader *>(copy.data()));
+    return ValidateLayout(copy.data(), bytes);
+  };
+  EXPECT_FALSE(forged([](SharedHeader &h) { h.magic = 0; }));
+  EXPECT_FALSE(forged([](SharedHeader &h) { h.version = 99; }));
+  EXPECT_FALSE(forged([](SharedHeader &h) { h.header_bytes = 64; }));
+  EXPECT_FALSE(forged([](SharedHeader &h) { h.total_bytes += 4096; }));
+  EXPECT_FALSE(forged([](SharedHeader &h) { h.ring_capacity[0] = 12345; }));
+  EXPECT_FALSE(forged([](SharedHeader &h) { h.ring_capacity[1] = 1u << 30; }));
+  EXPECT_FALSE(forged([](SharedHeader &h) { h.ring_offset[0] = 0; }));
+  EXPECT_FALSE(forged([](SharedHeader &h) { h.ring_offset[1] = 8; }));
+  EXPECT_FALSE(ValidateLayout(good.data(), bytes - 1));
+  EXPECT_FALSE(ValidateLayout(good.data(), 100));
+  EXPECT_FALSE(ValidateLayout(nullptr, bytes));
+}
+
+TEST(SharedLayoutTest, RingCapacityRoundsUpWithinBounds) {
+  EXPECT_EQ(RingCapacityFor(1), kMinRingBytes);
+  EXPECT_EQ(RingCapacityFor(kMinRingBytes + 1), 2 * kMinRingBytes);
+  EXPECT_EQ(RingCapacityFor(100000), 131072u);
+  EXPECT_EQ(RingCapacityFor(uint64_t{1} << 40), kMaxRingBytes);
+}
+
+}  // namespace
+}  // namespace loopfast

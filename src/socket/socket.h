@@ -1,0 +1,78 @@
+// What loopfast knows about one open TCP socket (shared by every descriptor that refers to it:
+// dup, dup2, fcntl F_DUPFD, and the same descriptor in threads).
+#ifndef LOOPFAST_SOCKET_SOCKET_H_
+#define LOOPFAST_SOCKET_SOCKET_H_
+
+#include <sys/time.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "rendezvous/listener_channel.h"
+#include "socket/fast_connection.h"
+
+namespace loopfast {
+
+enum class Path : uint8_t {
+  kUndecided,   // not connected or listening yet
+  kListening,   // a listener (fast listeners have a channel)
+  kConnecting,  // opted-in connect() under way (non-blocking or interrupted)
+  kPending,     // connected; the listener opted in; waiting for its Offer
+  kFast,        // data moves through shared memory
+  kKernel,      // ordinary kernel TCP, for good
+};
+
+// Why an opted-in socket took kernel TCP; static strings, shown by the API and the log.
+namespace reason {
+inline constexpr const char *kNone = "";
+inline constexpr const char *kNotOptedIn = "this socket did not opt in";
+inline constexpr const char *kNotLoopback = "destination is not a loopback address";
+inline constexpr const char *kNoListenerChannel = "no opted-in listener on that port";
+inline constexpr const char *kPeerNotOptedIn = "peer did not opt in";
+inline constexpr const char *kListenerNotOptedIn = "listener did not opt in";
+inline constexpr const char *kChannelBusy = "port's rendezvous channel belongs to another group";
+inline constexpr const char *kRefused = "peer refused the fast path";
+inline constexpr const char *kRendezvousLost = "rendezvous did not complete";
+inline constexpr const char *kUnverified = "could not verify the peer";
+inline constexpr const char *kOtherUser = "peer runs as another user";
+inline constexpr const char *kResources = "out of resources for the fast path";
+inline constexpr const char *kDisabled = "loopfast is disabled (LOOPFAST_DISABLE)";
+inline constexpr const char *kConnectFailed = "connect failed";
+inline constexpr const char *kBadOffer = "peer sent an invalid offer";
+}  // namespace reason
+
+struct Socket {
+  explicit Socket(int family_in) : family(family_in) {}
+
+  const int family;
+  std::atomic<bool> opted_in{false};
+  std::atomic<bool> nonblocking{false};
+  std::atomic<Path> path{Path::kUndecided};
+  // Set once, before path becomes kFast; lives as long as the Socket.
+  std::atomic<FastConnection *> fast{nullptr};
+  std::atomic<int> descriptors{1};  // descriptors in this process that refer to it
+
+  std::mutex mutex;  // guards everything below
+  const char *fallback_reason = reason::kNone;
+  bool has_accepted = false;
+  std::shared_ptr<rendezvous::ListenerChannel> channel;  // fast listener
+  int rendezvous_fd = -1;                                // client's channel while pending
+  std::vector<uint8_t> early_bytes;  // sent while pending, before the Offer arrived
+  std::unique_ptr<FastConnection> fast_owner;
+  // The program's own settings, kept where the kernel's copy is not the whole story.
+  struct timeval recv_timeout = {0, 0};
+  struct timeval send_timeout = {0, 0};
+  int program_rcvbuf = 0;  // SO_RCVBUF as the program set it (0: never)
+  int program_ttl = -1;    // IP_TTL / IPV6_UNICAST_HOPS deferred while the marker is on
+  int program_hops = -1;
+  int program_maxseg = 0;  // TCP_MAXSEG a fast listener keeps to itself
+
+  ~Socket();
+};
+
+}  // namespace loopfast
+
+#endif  // LOOPFAST_SOCKET_SOCKET_H_

@@ -1,0 +1,961 @@
+#include "socket/socket_ops.h"
+
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+
+#include "loopfast/loopfast.h"
+#include "rendezvous/markers.h"
+#include "rendezvous/protocol.h"
+#include "rendezvous/unix_channel.h"
+#include "socket/address.h"
+#include "socket/config.h"
+#include "socket/fd_table.h"
+#include "sys/real_calls.h"
+
+namespace loopfast::ops {
+namespace {
+
+using rendezvous::Kind;
+
+// How long an accept waits for a Hello that another process of its group holds.
+constexpr int kFindHelloTimeoutMs = 1000;
+// How long a blocked call waits for the listener's Offer before the connection is moved to
+// kernel TCP (always safe: see AbandonPending).
+constexpr int kOfferPatienceMs = 2000;
+
+FdTable &Table() { return FdTable::Instance(); }
+const sys::RealCalls &Real() { return sys::Real(); }
+
+bool IsTcpSocket(int domain, int type, int protocol) {
+  return (domain == AF_INET || domain == AF_INET6) && (type & 0xf) == SOCK_STREAM &&
+         (protocol == 0 || protocol == IPPROTO_TCP);
+}
+
+std::shared_ptr<Socket> NewSocket(int family, bool nonblocking) {
+  auto socket = std::make_shared<Socket>(family);
+  const Config &config = GetConfig();
+  socket->opted_in.store(config.default_on && !config.disabled, std::memory_order_relaxed);
+  socket->nonblocking.store(nonblocking, std::memory_order_relaxed);
+  return socket;
+}
+
+// Caller holds socket.mutex.
+void DecideKernel(Socket &socket, const char *why) {
+  socket.path.store(Path::kKernel, std::memory_order_release);
+  if (socket.opted_in.load(std::memory_order_relaxed)) {
+    socket.fallback_reason = why;
+    Log(LogLevel::kInfo, "kernel TCP: %s", why);
+  }
+}
+
+void CloseRendezvous(Socket &socket) {
+  if (socket.rendezvous_fd >= 0) {
+    rendezvous::CloseAll(&socket.rendezvous_fd, 1);
+    socket.rendezvous_fd = -1;
+  }
+}
+
+// Blocking write of `bytes` to the kernel connection, whatever the socket's O_NONBLOCK.
+void WriteAllToKernel(int fd, const uint8_t *bytes, size_t size) {
+  const int saved_errno = errno;
+  size_t done = 0;
+  while (done < size) {
+    const ssize_t n = Real().send(fd, bytes + done, size - done, MSG_NOSIGNAL);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      struct pollfd pfd = {fd, POLLOUT, 0};
+      Real().poll(&pfd, 1, 1000);
+    } else {
+      break;  // the connection failed; the program sees that on its next call
+    }
+  }
+  errno = saved_errno;
+}
+
+// Leaves the pending state for kernel TCP. Always safe: the listener, if it already went fast,
+// sees our end of its doorbells close with the unread Offer and moves its side to kernel TCP
+// too, writing what it had queued to the kernel connection first. Caller holds the mutex.
+void AbandonPending(Socket &socket, int fd, const char *why) {
+  CloseRendezvous(socket);
+  if (!socket.early_bytes.empty()) {
+    WriteAllToKernel(fd, socket.early_bytes.data(), socket.early_bytes.size());
+    socket.early_bytes.clear();
+    socket.early_bytes.shrink_to_fit();
+  }
+  DecideKernel(socket, why);
+}
+
+// Caller holds the mutex; path is kPending. Takes ownership of the three descriptors.
+void AdoptOffer(Socket &socket, int fd, const int *fds) {
+  Result<std::unique_ptr<FastConnection>> attached = FastConnection::Attach(fds[0], fds[1], fds[2]);
+  if (!attached.ok()) {
+    // The listener believes the connection is fast; it is not usable. Fail loudly, never
+    // silently: both ends see the kernel connection end.
+    CloseRendezvous(socket);
+    Real().shutdown(fd, SHUT_RDWR);
+    DecideKernel(socket, reason::kBadOffer);
+    Log(LogLevel::kError, "rejected an invalid offer (errno %d); connection shut down",
+        attached.error());
+    return;
+  }
+  socket.fast_owner = std::move(attached.value());
+  FastConnection *fast = socket.fast_owner.get();
+  if (!socket.early_bytes.empty()) {
+    // The ring is empty and at least kMinRingBytes large: the early bytes fit at once.
+    struct iovec iov = {socket.early_bytes.data(), socket.early_bytes.size()};
+    SendCall call;
+    call.nonblocking = true;
+    (void)fast->Send(fd, &iov, 1, call);
+    socket.early_bytes.clear();
+    socket.early_bytes.shrink_to_fit();
+  }
+  CloseRendezvous(socket);
+  socket.fast.store(fast, std::memory_order_release);
+  socket.path.store(Path::kFast, std::memory_order_release);
+  Log(LogLevel::kDebug, "fast path established (connecting side)");
+}
+
+enum class Resolve { kResolved, kStillPending, kInterrupted, kTimedOut };
+
+// Reads the listener's answer. `wait_ms` < 0: do not block; otherwise block up to wait_ms
+// (0: up to the Offer patience). Caller holds the mutex.
+Resolve ResolvePending(Socket &socket, int fd, int wait_ms) {
+  if (socket.path.load(std::memory_order_relaxed) != Path::kPending) return Resolve::kResolved;
+  const bool blocking = wait_ms >= 0;
+  if (blocking) {
+    const int patience = wait_ms == 0 ? kOfferPatienceMs : std::min(wait_ms, kOfferPatienceMs);
+    struct timeval timeout = {patience / 1000, (patience % 1000) * 1000};
+    Real().setsockopt(socket.rendezvous_fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    Real().fcntl(socket.rendezvous_fd, F_SETFL, 0);
+  }
+  union {
+    rendezvous::Offer offer;
+    rendezvous::Reject reject;
+    char bytes[64];
+  } message;
+  int fds[rendezvous::kMaxMessageFds];
+  int fd_count = 0;
+  Result<size_t> got = rendezvous::ReceiveMessage(socket.rendezvous_fd, &message, sizeof message,
+                                                  fds, &fd_count, blocking);
+  if (!got.ok()) {
+    if (got.error() == EINTR) return Resolve::kInterrupted;
+    if (got.error() == EAGAIN || got.error() == EWOULDBLOCK) {
+      if (!blocking) return Resolve::kStillPending;
+      if (wait_ms != 0 && wait_ms < kOfferPatienceMs) return Resolve::kTimedOut;
+      AbandonPending(socket, fd, reason::kRendezvousLost);
+      return Resolve::kResolved;
+    }
+    AbandonPending(socket, fd, reason::kRendezvousLost);
+    return Resolve::kResolved;
+  }
+  if (got.value() == sizeof(rendezvous::Offer) && fd_count == 3 &&
+      rendezvous::IsMessage(&message, got.value(), Kind::kOffer, sizeof(rendezvous::Offer))) {
+    AdoptOffer(socket, fd, fds);
+    return Resolve::kResolved;
+  }
+  rendezvous::CloseAll(fds, fd_count);
+  const bool refused = rendezvous::IsMessage(&message, got.value(), Kind::kReject,
+                                             sizeof(rendezvous::Reject));
+  AbandonPending(socket, fd, refused ? reason::kRefused : reason::kRendezvousLost);
+  return Resolve::kResolved;
+}
+
+int TimevalMs(const struct timeval &timeout) {
+  if (timeout.tv_sec == 0 && timeout.tv_usec == 0) return 0;
+  const long ms = timeout.tv_sec * 1000 + (timeout.tv_usec + 999) / 1000;
+  return static_cast<int>(std::clamp<long>(ms, 1, 1 << 30));
+}
+
+// The connection is established: read the listener's marker. Caller holds the mutex.
+void FinishConnect(Socket &socket, int fd) {
+  rendezvous::RestoreClientMarker(fd, socket.family, socket.program_ttl, socket.program_hops);
+  if (!rendezvous::ListenerMarkerSeen(fd)) {
+    CloseRendezvous(socket);
+    DecideKernel(socket, reason::kListenerNotOptedIn);
+    return;
+  }
+  socket.path.store(Path::kPending, std::memory_order_release);
+  (void)ResolvePending(socket, fd, -1);
+}
+
+void FailConnect(Socket &socket, int fd) {
+  rendezvous::RestoreClientMarker(fd, socket.family, socket.program_ttl, socket.program_hops);
+  CloseRendezvous(socket);
+  socket.path.store(Path::kUndecided, std::memory_order_release);
+}
+
+// A non-blocking (or interrupted) connect may have finished: look without consuming SO_ERROR.
+// Caller holds the mutex.
+void CheckConnectProgress(Socket &socket, int fd) {
+  if (socket.path.load(std::memory_order_relaxed) != Path::kConnecting) return;
+  struct tcp_info info {};
+  socklen_t length = sizeof info;
+  if (Real().getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0) return;
+  if (info.tcpi_state == TCP_ESTABLISHED || info.tcpi_state == TCP_CLOSE_WAIT) {
+    FinishConnect(socket, fd);
+  } else if (info.tcpi_state == TCP_CLOSE) {
+    FailConnect(socket, fd);
+  }
+}
+
+// Blocks until a connect under way ends (the program asked for a blocking call on it).
+void WaitConnect(int fd, const struct timeval &timeout) {
+  struct pollfd pfd = {fd, POLLOUT, 0};
+  const int ms = TimevalMs(timeout);
+  Real().poll(&pfd, 1, ms == 0 ? -1 : ms);
+}
+
+// ---- listener channels, one per port in this process ----
+std::mutex channels_mutex;
+std::map<uint16_t, std::weak_ptr<rendezvous::ListenerChannel>> *channels = nullptr;
+
+Result<std::shared_ptr<rendezvous::ListenerChannel>> AcquireChannel(uint16_t port) {
+  std::lock_guard<std::mutex> guard(channels_mutex);
+  if (channels == nullptr) channels = new std::map<uint16_t, std::weak_ptr<rendezvous::ListenerChannel>>();
+  if (auto existing = (*channels)[port].lock()) return existing;
+  auto opened = rendezvous::ListenerChannel::Open(port);
+  if (opened.ok()) (*channels)[port] = opened.value();
+  return opened;
+}
+
+uint16_t BoundPort(int fd) {
+  struct sockaddr_storage address{};
+  socklen_t length = sizeof address;
+  if (getsockname(fd, reinterpret_cast<struct sockaddr *>(&address), &length) != 0) return 0;
+  return PortOf(reinterpret_cast<struct sockaddr *>(&address), length);
+}
+
+// Makes a listening socket fast-capable: marker first, then the channel; kernel listen is the
+// caller's. Caller holds the mutex.
+void EnableListener(Socket &socket, int fd) {
+  uint16_t port = BoundPort(fd);
+  if (port == 0) {
+    // listen() would bind a wildcard ephemeral port; do it first so the marker and channel
+    // exist before any SYN can arrive.
+    struct sockaddr_storage any{};
+    socklen_t length;
+    if (socket.family == AF_INET6) {
+      auto *in6 = reinterpret_cast<struct sockaddr_in6 *>(&any);
+      in6->sin6_family = AF_INET6;
+      in6->sin6_addr = in6addr_any;
+      length = sizeof *in6;
+    } else {
+      auto *in = reinterpret_cast<struct sockaddr_in *>(&any);
+      in->sin_family = AF_INET;
+      in->sin_addr.s_addr = htonl(INADDR_ANY);
+      length = sizeof *in;
+    }
+    if (Real().bind(fd, reinterpret_cast<struct sockaddr *>(&any), length) != 0) return;
+    port = BoundPort(fd);
+  }
+  auto channel = AcquireChannel(port);
+  if (!channel.ok()) {
+    socket.fallback_reason = reason::kChannelBusy;
+    Log(LogLevel::kInfo, "listener on port %u stays on kernel TCP: %s (errno %d)", port,
+        reason::kChannelBusy, channel.error());
+    return;
+  }
+  if (!rendezvous::SetListenerMarker(fd).ok()) return;
+  socket.channel = channel.value();
+  Log(LogLevel::kDebug, "listener on port %u opted in", port);
+}
+
+void DisableListener(Socket &socket, int fd) {
+  if (!socket.channel) return;
+  const int zero = 0;
+  Real().setsockopt(fd, IPPROTO_TCP, TCP_SAVE_SYN, &zero, sizeof zero);
+  Real().setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &socket.program_maxseg,
+                    sizeof socket.program_maxseg);
+  socket.channel.reset();
+}
+
+// The server half of the rendezvous for a freshly accepted socket.
+void RendezvousAccepted(Socket &accepted, int fd, rendezvous::ListenerChannel &channel) {
+  if (!rendezvous::ClientMarkerSeen(fd)) {
+    DecideKernel(accepted, reason::kPeerNotOptedIn);
+    return;
+  }
+  Result<rendezvous::FoundHello> found = channel.FindHello(fd, kFindHelloTimeoutMs);
+  if (!found.ok()) {
+    DecideKernel(accepted, found.error() == EACCES ? reason::kOtherUser : reason::kRendezvousLost);
+    return;
+  }
+  const uint32_t wanted_rx = found.value().hello.rx_capacity;
+  const uint32_t capacity_c2s = RingCapacityFor(
+      accepted.program_rcvbuf > 0 ? static_cast<uint64_t>(accepted.program_rcvbuf)
+                                  : kDefaultRingBytes);
+  const uint32_t capacity_s2c = RingCapacityFor(wanted_rx);
+  PeerHandles peer;
+  Result<std::unique_ptr<FastConnection>> created =
+      FastConnection::Create(capacity_c2s, capacity_s2c, &peer);
+  if (!created.ok()) {
+    const rendezvous::Reject reject = {rendezvous::MakeHeader(Kind::kReject),
+                                       rendezvous::RejectReason::kResources, 0};
+    (void)rendezvous::SendMessage(found.value().channel_fd, &reject, sizeof reject, nullptr, 0);
+    rendezvous::CloseAll(&found.value().channel_fd, 1);
+    DecideKernel(accepted, reason::kResources);
+    return;
+  }
+  const rendezvous::Offer offer = {rendezvous::MakeHeader(Kind::kOffer), capacity_c2s,
+                                   capacity_s2c};
+  const int fds[3] = {peer.memory_fd, peer.data_bell_fd, peer.space_bell_fd};
+  const Status sent =
+      rendezvous::SendMessage(found.value().channel_fd, &offer, sizeof offer, fds, 3);
+  rendezvous::CloseAll(fds, 3);
+  rendezvous::CloseAll(&found.value().channel_fd, 1);
+  if (!sent.ok()) {
+    DecideKernel(accepted, reason::kRendezvousLost);
+    return;  // `created` unmaps on destruction
+  }
+  accepted.fast_owner = std::move(created.value());
+  accepted.fast.store(accepted.fast_owner.get(), std::memory_order_release);
+  accepted.path.store(Path::kFast, std::memory_order_release);
+  Log(LogLevel::kDebug, "fast path established (accepting side)");
+}
+
+// Drops one descriptor's hold; the last one ends this process's use of the socket. `fd` is
+// still open (the caller closes it afterwards, or dup2 replaces it).
+void ReleaseDescriptor(const std::shared_ptr<Socket> &socket, int fd) {
+  if (socket->descriptors.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  std::lock_guard<std::mutex> guard(socket->mutex);
+  switch (socket->path.load(std::memory_order_relaxed)) {
+    case Path::kPending:
+      AbandonPending(*socket, fd, reason::kRendezvousLost);
+      break;
+    case Path::kConnecting:
+      FailConnect(*socket, fd);
+      break;
+    case Path::kFast:
+      if (socket->fast_owner->Close()) {
+        // Unread bytes: TCP resets the connection; so do we, through the kernel connection.
+        const struct linger abort_linger = {1, 0};
+        Real().setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_linger, sizeof abort_linger);
+      }
+      break;
+    default:
+      break;
+  }
+  socket->channel.reset();
+}
+
+std::shared_ptr<Socket> Adopt(int fd) {
+  int domain = 0, type = 0, protocol = 0, listening = 0;
+  socklen_t length = sizeof domain;
+  if (Real().getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) != 0) return nullptr;
+  length = sizeof type;
+  Real().getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length);
+  length = sizeof protocol;
+  Real().getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &length);
+  if (!IsTcpSocket(domain, type, protocol)) return nullptr;
+  const int flags = Real().fcntl(fd, F_GETFL, 0);
+  auto socket = NewSocket(domain, flags >= 0 && (flags & O_NONBLOCK) != 0);
+  socket->opted_in.store(false, std::memory_order_relaxed);
+  length = sizeof listening;
+  Real().getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length);
+  struct sockaddr_storage peer{};
+  socklen_t peer_length = sizeof peer;
+  if (listening) {
+    socket->path.store(Path::kListening, std::memory_order_relaxed);
+  } else if (getpeername(fd, reinterpret_cast<struct sockaddr *>(&peer), &peer_length) == 0) {
+    socket->path.store(Path::kKernel, std::memory_order_relaxed);
+  }
+  Table().Set(fd, socket);
+  return socket;
+}
+
+WaitSpec WaitFor(const struct timeval &timeout) {
+  WaitSpec spec;
+  spec.spin_ns = GetConfig().spin_ns;
+  spec.timeout = timeout;
+  return spec;
+}
+
+size_t IovLength(const struct msghdr *message) {
+  size_t total = 0;
+  for (size_t i = 0; i < message->msg_iovlen; ++i) total += message->msg_iov[i].iov_len;
+  return total;
+}
+
+// Copies up to `room` bytes of the message, starting `skip` bytes in, to `out`.
+size_t AppendFromIov(const struct msghdr *message, size_t skip, size_t room,
+                     std::vector<uint8_t> &out) {
+  size_t copied = 0;
+  for (size_t i = 0; i < message->msg_iovlen && copied < room; ++i) {
+    const auto *base = static_cast<const uint8_t *>(message->msg_iov[i].iov_base);
+    size_t len = message->msg_iov[i].iov_len;
+    if (skip >= len) {
+      skip -= len;
+      continue;
+    }
+    const size_t take = std::min(len - skip, room - copied);
+    out.insert(out.end(), base + skip, base + skip + take);
+    copied += take;
+    skip = 0;
+  }
+  return copied;
+}
+
+}  // namespace
+
+bool IsTracked(int fd) { return Table().Get(fd) != nullptr; }
+
+int CreateSocket(int domain, int type, int protocol) {
+  const int fd = Real().socket(domain, type, protocol);
+  if (fd >= 0 && IsTcpSocket(domain, type, protocol)) {
+    Table().Set(fd, NewSocket(domain, (type & SOCK_NONBLOCK) != 0));
+  }
+  return fd;
+}
+
+int Connect(int fd, const struct sockaddr *address, socklen_t length) {
+  std::shared_ptr<Socket> socket = Table().Get(fd);
+  if (!socket) return Real().connect(fd, address, length);
+  std::lock_guard<std::mutex> guard(socket->mutex);
+  const Path path = socket->path.load(std::memory_order_relaxed);
+  if (path == Path::kConnecting) {
+    const int ret = Real().connect(fd, address, length);
+    const int error = errno;
+    if (ret == 0 || error == EISCONN) {
+      FinishConnect(*socket, fd);
+    } else if (error != EALREADY && error != EINPROGRESS && error != EINTR) {
+      FailConnect(*socket, fd);
+    }
+    errno = error;
+    return ret;
+  }
+  const bool opted_in = socket->opted_in.load(std::memory_order_relaxed);
+  const char *plain_reason = nullptr;
+  if (path != Path::kUndecided) {
+    plain_reason = socket->fallback_reason;
+  } else if (!opted_in) {
+    plain_reason = reason::kNotOptedIn;
+  } else if (GetConfig().disabled) {
+    plain_reason = reason::kDisabled;
+  } else if (!IsLoopback(address, length)) {
+    plain_reason = reason::kNotLoopback;
+  }
+  int channel = -1;
+  if (plain_reason == nullptr) {
+    channel = Real().socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    struct sockaddr_un channel_address;
+    const socklen_t channel_length =
+        rendezvous::ChannelAddress(PortOf(address, length), &channel_address);
+    const int saved_errno = errno;
+    if (channel < 0 ||
+        Real().connect(channel, reinterpret_cast<struct sockaddr *>(&channel_address),
+                       channel_length) != 0) {
+      plain_reason = reason::kNoListenerChannel;
+    } else {
+      const uint64_t wanted = socket->program_rcvbuf > 0
+                                  ? static_cast<uint64_t>(socket->program_rcvbuf)
+                                  : kDefaultRingBytes;
+      const rendezvous::Hello hello = {rendezvous::MakeHeader(Kind::kHello), fd,
+                                       RingCapacityFor(wanted)};
+      if (!rendezvous::SendMessage(channel, &hello, sizeof hello, nullptr, 0).ok() ||
+          !rendezvous::SetClientMarker(fd, socket->family).ok()) {
+        plain_reason = reason::kNoListenerChannel;
+      }
+    }
+    errno = saved_errno;
+    if (plain_reason != nullptr && channel >= 0) {
+      rendezvous::CloseAll(&channel, 1);
+      channel = -1;
+    }
+  }
+  if (plain_reason != nullptr) {
+    const int ret = Real().connect(fd, address, length);
+    if (ret == 0 || errno == EINPROGRESS || errno == EINTR) {
+      const int error = errno;
+      DecideKernel(*socket, plain_reason);
+      errno = error;
+    }
+    return ret;
+  }
+  socket->rendezvous_fd = channel;
+  const int ret = Real().connect(fd, address, length);
+  const int error = errno;
+  if (ret == 0) {
+    FinishConnect(*socket, fd);
+  } else if (error == EINPROGRESS || error == EINTR) {
+    // Non-blocking, or a signal arrived: the handshake goes on in the kernel.
+    socket->path.store(Path::kConnecting, std::memory_order_release);
+  } else {
+    FailConnect(*socket, fd);
+  }
+  errno = error;
+  return ret;
+}
+
+int Listen(int fd, int backlog) {
+  std::shared_ptr<Socket> socket = Table().Get(fd);
+  if (!socket) return Real().listen(fd, backlog);
+  std::lock_guard<std::mutex> guard(socket->mutex);
+  const bool first = socket->path.load(std::memory_order_relaxed) == Path::kUndecided;
+  if (first && socket->opted_in.load(std::memory_order_relaxed) && !GetConfig().disabled) {
+    EnableListener(*socket, fd);
+  }
+  const int ret = Real().listen(fd, backlog);
+  if (ret == 0) {
+    socket->path.store(Path::kListening, std::memory_order_release);
+  } else if (first) {
+    const int error = errno;
+    DisableListener(*socket, fd);
+    errno = error;
+  }
+  return ret;
+}
+
+int Accept(int fd, struct sockaddr *address, socklen_t *length, int flags) {
+  std::shared_ptr<Socket> listener = Table().Get(fd);
+  const int accepted_fd = Real().accept4(fd, address, length, flags);
+  if (accepted_fd < 0 || !listener) return accepted_fd;
+  const int saved_errno = errno;
+  std::shared_ptr<rendezvous::ListenerChannel> channel;
+  auto accepted = NewSocket(listener->family, (flags & SOCK_NONBLOCK) != 0);
+  {
+    std::lock_guard<std::mutex> guard(listener->mutex);
+    listener->has_accepted = true;
+    channel = listener->channel;
+    // The kernel copies these to the accepted socket; so do we.
+    accepted->recv_timeout = listener->recv_timeout;
+    accepted->send_timeout = listener->send_timeout;
+    accepted->program_rcvbuf = listener->program_rcvbuf;
+    accepted->opted_in.store(listener->opted_in.load(std::memory_order_relaxed),
+                             std::memory_order_relaxed);
+  }
+  {
+    std::lock_guard<std::mutex> guard(accepted->mutex);
+    if (channel) {
+      RendezvousAccepted(*accepted, accepted_fd, *channel);
+    } else {
+      DecideKernel(*accepted, reason::kListenerNotOptedIn);
+    }
+  }
+  Table().Set(accepted_fd, accepted);
+  errno = saved_errno;
+  return accepted_fd;
+}
+
+int Close(int fd) {
+  std::shared_ptr<Socket> socket = Table().Remove(fd);
+  if (socket) ReleaseDescriptor(socket, fd);
+  return Real().close(fd);
+}
+
+int Shutdown(int fd, int how) {
+  std::shared_ptr<Socket> socket = Table().Get(fd);
+  if (!socket) return Real().shutdown(fd, how);
+  if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR) return Real().shutdown(fd, how);
+  {
+    std::lock_guard<std::mutex> guard(socket->mutex);
+    CheckConnectProgress(*socket, fd);
+    if (socket->path.load(std::memory_order_relaxed) == Path::kPending &&
+        ResolvePending(*socket, fd, -1) == Resolve::kStillPending &&
+        (how == SHUT_WR || how == SHUT_RDWR)) {
+      AbandonPending(*socket, fd, reason::kRendezvousLost);
+    }
+  }
+  const int ret = Real().shutdown(fd, how);
+  if (ret == 0) {
+    if (FastConnection *fast = socket->fast.load(std::memory_order_acquire)) {
+      if (how == SHUT_WR || how == SHUT_RDWR) fast->ShutdownWrite();
+      if (how == SHUT_RD || how == SHUT_RDWR) fast->ShutdownRead();
+    }
+  }
+  return ret;
+}
+
+ssize_t Send(int fd, const struct msghdr *message, int flags) {
+  std::shared_ptr<Socket> socket = Table().Get(fd);
+  if (!socket) return Real().sendmsg(fd, message, flags);
+  size_t sent_early = 0;
+  for (;;) {
+    switch (socket->path.load(std::memory_order_acquire)) {
+      case Path::kFast: {
+        if ((flags & MSG_OOB) != 0) {
+          errno = EOPNOTSUPP;
+          return -1;
+        }
+        FastConnection *fast = socket->fast.load(std::memory_order_acquire);
+        SendCall call;
+        call.nonblocking =
+            socket->nonblocking.load(std::memory_order_relaxed) || (flags & MSG_DONTWAIT) != 0;
+        call.wait = WaitFor(socket->send_timeout);
+        if (sent_early == 0) {
+          Result<size_t> sent = fast->Send(fd, message->msg_iov, message->msg_iovlen, call);
+          if (sent.ok()) return static_cast<ssize_t>(sent.value());
+          if (sent.error() == kUseKernel) return Real().sendmsg(fd, message, flags);
+          errno = sent.error();
+          return -1;
+        }
+        // Part of this call went out while pending: send the rest the same way a blocking
+        // TCP send would, and count it all.
+        std::vector<uint8_t> rest;
+        AppendFromIov(message, sent_early, IovLength(message) - sent_early, rest);
+        struct iovec iov = {rest.data(), rest.size()};
+        Result<size_t> sent = fast->Send(fd, &iov, 1, call);
+        return static_cast<ssize_t>(sent_early + (sent.ok() ? sent.value() : 0));
+      }
+      case Path::kConnecting:
+      case Path::kPending: {
+        const bool nonblocking =
+            socket->nonblocking.load(std::memory_order_relaxed) || (flags & MSG_DONTWAIT) != 0;
+        std::unique_lock<std::mutex> guard(socket->mutex);
+        CheckConnectProgress(*socket, fd);
+        const Path now = socket->path.load(std::memory_order_relaxed);
+        if (now == Path::kConnecting) {
+          if (nonblocking) {
+            errno = EAGAIN;
+            return -1;
+          }
+          guard.unlock();
+          WaitConnect(fd, socket->send_timeout);
+          guard.lock();
+          CheckConnectProgress(*socket, fd);
+          if (socket->path.load(std::memory_order_relaxed) == Path::kConnecting) {
+            errno = EAGAIN;
+            return -1;
+          }
+          continue;
+        }
+        if (now != Path::kPending) continue;
+        if (ResolvePending(*socket, fd, -1) == Resolve::kResolved) continue;
+        const size_t total = IovLength(message);
+        const size_t room = kMinRingBytes - std::min<size_t>(kMinRingBytes,
+                                                             socket->early_bytes.size());
+        sent_early += AppendFromIov(message, sent_early, room, socket->early_bytes);
+        if (sent_early == total) return static_cast<ssize_t>(total);
+        if (nonblocking) {
+          if (sent_early > 0) return static_cast<ssize_t>(sent_early);
+          errno = EAGAIN;
+          return -1;
+        }
+        const Resolve waited = ResolvePending(*socket, fd, TimevalMs(socket->send_timeout));
+        if (waited == Resolve::kInterrupted || waited == Resolve::kTimedOut) {
+          if (sent_early > 0) return static_cast<ssize_t>(sent_early);
+          errno = waited == Resolve::kInterrupted ? EINTR : EAGAIN;
+          return -1;
+        }
+        continue;
+      }
+      default: {
+        if (sent_early == 0) return Real().sendmsg(fd, message, flags);
+        std::vector<uint8_t> rest;
+        AppendFromIov(message, sent_early, IovLength(message) - sent_early, rest);
+        const ssize_t n = Real().send(fd, rest.data(), rest.size(), flags);
+        return static_cast<ssize_t>(sent_early + (n > 0 ? static_cast<size_t>(n) : 0));
+      }
+    }
+  }
+}
+
+ssize_t Recv(int fd, struct msghdr *message, int flags) {
+  std::shared_ptr<Socket> socket = Table().Get(fd);
+  if (!socket) return Real().recvmsg(fd, message, flags);
+  for (;;) {
+    switch (socket->path.load(std::memory_order_acquire)) {
+      case Path::kFast: {
+        if ((flags & MSG_ERRQUEUE) != 0) return Real().recvmsg(fd, message, flags);
+        if ((flags & MSG_OOB) != 0) {
+          errno = EINVAL;  // as TCP says when no urgent byte is waiting
+          return -1;
+        }
+        FastConnection *fast = socket->fast.load(std::memory_order_acquire);
+        RecvCall call;
+        call.nonblocking =
+            socket->nonblocking.load(std::memory_order_relaxed) || (flags & MSG_DONTWAIT) != 0;
+        call.peek = (flags & MSG_PEEK) != 0;
+        call.wait_all = (flags & MSG_WAITALL) != 0;
+        call.wait = WaitFor(socket->recv_timeout);
+        Result<size_t> got = fast->Recv(message->msg_iov, message->msg_iovlen, call);
+        if (!got.ok() && got.error() == kUseKernel) return Real().recvmsg(fd, message, flags);
+        if (!got.ok()) {
+          errno = got.error();
+          return -1;
+        }
+        // What the kernel reports for TCP: no address, no control data, no flags.
+        message->msg_namelen = 0;
+        message->msg_controllen = 0;
+        message->msg_flags = 0;
+        return static_cast<ssize_t>(got.value());
+      }
+      case Path::kConnecting:
+      case Path::kPending: {
+        const bool nonblocking =
+            socket->nonblocking.load(std::memory_order_relaxed) || (flags & MSG_DONTWAIT) != 0;
+        std::unique_lock<std::mutex> guard(socket->mutex);
+        CheckConnectProgress(*socket, fd);
+        const Path now = socket->path.load(std::memory_order_relaxed);
+        if (now == Path::kConnecting) {
+          if (nonblocking) {
+            errno = EAGAIN;
+            return -1;
+          }
+          guard.unlock();
+          WaitConnect(fd, socket->recv_timeout);
+          guard.lock();
+          CheckConnectProgress(*socket, fd);
+          if (socket->path.load(std::memory_order_relaxed) == Path::kConnecting) {
+            errno = EAGAIN;
+            return -1;
+          }
+          continue;
+        }
+        if (now != Path::kPending) continue;
+        if (ResolvePending(*socket, fd, -1) == Resolve::kResolved) continue;
+        if (nonblocking) {
+          errno = EAGAIN;
+          return -1;
+        }
+        const Resolve waited = ResolvePending(*socket, fd, TimevalMs(socket->recv_timeout));
+        if (waited == Resolve::kInterrupted) {
+          errno = EINTR;
+          return -1;
+        }
+        if (waited == Resolve::kTimedOut) {
+          errno = EAGAIN;
+          return -1;
+        }
+        continue;
+      }
+      default:
+        return Real().recvmsg(fd, message, flags);
+    }
+  }
+}
+
+int SetSockOpt(int fd, int level, int name, const void *value, socklen_t length) {
+  std::shared_ptr<Socket> socket = Table().Get(fd);
+  if (!socket || value == nullptr) return Real().setsockopt(fd, level, name, value, length);
+  std::lock_guard<std::mutex> guard(socket->mutex);
+  const Path path = socket->path.load(std::memory_order_relaxed);
+  int int_value = 0;
+  if (length >= sizeof(int)) std::memcpy(&int_value, value, sizeof int_value);
+  // While the client marker is on, TTL settings wait until the handshake is over.
+  if (path == Path::kConnecting && length >= sizeof(int) &&
+      ((level == IPPROTO_IP && name == IP_TTL) ||
+       (level == IPPROTO_IPV6 && name == IPV6_UNICAST_HOPS))) {
+    if (int_value != -1 && (int_value < (name == IP_TTL ? 1 : 0) || int_value > 255)) {
+      errno = EINVAL;
+      return -1;
+    }
+    (name == IP_TTL ? socket->program_ttl : socket->program_hops) = int_value;
+    return 0;
+  }
+  // A fast listener's MSS is its marker; the program's value is kept for when it stops.
+  if (socket->channel && level == IPPROTO_TCP && name == TCP_MAXSEG && length >= sizeof(int)) {
+    socket->program_maxseg = int_value;
+    return 0;
+  }
+  const int ret = Real().setsockopt(fd, level, name, value, length);
+  if (ret != 0 || level != SOL_SOCKET) {
+    if (ret == 0 && level == IPPROTO_IP && name == IP_TTL) socket->program_ttl = int_value;
+    if (ret == 0 && level == IPPROTO_IPV6 && name == IPV6_UNICAST_HOPS) {
+      socket->program_hops = int_value;
+    }
+    return ret;
+  }
+  if ((name == SO_RCVTIMEO || name == SO_SNDTIMEO) && length >= sizeof(struct timeval)) {
+    std::memcpy(name == SO_RCVTIMEO ? &socket->recv_timeout : &socket->send_timeout, value,
+                sizeof(struct timeval));
+  } else if (name == SO_RCVBUF || name == SO_RCVBUFFORCE) {
+    socket->program_rcvbuf = int_value;
+  }
+  return ret;
+}
+
+int GetSockOpt(int fd, int level, int name, void *value, socklen_t *length) {
+  std::shared_ptr<Socket> socket = Table().Get(fd);
+  if (socket && level == SOL_SOCKET && name == SO_ERROR) {
+    // A program polling SO_ERROR after a non-blocking connect moves the rendezvous along.
+    std::lock_guard<std::mutex> guard(socket->mutex);
+    CheckConnectProgress(*socket, fd);
+  }
+  return Real().getsockopt(fd, level, name, value, length);
+}
+
+int Ioctl(int fd, unsigned long request, void *argument) {
+  std::shared_ptr<Socket> socket = Table().Get(fd);
+  if (!socket) return Real().ioctl(fd, request, argument);
+  FastConnection *fast = socket->fast.load(std::memory_order_acquire);
+  if (fast != nullptr && (request == FIONREAD || request == SIOCOUTQ || request == SIOCOUTQNSD)) {
+    if (argument == nullptr) {
+      errno = EFAULT;
+      return -1;
+    }
+    const size_t bytes = request == FIONREAD ? fast->ReadableBytes() : fast->UnsentBytes();
+    if (bytes == 0 && request == FIONREAD) return Real().ioctl(fd, request, argument);
+    const int value = static_cast<int>(std::min<size_t>(bytes, INT32_MAX));
+    std::memcpy(argument, &value, sizeof value);
+    return 0;
+  }
+  const int ret = Real().ioctl(fd, request, argument);
+  if (ret == 0 && request == FIONBIO && argument != nullptr) {
+    int on;
+    std::memcpy(&on, argument, sizeof on);
+    socket->nonblocking.store(on != 0, std::memory_order_relaxed);
+  }
+  return ret;
+}
+
+int Fcntl(int fd, int command, long argument) {
+  const int ret = Real().fcntl(fd, command, argument);
+  if (ret < 0) return ret;
+  std::shared_ptr<Socket> socket = Table().Get(fd);
+  if (!socket) return ret;
+  if (command == F_SETFL) {
+    socket->nonblocking.store((argument & O_NONBLOCK) != 0, std::memory_order_relaxed);
+  } else if (command == F_DUPFD || command == F_DUPFD_CLOEXEC) {
+    socket->descriptors.fetch_add(1, std::memory_order_relaxed);
+    Table().Set(ret, socket);
+  }
+  return ret;
+}
+
+int Dup(int fd) {
+  const int copy = Real().dup(fd);
+  if (copy < 0) return copy;
+  if (std::shared_ptr<Socket> socket = Table().Get(fd)) {
+    socket->descriptors.fetch_add(1, std::memory_order_relaxed);
+    Table().Set(copy, socket);
+  }
+  return copy;
+}
+
+int Dup3(int fd, int fd2, int flags, bool is_dup2) {
+  if (fd == fd2) return is_dup2 ? Real().dup2(fd, fd2) : Real().dup3(fd, fd2, flags);
+  std::shared_ptr<Socket> source = Table().Get(fd);
+  // Check the source first: dup2 with a bad source must leave fd2 untouched.
+  if (Real().fcntl(fd, F_GETFD, 0) < 0) return -1;
+  if (std::shared_ptr<Socket> replaced = Table().Remove(fd2)) {
+    ReleaseDescriptor(replaced, fd2);
+  }
+  const int ret = is_dup2 ? Real().dup2(fd, fd2) : Real().dup3(fd, fd2, flags);
+  if (ret >= 0 && source) {
+    source->descriptors.fetch_add(1, std::memory_order_relaxed);
+    Table().Set(ret, source);
+  }
+  return ret;
+}
+
+int CloseRange(unsigned first, unsigned last, int flags) {
+  if ((flags & CLOSE_RANGE_CLOEXEC) == 0) {
+    std::vector<int> closing;
+    FdTable::Instance().ForEach([&](int fd, const std::shared_ptr<Socket> &) {
+      if (static_cast<unsigned>(fd) >= first && static_cast<unsigned>(fd) <= last) {
+        closing.push_back(fd);
+      }
+    });
+    for (int fd : closing) {
+      if (std::shared_ptr<Socket> socket = Table().Remove(fd)) {
+        ReleaseDescriptor(socket, fd);
+      }
+    }
+  }
+  return Real().close_range(first, last, flags);
+}
+
+int SetFastPath(int fd, bool enable) {
+  if (Real().fcntl(fd, F_GETFD, 0) < 0) return -1;  // EBADF
+  struct stat info;
+  if (fstat(fd, &info) != 0) return -1;
+  if (!S_ISSOCK(info.st_mode)) {
+    errno = ENOTSOCK;
+    return -1;
+  }
+  std::shared_ptr<Socket> socket = Table().Get(fd);
+  if (!socket) socket = Adopt(fd);
+  if (!socket) {
+    errno = EINVAL;  // a socket, but not a TCP one
+    return -1;
+  }
+  if (GetConfig().disabled && enable) {
+    errno = EOPNOTSUPP;
+    return -1;
+  }
+  std::lock_guard<std::mutex> guard(socket->mutex);
+  switch (socket->path.load(std::memory_order_relaxed)) {
+    case Path::kUndecided: {
+      struct sockaddr_storage peer{};
+      socklen_t length = sizeof peer;
+      if (getpeername(fd, reinterpret_cast<struct sockaddr *>(&peer), &length) == 0) {
+        errno = EISCONN;
+        return -1;
+      }
+      socket->opted_in.store(enable, std::memory_order_relaxed);
+      return 0;
+    }
+    case Path::kListening:
+      if (socket->has_accepted) {
+        errno = EBUSY;
+        return -1;
+      }
+      socket->opted_in.store(enable, std::memory_order_relaxed);
+      if (enable && !socket->channel) EnableListener(*socket, fd);
+      if (!enable) DisableListener(*socket, fd);
+      return 0;
+    case Path::kConnecting:
+      errno = EALREADY;
+      return -1;
+    default:
+      errno = EISCONN;
+      return -1;
+  }
+}
+
+int PathOf(int fd) {
+  std::shared_ptr<Socket> socket = Table().Get(fd);
+  if (!socket) {
+    if (Real().fcntl(fd, F_GETFD, 0) < 0) return -1;
+    return LOOPFAST_PATH_NONE;
+  }
+  {
+    std::lock_guard<std::mutex> guard(socket->mutex);
+    CheckConnectProgress(*socket, fd);
+    if (socket->path.load(std::memory_order_relaxed) == Path::kPending) {
+      (void)ResolvePending(*socket, fd, -1);
+    }
+  }
+  switch (socket->path.load(std::memory_order_acquire)) {
+    case Path::kFast:
+      return LOOPFAST_PATH_FAST;
+    case Path::kKernel:
+    case Path::kPending:
+      return LOOPFAST_PATH_KERNEL;
+    default:
+      return LOOPFAST_PATH_NONE;
+  }
+}
+
+const char *FallbackReason(int fd) {
+  std::shared_ptr<Socket> socket = Table().Get(fd);
+  if (!socket) return "";
+  std::lock_guard<std::mutex> guard(socket->mutex);
+  return socket->fallback_reason;
+}
+
+void AfterFork(bool in_child) {
+  FdTable::Instance().ForEach([in_child](int, const std::shared_ptr<Socket> &socket) {
+    FastConnection *fast = socket->fast.load(std::memory_order_acquire);
+    if (in_child && fast != nullptr) fast->AddHolder();
+    // Channels are set before a listener is published and never replaced while it listens.
+    if (socket->channel) socket->channel->MarkShared();
+  });
+}
+
+}  // namespace loopfast::ops

@@ -1,0 +1,28 @@
+// The only way loopfast calls libc's socket functions: the real ones, found with
+// dlsym(RTLD_NEXT) past any interposer (ours included). Everything else in loopfast that needs
+// the kernel goes through here, so tests can see every system call the core makes.
+#ifndef LOOPFAST_SYS_REAL_CALLS_H_
+#define LOOPFAST_SYS_REAL_CALLS_H_
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "sys/real_calls_list.h"
+
+namespace loopfast::sys {
+
+struct RealCalls {
+#define LOOPFAST_DECLARE_POINTER(ret, name, params, args) ret(*name) params = nullptr;
+  LOOPFAST_REAL_CALLS(LOOPFAST_DECLARE_POINTER)
+#undef LOOPFAST_DECLARE_POINTER
+};
+
+// The table, resolved on first use (safe to call from any thread, at any time, even from
+// another library's constructor). Aborts with a message if libc lacks a function.
+const RealCalls &Real();
+
+}  // namespace loopfast::sys
+
+#endif  // LOOPFAST_SYS_REAL_CALLS_H_

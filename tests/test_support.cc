@@ -1,0 +1,190 @@
+#include "test_support.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <linux/tcp.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "loopfast/loopfast.h"
+
+namespace loopfast::test {
+namespace {
+
+socklen_t MakeAddress(int family, const std::string &address, uint16_t port,
+                      sockaddr_storage *out) {
+  std::memset(out, 0, sizeof *out);
+  if (family == AF_INET) {
+    auto *in = reinterpret_cast<sockaddr_in *>(out);
+    in->sin_family = AF_INET;
+    in->sin_port = htons(port);
+    inet_pton(AF_INET, address.c_str(), &in->sin_addr);
+    return sizeof *in;
+  }
+  auto *in6 = reinterpret_cast<sockaddr_in6 *>(out);
+  in6->sin6_family = AF_INET6;
+  in6->sin6_port = htons(port);
+  inet_pton(AF_INET6, address.c_str(), &in6->sin6_addr);
+  return sizeof *in6;
+}
+
+}  // namespace
+
+int TcpSocket(int family, bool fast) {
+  const int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  EXPECT_GE(fd, 0) << std::strerror(errno);
+  EXPECT_EQ(loopfast_set_fast_path(fd, fast ? 1 : 0), 0) << std::strerror(errno);
+  return fd;
+}
+
+int Listen(int family, const std::string &address, bool fast, uint16_t *port, int backlog) {
+  const int fd = TcpSocket(family, fast);
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_storage storage;
+  socklen_t length = MakeAddress(family, address, *port, &storage);
+  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr *>(&storage), length), 0) << std::strerror(errno);
+  EXPECT_EQ(listen(fd, backlog), 0) << std::strerror(errno);
+  length = sizeof storage;
+  getsockname(fd, reinterpret_cast<sockaddr *>(&storage), &length);
+  *port = ntohs(family == AF_INET ? reinterpret_cast<sockaddr_in *>(&storage)->sin_port
+                                  : reinterpret_cast<sockaddr_in6 *>(&storage)->sin6_port);
+  return fd;
+}
+
+int Connect(const Endpoint &endpoint, bool fast) {
+  const int fd = TcpSocket(endpoint.family, fast);
+  sockaddr_storage storage;
+  const socklen_t length = MakeAddress(endpoint.family, endpoint.address, endpoint.port, &storage);
+  int ret;
+  do {
+    ret = connect(fd, reinterpret_cast<sockaddr *>(&storage), length);
+  } while (ret != 0 && errno == EINTR);
+  EXPECT_EQ(ret, 0) << std::strerror(errno);
+  return fd;
+}
+
+uint64_t KernelDataTraffic(int fd) {
+  tcp_info info{};
+  socklen_t length = sizeof info;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0) return UINT64_MAX;
+  // Data segments only: the handshake's SYN and the closing FIN count in the byte counters.
+  return uint64_t(info.tcpi_data_segs_in) + info.tcpi_data_segs_out + info.tcpi_bytes_sent;
+}
+
+std::string ObservedPath(int fd) {
+  const int path = loopfast_path_of(fd);
+  const uint64_t kernel_bytes = KernelDataTraffic(fd);
+  if (path == LOOPFAST_PATH_FAST) {
+    if (kernel_bytes == 0) return "fast";
+    return "fast but the kernel carried data (" + std::to_string(kernel_bytes) + ")";
+  }
+  if (path == LOOPFAST_PATH_KERNEL || path == LOOPFAST_PATH_NONE) return "kernel";
+  return "unknown path " + std::to_string(path);
+}
+
+bool WriteAll(int fd, const void *data, size_t size) {
+  const auto *bytes = static_cast<const char *>(data);
+  size_t done = 0;
+  while (done < size) {
+    const ssize_t n = send(fd, bytes + done, size - done, MSG_NOSIGNAL);
+    if (n > 0) done += size_t(n);
+    else if (n < 0 && errno == EINTR) continue;
+    else return false;
+  }
+  return true;
+}
+
+bool ReadAll(int fd, void *data, size_t size) {
+  auto *bytes = static_cast<char *>(data);
+  size_t done = 0;
+  while (done < size) {
+    const ssize_t n = recv(fd, bytes + done, size - done, 0);
+    if (n > 0) done += size_t(n);
+    else if (n < 0 && errno == EINTR) continue;
+    else return false;
+  }
+  return true;
+}
+
+uint8_t PatternByte(uint64_t seed, uint64_t i) {
+  uint64_t x = (seed + 1) * 0x9E3779B97F4A7C15ull + i * 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 31;
+  x *= 0x94D049BB133111EBull;
+  return uint8_t(x >> 56);
+}
+
+std::vector<uint8_t> Pattern(uint64_t seed, uint64_t offset, size_t size) {
+  std::vector<uint8_t> out(size);
+  for (size_t i = 0; i < size; ++i) out[i] = PatternByte(seed, offset + i);
+  return out;
+}
+
+pid_t Spawn(const std::function<int()> &body) {
+  fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    int status = 1;
+    try {
+      status = body();
+    } catch (...) {
+      status = 99;
+    }
+    _exit(status);
+  }
+  EXPECT_GT(pid, 0);
+  return pid;
+}
+
+int Reap(pid_t pid, int timeout_ms) {
+  for (int waited = 0;; waited += 5) {
+    int status = 0;
+    const pid_t done = waitpid(pid, &status, WNOHANG);
+    if (done == pid) {
+      if (WIFEXITED(status)) return WEXITSTATUS(status);
+      return -1;
+    }
+    if (done < 0) return -1;
+    if (waited >= timeout_ms) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      ADD_FAILURE() << "child " << pid << " hung for " << timeout_ms << " ms";
+      return -1;
+    }
+    struct timespec nap = {0, 5 * 1000 * 1000};
+    nanosleep(&nap, nullptr);
+  }
+}
+
+int OpenDescriptorCount() {
+  int count = 0;
+  DIR *dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return -1;
+  while (dirent *entry = readdir(dir)) {
+    if (entry->d_name[0] != '.') ++count;
+  }
+  closedir(dir);
+  return count - 1;  // the directory's own descriptor
+}
+
+int LeftoverFiles() {
+  int count = 0;
+  for (const char *path : {"/dev/shm", "/tmp"}) {
+    DIR *dir = opendir(path);
+    if (dir == nullptr) continue;
+    while (dirent *entry = readdir(dir)) {
+      if (std::strncmp(entry->d_name, "loopfast", 8) == 0) ++count;
+    }
+    closedir(dir);
+  }
+  return count;
+}
+
+}  // namespace loopfast::test

@@ -1,0 +1,56 @@
+// Helpers for end-to-end tests: real sockets, real processes (fork), and the kernel's own view
+// of a connection.
+#ifndef LOOPFAST_TESTS_TEST_SUPPORT_H_
+#define LOOPFAST_TESTS_TEST_SUPPORT_H_
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace loopfast::test {
+
+struct Endpoint {
+  int family = AF_INET;
+  std::string address = "127.0.0.1";
+  uint16_t port = 0;
+};
+
+// A TCP listener on `address` (port 0: ephemeral), switch set as asked. Fails the test on error.
+int Listen(int family, const std::string &address, bool fast, uint16_t *port, int backlog = 128);
+// A connected TCP socket to `endpoint`, switch set as asked before connect.
+int Connect(const Endpoint &endpoint, bool fast);
+// A TCP socket, switch set, not connected.
+int TcpSocket(int family, bool fast);
+
+// What the kernel carried as data on this connection, from TCP_INFO: data segments in and out
+// plus payload bytes sent. Zero exactly when the kernel connection carried no data.
+uint64_t KernelDataTraffic(int fd);
+// "fast" when loopfast says fast and the kernel carried no data bytes; "kernel" when loopfast
+// says kernel; anything else is a description of the contradiction.
+std::string ObservedPath(int fd);
+
+bool WriteAll(int fd, const void *data, size_t size);
+bool ReadAll(int fd, void *data, size_t size);
+// Deterministic test data: byte i of stream `seed`.
+uint8_t PatternByte(uint64_t seed, uint64_t i);
+std::vector<uint8_t> Pattern(uint64_t seed, uint64_t offset, size_t size);
+
+// Runs `body` in a child process; its return value is the child's exit status.
+pid_t Spawn(const std::function<int()> &body);
+// Waits up to `timeout_ms` for the child; returns its exit status, or -1 (killed on timeout
+// or by a signal).
+int Reap(pid_t pid, int timeout_ms = 60000);
+
+// Descriptors open in this process (for leak checks).
+int OpenDescriptorCount();
+// Files in /dev/shm and /tmp whose name starts with "loopfast" (must stay 0).
+int LeftoverFiles();
+
+}  // namespace loopfast::test
+
+#endif  // LOOPFAST_TESTS_TEST_SUPPORT_H_

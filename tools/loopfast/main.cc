@@ -1,0 +1,44 @@
+// loopfast: run programs on the TCP loopback fast path, and measure it.
+#include <cstdio>
+#include <cstring>
+
+#include "commands.h"
+#include "loopfast/loopfast.h"
+
+namespace {
+
+void Usage(FILE *out) {
+  std::fprintf(out,
+               "usage: loopfast COMMAND [ARGS]\n"
+               "\n"
+               "commands:\n"
+               "  run [OPTIONS] -- PROGRAM [ARGS]   run a program with the fast path on by default\n"
+               "  bench rr|stream|conn [OPTIONS]    fast path beside kernel TCP, in one run\n"
+               "  version                           print the version\n"
+               "\n"
+               "`loopfast COMMAND --help` describes each command.\n");
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    Usage(stderr);
+    return 2;
+  }
+  const char *command = argv[1];
+  if (std::strcmp(command, "run") == 0) return loopfast::tool::RunCommand(argc - 1, argv + 1);
+  if (std::strcmp(command, "bench") == 0) return loopfast::tool::BenchCommand(argc - 1, argv + 1);
+  if (std::strcmp(command, "version") == 0 || std::strcmp(command, "--version") == 0) {
+    std::printf("loopfast %s\n", loopfast_version());
+    return 0;
+  }
+  if (std::strcmp(command, "help") == 0 || std::strcmp(command, "--help") == 0 ||
+      std::strcmp(command, "-h") == 0) {
+    Usage(stdout);
+    return 0;
+  }
+  std::fprintf(stderr, "loopfast: unknown command '%s'\n", command);
+  Usage(stderr);
+  return 2;
+}
