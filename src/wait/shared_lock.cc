@@ -1,6 +1,7 @@
 #include "wait/shared_lock.h"
 
 #include <linux/futex.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -13,9 +14,16 @@
 namespace loopfast {
 namespace {
 
+// Cached per thread; a forked child's only thread starts over (it has a new id).
+thread_local uint32_t cached_tid = 0;
+
+void ForgetTidInChild() { cached_tid = 0; }
+
+[[maybe_unused]] const int registered = pthread_atfork(nullptr, nullptr, ForgetTidInChild);
+
 uint32_t CurrentTid() {
-  thread_local uint32_t tid = static_cast<uint32_t>(syscall(SYS_gettid));
-  return tid;
+  if (cached_tid == 0) cached_tid = static_cast<uint32_t>(syscall(SYS_gettid));
+  return cached_tid;
 }
 
 bool ThreadExists(uint32_t tid) {
