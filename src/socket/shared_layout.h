@@ -18,7 +18,7 @@ inline constexpr uint32_t kHeaderBytes = 4096;
 // Ring sizes: the smallest (also the most a connecting side buffers before the rendezvous
 // completes, so that its early bytes always fit), the default, the largest.
 inline constexpr uint32_t kMinRingBytes = 16 * 1024;
-inline constexpr uint32_t kDefaultRingBytes = 128 * 1024;
+inline constexpr uint32_t kDefaultRingBytes = 512 * 1024;
 inline constexpr uint32_t kMaxRingBytes = 16 * 1024 * 1024;
 
 // Endpoint indices. The connecting side is 0, the accepting side 1.
