@@ -29,15 +29,13 @@ int Ioctl(int fd, unsigned long code, const void *in, size_t in_len, size_t out_
 
 // Expects the call to fail with `expected_errno`.
 #define EXPECT_FAILS_WITH(call, expected_errno)          \
-  do {                                                  \
-    errno = 0;                                          \
-    EXPECT_EQ((call), -1);                              \
+  do {                                                   \
+    errno = 0;                                           \
+    EXPECT_EQ((call), -1);                               \
     EXPECT_EQ(errno, expected_errno) << strerror(errno); \
   } while (0)
 
-TEST(ApiTest, VersionIsSemantic) {
-  EXPECT_NE(std::strchr(loopfast_version(), '.'), nullptr);
-}
+TEST(ApiTest, VersionIsSemantic) { EXPECT_NE(std::strchr(loopfast_version(), '.'), nullptr); }
 
 TEST(ApiTest, EnablesAndReportsZeroBytesReturned) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -224,9 +222,9 @@ TEST(WinsockTest, WsaIoctlSucceedsLikeWindows) {
   BOOL on = TRUE;
   DWORD returned = 77;
   WSASetLastError(12345);
-  EXPECT_EQ(WSAIoctl(s, SIO_LOOPBACK_FAST_PATH, &on, sizeof on, nullptr, 0, &returned, nullptr,
-                     nullptr),
-            0);
+  EXPECT_EQ(
+      WSAIoctl(s, SIO_LOOPBACK_FAST_PATH, &on, sizeof on, nullptr, 0, &returned, nullptr, nullptr),
+      0);
   EXPECT_EQ(returned, 0u);
   EXPECT_EQ(WSAGetLastError(), 0);
   close(s);
@@ -239,9 +237,9 @@ TEST(WinsockTest, ErrorsMapToWsaCodes) {
   EXPECT_EQ(WSAIoctl(s, 0x12345678, &on, sizeof on, nullptr, 0, &returned, nullptr, nullptr),
             SOCKET_ERROR);
   EXPECT_EQ(WSAGetLastError(), WSAEINVAL);
-  EXPECT_EQ(WSAIoctl(s, SIO_LOOPBACK_FAST_PATH, nullptr, 4, nullptr, 0, &returned, nullptr,
-                     nullptr),
-            SOCKET_ERROR);
+  EXPECT_EQ(
+      WSAIoctl(s, SIO_LOOPBACK_FAST_PATH, nullptr, 4, nullptr, 0, &returned, nullptr, nullptr),
+      SOCKET_ERROR);
   EXPECT_EQ(WSAGetLastError(), WSAEFAULT);
   EXPECT_EQ(WSAIoctl(s, SIO_LOOPBACK_FAST_PATH, &on, sizeof on, &returned, sizeof returned,
                      &returned, nullptr, nullptr),
@@ -280,8 +278,8 @@ TEST(WinsockTest, OverlappedCallsCompleteAtOnce) {
   overlapped.Internal = 5;
   overlapped.InternalHigh = 5;
   DWORD returned = 7;
-  EXPECT_EQ(WSAIoctl(s, SIO_LOOPBACK_FAST_PATH, &on, sizeof on, nullptr, 0, &returned,
-                     &overlapped, OnComplete),
+  EXPECT_EQ(WSAIoctl(s, SIO_LOOPBACK_FAST_PATH, &on, sizeof on, nullptr, 0, &returned, &overlapped,
+                     OnComplete),
             0);
   EXPECT_EQ(overlapped.Internal, 0u);
   EXPECT_EQ(overlapped.InternalHigh, 0u);

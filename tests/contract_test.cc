@@ -61,27 +61,26 @@ TEST_P(ContractMatrixTest, FastExactlyWhenBothOptIn) {
   EXPECT_EQ(Reap(server), expect_fast ? 0 : 1);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    WhoOptedIn, ContractMatrixTest,
-    ::testing::Values(MatrixCase{AF_INET, "127.0.0.1", true, true},
-                      MatrixCase{AF_INET, "127.0.0.1", true, false},
-                      MatrixCase{AF_INET, "127.0.0.1", false, true},
-                      MatrixCase{AF_INET, "127.0.0.1", false, false},
-                      MatrixCase{AF_INET6, "::1", true, true},
-                      MatrixCase{AF_INET6, "::1", true, false},
-                      MatrixCase{AF_INET6, "::1", false, true},
-                      MatrixCase{AF_INET6, "::1", false, false},
-                      MatrixCase{AF_INET, "127.0.0.2", true, true},
-                      MatrixCase{AF_INET6, "::ffff:127.0.0.1", true, true}),
-    [](const ::testing::TestParamInfo<MatrixCase> &info) {
-      const MatrixCase &c = info.param;
-      std::string name = c.family == AF_INET ? "v4" : "v6";
-      if (std::strcmp(c.address, "127.0.0.2") == 0) name += "_127_0_0_2";
-      if (std::strncmp(c.address, "::ffff:", 7) == 0) name += "_mapped";
-      name += c.client_fast ? "_client_on" : "_client_off";
-      name += c.listener_fast ? "_listener_on" : "_listener_off";
-      return name;
-    });
+INSTANTIATE_TEST_SUITE_P(WhoOptedIn, ContractMatrixTest,
+                         ::testing::Values(MatrixCase{AF_INET, "127.0.0.1", true, true},
+                                           MatrixCase{AF_INET, "127.0.0.1", true, false},
+                                           MatrixCase{AF_INET, "127.0.0.1", false, true},
+                                           MatrixCase{AF_INET, "127.0.0.1", false, false},
+                                           MatrixCase{AF_INET6, "::1", true, true},
+                                           MatrixCase{AF_INET6, "::1", true, false},
+                                           MatrixCase{AF_INET6, "::1", false, true},
+                                           MatrixCase{AF_INET6, "::1", false, false},
+                                           MatrixCase{AF_INET, "127.0.0.2", true, true},
+                                           MatrixCase{AF_INET6, "::ffff:127.0.0.1", true, true}),
+                         [](const ::testing::TestParamInfo<MatrixCase> &info) {
+                           const MatrixCase &c = info.param;
+                           std::string name = c.family == AF_INET ? "v4" : "v6";
+                           if (std::strcmp(c.address, "127.0.0.2") == 0) name += "_127_0_0_2";
+                           if (std::strncmp(c.address, "::ffff:", 7) == 0) name += "_mapped";
+                           name += c.client_fast ? "_client_on" : "_client_off";
+                           name += c.listener_fast ? "_listener_on" : "_listener_off";
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace loopfast::test

@@ -2,13 +2,12 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <gtest/gtest.h>
 #include <linux/tcp.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cerrno>
 #include <cstring>
@@ -95,9 +94,12 @@ bool WriteAll(int fd, const void *data, size_t size) {
   size_t done = 0;
   while (done < size) {
     const ssize_t n = send(fd, bytes + done, size - done, MSG_NOSIGNAL);
-    if (n > 0) done += size_t(n);
-    else if (n < 0 && errno == EINTR) continue;
-    else return false;
+    if (n > 0)
+      done += size_t(n);
+    else if (n < 0 && errno == EINTR)
+      continue;
+    else
+      return false;
   }
   return true;
 }
@@ -107,9 +109,12 @@ bool ReadAll(int fd, void *data, size_t size) {
   size_t done = 0;
   while (done < size) {
     const ssize_t n = recv(fd, bytes + done, size - done, 0);
-    if (n > 0) done += size_t(n);
-    else if (n < 0 && errno == EINTR) continue;
-    else return false;
+    if (n > 0)
+      done += size_t(n);
+    else if (n < 0 && errno == EINTR)
+      continue;
+    else
+      return false;
   }
   return true;
 }

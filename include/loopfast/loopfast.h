@@ -37,9 +37,9 @@ int loopfast_set_fast_path(int fd, int enable);
 
 /* Which path a connected socket takes. */
 enum loopfast_path {
-  LOOPFAST_PATH_NONE = 0,    /* not a socket loopfast knows, or not connected yet */
-  LOOPFAST_PATH_KERNEL = 1,  /* ordinary kernel TCP */
-  LOOPFAST_PATH_FAST = 2,    /* shared-memory fast path */
+  LOOPFAST_PATH_NONE = 0,   /* not a socket loopfast knows, or not connected yet */
+  LOOPFAST_PATH_KERNEL = 1, /* ordinary kernel TCP */
+  LOOPFAST_PATH_FAST = 2,   /* shared-memory fast path */
 };
 
 /* Returns the path of `fd` (LOOPFAST_PATH_*), or -1 with errno EBADF. A connection whose

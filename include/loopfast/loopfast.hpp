@@ -15,7 +15,11 @@ namespace loopfast {
   return {errno, std::generic_category()};
 }
 
-enum class Path { kNone = LOOPFAST_PATH_NONE, kKernel = LOOPFAST_PATH_KERNEL, kFast = LOOPFAST_PATH_FAST };
+enum class Path {
+  kNone = LOOPFAST_PATH_NONE,
+  kKernel = LOOPFAST_PATH_KERNEL,
+  kFast = LOOPFAST_PATH_FAST
+};
 
 // Which path `fd` takes; kNone for descriptors loopfast does not track.
 [[nodiscard]] inline Path PathOf(int fd) noexcept {

@@ -64,8 +64,7 @@ typedef void (*LPWSAOVERLAPPED_COMPLETION_ROUTINE)(DWORD dwError, DWORD cbTransf
 /* Same contract as Windows: 0 on success, SOCKET_ERROR with WSAGetLastError() on failure. */
 int WSAIoctl(SOCKET s, DWORD dwIoControlCode, LPVOID lpvInBuffer, DWORD cbInBuffer,
              LPVOID lpvOutBuffer, DWORD cbOutBuffer, LPDWORD lpcbBytesReturned,
-             LPWSAOVERLAPPED lpOverlapped,
-             LPWSAOVERLAPPED_COMPLETION_ROUTINE lpCompletionRoutine);
+             LPWSAOVERLAPPED lpOverlapped, LPWSAOVERLAPPED_COMPLETION_ROUTINE lpCompletionRoutine);
 
 /* The calling thread's last Winsock error (a WSAE* code, 0 after success). */
 int WSAGetLastError(void);

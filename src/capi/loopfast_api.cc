@@ -14,9 +14,8 @@
 extern "C" {
 
 __attribute__((visibility("default"))) int loopfast_ioctl(int fd, unsigned long code,
-                                                          const void *in, size_t in_len,
-                                                          void *out, size_t out_len,
-                                                          size_t *bytes_returned) {
+                                                          const void *in, size_t in_len, void *out,
+                                                          size_t out_len, size_t *bytes_returned) {
   (void)out;
   if (code != SIO_LOOPBACK_FAST_PATH) {
     errno = EINVAL;
@@ -32,7 +31,8 @@ __attribute__((visibility("default"))) int loopfast_ioctl(int fd, unsigned long 
   }
   int32_t value;
   if (!loopfast::CopyFromUser(&value, in, sizeof value) ||
-      (bytes_returned != nullptr && !loopfast::UserWritable(bytes_returned, sizeof *bytes_returned))) {
+      (bytes_returned != nullptr &&
+       !loopfast::UserWritable(bytes_returned, sizeof *bytes_returned))) {
     errno = EFAULT;
     return -1;
   }

@@ -13,32 +13,50 @@ extern "C" {
 
 LOOPFAST_EXPORT int loopfast_errno_to_wsa(int errno_value) {
   switch (errno_value) {
-    case 0: return 0;
-    case EINTR: return WSAEINTR;
-    case EBADF: return WSAENOTSOCK;  // Windows has no separate "bad descriptor" for sockets
-    case EACCES: return WSAEACCES;
-    case EFAULT: return WSAEFAULT;
-    case EINVAL: return WSAEINVAL;
-    case EMFILE: return WSAEMFILE;
-    case EAGAIN: return WSAEWOULDBLOCK;
-    case EINPROGRESS: return WSAEINPROGRESS;
-    case EALREADY: return WSAEALREADY;
-    case ENOTSOCK: return WSAENOTSOCK;
-    case EOPNOTSUPP: return WSAEOPNOTSUPP;
-    case ENETDOWN: return WSAENETDOWN;
-    case ENOBUFS: case ENOMEM: return WSAENOBUFS;
-    case EISCONN: return WSAEISCONN;
-    case EBUSY: return WSAEINVAL;  // listener already accepted: "not applicable now"
-    default: return WSAEINVAL;
+    case 0:
+      return 0;
+    case EINTR:
+      return WSAEINTR;
+    case EBADF:
+      return WSAENOTSOCK;  // Windows has no separate "bad descriptor" for sockets
+    case EACCES:
+      return WSAEACCES;
+    case EFAULT:
+      return WSAEFAULT;
+    case EINVAL:
+      return WSAEINVAL;
+    case EMFILE:
+      return WSAEMFILE;
+    case EAGAIN:
+      return WSAEWOULDBLOCK;
+    case EINPROGRESS:
+      return WSAEINPROGRESS;
+    case EALREADY:
+      return WSAEALREADY;
+    case ENOTSOCK:
+      return WSAENOTSOCK;
+    case EOPNOTSUPP:
+      return WSAEOPNOTSUPP;
+    case ENETDOWN:
+      return WSAENETDOWN;
+    case ENOBUFS:
+    case ENOMEM:
+      return WSAENOBUFS;
+    case EISCONN:
+      return WSAEISCONN;
+    case EBUSY:
+      return WSAEINVAL;  // listener already accepted: "not applicable now"
+    default:
+      return WSAEINVAL;
   }
 }
 
 LOOPFAST_EXPORT int WSAGetLastError(void) { return last_wsa_error; }
 LOOPFAST_EXPORT void WSASetLastError(int iError) { last_wsa_error = iError; }
 
-LOOPFAST_EXPORT int WSAIoctl(SOCKET s, DWORD dwIoControlCode, LPVOID lpvInBuffer,
-                             DWORD cbInBuffer, LPVOID lpvOutBuffer, DWORD cbOutBuffer,
-                             LPDWORD lpcbBytesReturned, LPWSAOVERLAPPED lpOverlapped,
+LOOPFAST_EXPORT int WSAIoctl(SOCKET s, DWORD dwIoControlCode, LPVOID lpvInBuffer, DWORD cbInBuffer,
+                             LPVOID lpvOutBuffer, DWORD cbOutBuffer, LPDWORD lpcbBytesReturned,
+                             LPWSAOVERLAPPED lpOverlapped,
                              LPWSAOVERLAPPED_COMPLETION_ROUTINE lpCompletionRoutine) {
   size_t returned = 0;
   const int saved_errno = errno;

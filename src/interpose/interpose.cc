@@ -172,8 +172,8 @@ LOOPFAST_EXPORT ssize_t recv(int fd, void *buffer, size_t length, int flags) {
   return keeper.Done(ops::Recv(fd, &message, flags));
 }
 
-LOOPFAST_EXPORT ssize_t recvfrom(int fd, void *buffer, size_t length, int flags,
-                                 sockaddr *address, socklen_t *address_length) {
+LOOPFAST_EXPORT ssize_t recvfrom(int fd, void *buffer, size_t length, int flags, sockaddr *address,
+                                 socklen_t *address_length) {
   return RecvFrom(fd, buffer, length, flags, address, address_length);
 }
 
@@ -216,8 +216,7 @@ LOOPFAST_EXPORT ssize_t __recvfrom_chk(int fd, void *buffer, size_t length, size
   return RecvFrom(fd, buffer, length, flags, address, address_length);
 }
 
-LOOPFAST_EXPORT int setsockopt(int fd, int level, int name, const void *value,
-                               socklen_t length) {
+LOOPFAST_EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t length) {
   if (!ops::IsTracked(fd)) return Real().setsockopt(fd, level, name, value, length);
   ErrnoKeeper keeper;
   return keeper.Done(ops::SetSockOpt(fd, level, name, value, length));

@@ -56,7 +56,10 @@ Result<std::shared_ptr<ListenerChannel>> ListenerChannel::Open(uint16_t port) {
 
 ListenerChannel::ListenerChannel(uint16_t port, int listen_fd, int group_rx, int group_tx,
                                  uint64_t inode)
-    : port_(port), listen_fd_(listen_fd), group_rx_(group_rx), group_tx_(group_tx),
+    : port_(port),
+      listen_fd_(listen_fd),
+      group_rx_(group_rx),
+      group_tx_(group_tx),
       channel_inode_(inode) {}
 
 ListenerChannel::~ListenerChannel() {
@@ -194,8 +197,8 @@ Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
       if (forwarded.inode == expected.value()) return take(held_.size() - 1);
     }
     for (;;) {
-      const int channel = sys::Real().accept4(listen_fd_, nullptr, nullptr,
-                                              SOCK_CLOEXEC | SOCK_NONBLOCK);
+      const int channel =
+          sys::Real().accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (channel < 0) break;
       Held held;
       held.channel_fd = channel;
@@ -215,7 +218,8 @@ Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
     if (left <= 0) return Errno{ETIMEDOUT};
     // A group re-reads what it handed on, so in a group wait on new clients only, briefly.
     struct pollfd wait[2] = {{listen_fd_, POLLIN, 0}, {group_rx_, POLLIN, 0}};
-    sys::Real().poll(wait, shared_ ? 1 : 2, static_cast<int>(std::min<int64_t>(left, shared_ ? 2 : 20)));
+    sys::Real().poll(wait, shared_ ? 1 : 2,
+                     static_cast<int>(std::min<int64_t>(left, shared_ ? 2 : 20)));
   }
 }
 

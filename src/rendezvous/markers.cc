@@ -23,8 +23,7 @@ Status SetClientMarker(int fd, int family) {
 void RestoreClientMarker(int fd, int family, int program_ttl, int program_hops) {
   const int saved_errno = errno;
   if (family == AF_INET6) {
-    sys::Real().setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &program_hops,
-                           sizeof program_hops);
+    sys::Real().setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &program_hops, sizeof program_hops);
   }
   sys::Real().setsockopt(fd, IPPROTO_IP, IP_TTL, &program_ttl, sizeof program_ttl);
   errno = saved_errno;

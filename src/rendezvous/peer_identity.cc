@@ -40,7 +40,7 @@ Result<uint64_t> LookupInode(int family, const void *src, uint16_t sport_be, con
   std::memcpy(message.request.id.idiag_dst, dst, address_bytes);
   message.request.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
   message.request.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
-  struct sockaddr_nl kernel{};
+  struct sockaddr_nl kernel {};
   kernel.nl_family = AF_NETLINK;
   if (sys::Real().sendto(nl, &message, sizeof message, 0,
                          reinterpret_cast<struct sockaddr *>(&kernel), sizeof kernel) < 0) {
@@ -69,8 +69,8 @@ Result<uint64_t> LookupInode(int family, const void *src, uint16_t sport_be, con
 }  // namespace
 
 Result<uint64_t> PeerSocketInode(int fd) {
-  struct sockaddr_storage local{};
-  struct sockaddr_storage remote{};
+  struct sockaddr_storage local {};
+  struct sockaddr_storage remote {};
   socklen_t local_len = sizeof local;
   socklen_t remote_len = sizeof remote;
   if (getsockname(fd, reinterpret_cast<struct sockaddr *>(&local), &local_len) != 0 ||

@@ -8,8 +8,7 @@ bool IsMessage(const void *bytes, size_t size, Kind kind, size_t expected_size) 
   if (bytes == nullptr || size != expected_size || size < sizeof(MessageHeader)) return false;
   MessageHeader header;
   std::memcpy(&header, bytes, sizeof header);
-  return header.magic == kMessageMagic && header.version == kProtocolVersion &&
-         header.kind == kind;
+  return header.magic == kMessageMagic && header.version == kProtocolVersion && header.kind == kind;
 }
 
 }  // namespace loopfast::rendezvous

@@ -26,8 +26,8 @@ TEST(ProtocolTest, MessagesAreRecognisedOnlyWhenWellFormed) {
 TEST(ProtocolTest, SocketLinksParseStrictly) {
   const char good[] = "socket:[123456]";
   EXPECT_EQ(ParseSocketLink(good, sizeof good - 1), 123456u);
-  const char *bad[] = {"socket:[]", "socket:[12a]", "pipe:[5]", "socket:[5", "socket:5]",
-                       "socket:[99999999999999999999999]"};
+  const char *bad[] = {"socket:[]", "socket:[12a]", "pipe:[5]",
+                       "socket:[5", "socket:5]",    "socket:[99999999999999999999999]"};
   for (const char *link : bad) EXPECT_EQ(ParseSocketLink(link, std::strlen(link)), 0u) << link;
 }
 

@@ -12,8 +12,8 @@ socklen_t ChannelAddress(uint16_t port, struct sockaddr_un *address) {
   std::memset(address, 0, sizeof *address);
   address->sun_family = AF_UNIX;
   // Abstract name (leading NUL): per network namespace, never a file to clean up.
-  const int n = std::snprintf(address->sun_path + 1, sizeof address->sun_path - 1,
-                              "loopfast.v1.%u", static_cast<unsigned>(port));
+  const int n = std::snprintf(address->sun_path + 1, sizeof address->sun_path - 1, "loopfast.v1.%u",
+                              static_cast<unsigned>(port));
   return static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + 1 + n);
 }
 
@@ -28,7 +28,7 @@ void CloseAll(const int *fds, int count) {
 Status SendMessage(int fd, const void *bytes, size_t size, const int *fds, int fd_count) {
   if (fd_count < 0 || fd_count > kMaxMessageFds) return Errno{EINVAL};
   struct iovec iov = {const_cast<void *>(bytes), size};
-  struct msghdr message{};
+  struct msghdr message {};
   message.msg_iov = &iov;
   message.msg_iovlen = 1;
   alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxMessageFds)];
@@ -54,7 +54,7 @@ Result<size_t> ReceiveMessage(int fd, void *bytes, size_t capacity, int *fds, in
                               bool blocking) {
   *fd_count = 0;
   struct iovec iov = {bytes, capacity};
-  struct msghdr message{};
+  struct msghdr message {};
   message.msg_iov = &iov;
   message.msg_iovlen = 1;
   // Room for more descriptors than we accept, so extras are received (and closed), not leaked

@@ -29,8 +29,10 @@ TEST(ConfigTest, DefaultsAreOffWithShortSpin) {
 }
 
 TEST(ConfigTest, ReadsEachVariable) {
-  const Config config = Parse({{"LOOPFAST_DISABLE", "1"}, {"LOOPFAST_DEFAULT", "on"},
-                               {"LOOPFAST_SPIN_US", "0"}, {"LOOPFAST_LOG", "debug"}});
+  const Config config = Parse({{"LOOPFAST_DISABLE", "1"},
+                               {"LOOPFAST_DEFAULT", "on"},
+                               {"LOOPFAST_SPIN_US", "0"},
+                               {"LOOPFAST_LOG", "debug"}});
   EXPECT_TRUE(config.disabled);
   EXPECT_TRUE(config.default_on);
   EXPECT_EQ(config.spin_ns, 0u);

@@ -114,7 +114,10 @@ Result<std::unique_ptr<FastConnection>> FastConnection::Attach(int memory_fd, in
 
 FastConnection::FastConnection(int side, void *memory, uint64_t bytes, int data_bell_fd,
                                int space_bell_fd)
-    : side_(side), memory_(memory), bytes_(bytes), data_bell_(data_bell_fd),
+    : side_(side),
+      memory_(memory),
+      bytes_(bytes),
+      data_bell_(data_bell_fd),
       space_bell_(space_bell_fd) {
   SharedHeader *h = header();
   // Sizes come from our validated copy of the header (ValidateLayout), never re-read later.
@@ -131,9 +134,7 @@ FastConnection::~FastConnection() {
   CloseQuietly(space_bell_.fd());
 }
 
-uint32_t FastConnection::PeerFlags() const {
-  return peer().flags.load(std::memory_order_acquire);
-}
+uint32_t FastConnection::PeerFlags() const { return peer().flags.load(std::memory_order_acquire); }
 
 void FastConnection::NotifyPeerReader() {
   // Pairs with the sleeper's seq_cst announce-then-recheck in Doorbell::Wait.
@@ -211,8 +212,7 @@ Result<size_t> FastConnection::Send(int kernel_fd, const struct iovec *iov, size
     if (call.nonblocking) return sent > 0 ? Result<size_t>(sent) : Errno{EAGAIN};
     const WakeReason reason = space_bell_.Wait(
         [this] {
-          return tx_.WritableBytes() != 0 ||
-                 ((PeerFlags() & kSideClosed) != 0) ||
+          return tx_.WritableBytes() != 0 || ((PeerFlags() & kSideClosed) != 0) ||
                  ((self().flags.load(std::memory_order_relaxed) & kSideWriteShut) != 0);
         },
         &tx_.control()->producer_waiting, call.wait);
@@ -306,7 +306,7 @@ bool FastConnection::SendReady() const {
 
 void FastConnection::ShutdownWrite() {
   self().flags.fetch_or(kSideWriteShut, std::memory_order_release);
-  data_bell_.Ring();       // a peer asleep waiting for data sees the end of the stream
+  data_bell_.Ring();        // a peer asleep waiting for data sees the end of the stream
   space_bell_.ShutLocal();  // a local writer asleep for space returns
 }
 

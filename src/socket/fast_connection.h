@@ -54,8 +54,7 @@ class FastConnection {
   // Accepting side: makes the shared memory and doorbells. `peer` receives the descriptors to
   // send to the connecting side; the caller closes them once sent.
   static Result<std::unique_ptr<FastConnection>> Create(uint32_t capacity_c2s,
-                                                        uint32_t capacity_s2c,
-                                                        PeerHandles *peer);
+                                                        uint32_t capacity_s2c, PeerHandles *peer);
   // Connecting side: maps the memory the peer made, after checking it. Takes ownership of the
   // three descriptors (closes them on failure too).
   static Result<std::unique_ptr<FastConnection>> Attach(int memory_fd, int data_bell_fd,
@@ -113,8 +112,8 @@ class FastConnection {
   uint64_t bytes_;
   SpscRing tx_;
   SpscRing rx_;
-  Doorbell data_bell_;   // sleep here for data; ring here after writing
-  Doorbell space_bell_;  // sleep here for space; ring here after reading
+  Doorbell data_bell_;                  // sleep here for data; ring here after writing
+  Doorbell space_bell_;                 // sleep here for space; ring here after reading
   std::atomic<bool> peer_left_{false};  // the peer's doorbells reached end-of-file
   std::atomic<bool> flushed_{false};
 };

@@ -127,7 +127,8 @@ TEST(FastConnectionTest, StreamThroughSmallRingIsByteExact) {
       EXPECT_EQ(got.error(), kUseKernel);  // end of stream: the kernel has the last word
       break;
     }
-    for (size_t i = 0; i < got.value(); ++i) mismatches += buffer[i] != uint8_t((received + i) % 251);
+    for (size_t i = 0; i < got.value(); ++i)
+      mismatches += buffer[i] != uint8_t((received + i) % 251);
     received += got.value();
   }
   EXPECT_EQ(received, kTotal);

@@ -169,8 +169,8 @@ Resolve ResolvePending(Socket &socket, int fd, int wait_ms) {
     return Resolve::kResolved;
   }
   rendezvous::CloseAll(fds, fd_count);
-  const bool refused = rendezvous::IsMessage(&message, got.value(), Kind::kReject,
-                                             sizeof(rendezvous::Reject));
+  const bool refused =
+      rendezvous::IsMessage(&message, got.value(), Kind::kReject, sizeof(rendezvous::Reject));
   AbandonPending(socket, fd, refused ? reason::kRefused : reason::kRendezvousLost);
   return Resolve::kResolved;
 }
@@ -226,7 +226,8 @@ std::map<uint16_t, std::weak_ptr<rendezvous::ListenerChannel>> *channels = nullp
 
 Result<std::shared_ptr<rendezvous::ListenerChannel>> AcquireChannel(uint16_t port) {
   std::lock_guard<std::mutex> guard(channels_mutex);
-  if (channels == nullptr) channels = new std::map<uint16_t, std::weak_ptr<rendezvous::ListenerChannel>>();
+  if (channels == nullptr)
+    channels = new std::map<uint16_t, std::weak_ptr<rendezvous::ListenerChannel>>();
   if (auto existing = (*channels)[port].lock()) return existing;
   auto opened = rendezvous::ListenerChannel::Open(port);
   if (opened.ok()) (*channels)[port] = opened.value();
@@ -234,7 +235,7 @@ Result<std::shared_ptr<rendezvous::ListenerChannel>> AcquireChannel(uint16_t por
 }
 
 uint16_t BoundPort(int fd) {
-  struct sockaddr_storage address{};
+  struct sockaddr_storage address {};
   socklen_t length = sizeof address;
   if (getsockname(fd, reinterpret_cast<struct sockaddr *>(&address), &length) != 0) return 0;
   return PortOf(reinterpret_cast<struct sockaddr *>(&address), length);
@@ -247,7 +248,7 @@ void EnableListener(Socket &socket, int fd) {
   if (port == 0) {
     // listen() would bind a wildcard ephemeral port; do it first so the marker and channel
     // exist before any SYN can arrive.
-    struct sockaddr_storage any{};
+    struct sockaddr_storage any {};
     socklen_t length;
     if (socket.family == AF_INET6) {
       auto *in6 = reinterpret_cast<struct sockaddr_in6 *>(&any);
@@ -296,9 +297,9 @@ void RendezvousAccepted(Socket &accepted, int fd, rendezvous::ListenerChannel &c
     return;
   }
   const uint32_t wanted_rx = found.value().hello.rx_capacity;
-  const uint32_t capacity_c2s = RingCapacityFor(
-      accepted.program_rcvbuf > 0 ? static_cast<uint64_t>(accepted.program_rcvbuf)
-                                  : kDefaultRingBytes);
+  const uint32_t capacity_c2s =
+      RingCapacityFor(accepted.program_rcvbuf > 0 ? static_cast<uint64_t>(accepted.program_rcvbuf)
+                                                  : kDefaultRingBytes);
   const uint32_t capacity_s2c = RingCapacityFor(wanted_rx);
   PeerHandles peer;
   Result<std::unique_ptr<FastConnection>> created =
@@ -367,7 +368,7 @@ std::shared_ptr<Socket> Adopt(int fd) {
   socket->opted_in.store(false, std::memory_order_relaxed);
   length = sizeof listening;
   Real().getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length);
-  struct sockaddr_storage peer{};
+  struct sockaddr_storage peer {};
   socklen_t peer_length = sizeof peer;
   if (listening) {
     socket->path.store(Path::kListening, std::memory_order_relaxed);
@@ -636,8 +637,8 @@ ssize_t Send(int fd, const struct msghdr *message, int flags) {
         if (now != Path::kPending) continue;
         if (ResolvePending(*socket, fd, -1) == Resolve::kResolved) continue;
         const size_t total = IovLength(message);
-        const size_t room = kMinRingBytes - std::min<size_t>(kMinRingBytes,
-                                                             socket->early_bytes.size());
+        const size_t room =
+            kMinRingBytes - std::min<size_t>(kMinRingBytes, socket->early_bytes.size());
         sent_early += AppendFromIov(message, sent_early, room, socket->early_bytes);
         if (sent_early == total) return static_cast<ssize_t>(total);
         if (nonblocking) {
@@ -891,7 +892,7 @@ int SetFastPath(int fd, bool enable) {
   std::lock_guard<std::mutex> guard(socket->mutex);
   switch (socket->path.load(std::memory_order_relaxed)) {
     case Path::kUndecided: {
-      struct sockaddr_storage peer{};
+      struct sockaddr_storage peer {};
       socklen_t length = sizeof peer;
       if (getpeername(fd, reinterpret_cast<struct sockaddr *>(&peer), &length) == 0) {
         errno = EISCONN;

@@ -4,39 +4,38 @@
 //
 // X(return type, name, (parameters), (arguments))
 // Variadic functions (fcntl, ioctl) are listed with their fixed third argument spelled out.
-#define LOOPFAST_REAL_CALLS(X)                                                                   \
-  X(int, socket, (int domain, int type, int protocol), (domain, type, protocol))                 \
-  X(int, bind, (int fd, const struct sockaddr *addr, socklen_t len), (fd, addr, len))            \
-  X(int, connect, (int fd, const struct sockaddr *addr, socklen_t len), (fd, addr, len))         \
-  X(int, listen, (int fd, int backlog), (fd, backlog))                                           \
-  X(int, accept, (int fd, struct sockaddr *addr, socklen_t *len), (fd, addr, len))               \
-  X(int, accept4, (int fd, struct sockaddr *addr, socklen_t *len, int flags),                    \
-    (fd, addr, len, flags))                                                                      \
-  X(int, close, (int fd), (fd))                                                                  \
-  X(int, shutdown, (int fd, int how), (fd, how))                                                 \
-  X(ssize_t, send, (int fd, const void *buf, size_t len, int flags), (fd, buf, len, flags))      \
-  X(ssize_t, recv, (int fd, void *buf, size_t len, int flags), (fd, buf, len, flags))            \
-  X(ssize_t, sendto,                                                                             \
-    (int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr,                \
-     socklen_t alen),                                                                            \
-    (fd, buf, len, flags, addr, alen))                                                           \
-  X(ssize_t, recvfrom,                                                                           \
-    (int fd, void *buf, size_t len, int flags, struct sockaddr *addr, socklen_t *alen),          \
-    (fd, buf, len, flags, addr, alen))                                                           \
-  X(ssize_t, sendmsg, (int fd, const struct msghdr *msg, int flags), (fd, msg, flags))           \
-  X(ssize_t, recvmsg, (int fd, struct msghdr *msg, int flags), (fd, msg, flags))                 \
-  X(ssize_t, read, (int fd, void *buf, size_t len), (fd, buf, len))                              \
-  X(ssize_t, write, (int fd, const void *buf, size_t len), (fd, buf, len))                       \
-  X(ssize_t, readv, (int fd, const struct iovec *iov, int count), (fd, iov, count))              \
-  X(ssize_t, writev, (int fd, const struct iovec *iov, int count), (fd, iov, count))             \
-  X(int, setsockopt, (int fd, int level, int name, const void *val, socklen_t len),              \
-    (fd, level, name, val, len))                                                                 \
-  X(int, getsockopt, (int fd, int level, int name, void *val, socklen_t *len),                   \
-    (fd, level, name, val, len))                                                                 \
-  X(int, ioctl, (int fd, unsigned long request, void *arg), (fd, request, arg))                  \
-  X(int, fcntl, (int fd, int cmd, long arg), (fd, cmd, arg))                                     \
-  X(int, dup, (int fd), (fd))                                                                    \
-  X(int, dup2, (int fd, int fd2), (fd, fd2))                                                     \
-  X(int, dup3, (int fd, int fd2, int flags), (fd, fd2, flags))                                   \
-  X(int, close_range, (unsigned first, unsigned last, int flags), (first, last, flags))          \
+#define LOOPFAST_REAL_CALLS(X)                                                                     \
+  X(int, socket, (int domain, int type, int protocol), (domain, type, protocol))                   \
+  X(int, bind, (int fd, const struct sockaddr *addr, socklen_t len), (fd, addr, len))              \
+  X(int, connect, (int fd, const struct sockaddr *addr, socklen_t len), (fd, addr, len))           \
+  X(int, listen, (int fd, int backlog), (fd, backlog))                                             \
+  X(int, accept, (int fd, struct sockaddr *addr, socklen_t *len), (fd, addr, len))                 \
+  X(int, accept4, (int fd, struct sockaddr *addr, socklen_t *len, int flags),                      \
+    (fd, addr, len, flags))                                                                        \
+  X(int, close, (int fd), (fd))                                                                    \
+  X(int, shutdown, (int fd, int how), (fd, how))                                                   \
+  X(ssize_t, send, (int fd, const void *buf, size_t len, int flags), (fd, buf, len, flags))        \
+  X(ssize_t, recv, (int fd, void *buf, size_t len, int flags), (fd, buf, len, flags))              \
+  X(ssize_t, sendto,                                                                               \
+    (int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr, socklen_t alen), \
+    (fd, buf, len, flags, addr, alen))                                                             \
+  X(ssize_t, recvfrom,                                                                             \
+    (int fd, void *buf, size_t len, int flags, struct sockaddr *addr, socklen_t *alen),            \
+    (fd, buf, len, flags, addr, alen))                                                             \
+  X(ssize_t, sendmsg, (int fd, const struct msghdr *msg, int flags), (fd, msg, flags))             \
+  X(ssize_t, recvmsg, (int fd, struct msghdr *msg, int flags), (fd, msg, flags))                   \
+  X(ssize_t, read, (int fd, void *buf, size_t len), (fd, buf, len))                                \
+  X(ssize_t, write, (int fd, const void *buf, size_t len), (fd, buf, len))                         \
+  X(ssize_t, readv, (int fd, const struct iovec *iov, int count), (fd, iov, count))                \
+  X(ssize_t, writev, (int fd, const struct iovec *iov, int count), (fd, iov, count))               \
+  X(int, setsockopt, (int fd, int level, int name, const void *val, socklen_t len),                \
+    (fd, level, name, val, len))                                                                   \
+  X(int, getsockopt, (int fd, int level, int name, void *val, socklen_t *len),                     \
+    (fd, level, name, val, len))                                                                   \
+  X(int, ioctl, (int fd, unsigned long request, void *arg), (fd, request, arg))                    \
+  X(int, fcntl, (int fd, int cmd, long arg), (fd, cmd, arg))                                       \
+  X(int, dup, (int fd), (fd))                                                                      \
+  X(int, dup2, (int fd, int fd2), (fd, fd2))                                                       \
+  X(int, dup3, (int fd, int fd2, int flags), (fd, fd2, flags))                                     \
+  X(int, close_range, (unsigned first, unsigned last, int flags), (first, last, flags))            \
   X(int, poll, (struct pollfd * fds, nfds_t nfds, int timeout), (fds, nfds, timeout))

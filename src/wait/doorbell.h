@@ -63,8 +63,7 @@ class Doorbell {
 };
 
 template <typename Ready>
-WakeReason Doorbell::Wait(Ready ready, std::atomic<uint32_t> *waiting_flag,
-                          const WaitSpec &spec) {
+WakeReason Doorbell::Wait(Ready ready, std::atomic<uint32_t> *waiting_flag, const WaitSpec &spec) {
   if (ready() != 0) return WakeReason::kReady;
   if (spec.spin_ns > 0) {
     const uint64_t start = NowNs();
@@ -75,8 +74,8 @@ WakeReason Doorbell::Wait(Ready ready, std::atomic<uint32_t> *waiting_flag,
     }
   }
   const bool has_timeout = spec.timeout.tv_sec != 0 || spec.timeout.tv_usec != 0;
-  const uint64_t timeout_ns = uint64_t(spec.timeout.tv_sec) * 1000000000u +
-                              uint64_t(spec.timeout.tv_usec) * 1000u;
+  const uint64_t timeout_ns =
+      uint64_t(spec.timeout.tv_sec) * 1000000000u + uint64_t(spec.timeout.tv_usec) * 1000u;
   const uint64_t deadline = has_timeout ? NowNs() + timeout_ns : 0;
   for (;;) {
     // Announce, then re-check (seq_cst on both sides: either the waker sees our flag or we

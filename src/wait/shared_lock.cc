@@ -65,8 +65,7 @@ bool SharedLock::Lock() {
       continue;
     }
     if ((current & kWaitersBit) == 0 &&
-        !word_->compare_exchange_weak(current, current | kWaitersBit,
-                                      std::memory_order_relaxed)) {
+        !word_->compare_exchange_weak(current, current | kWaitersBit, std::memory_order_relaxed)) {
       continue;
     }
     FutexWait(word_, current | kWaitersBit, 20 * 1000 * 1000);

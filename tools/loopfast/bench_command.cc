@@ -4,8 +4,8 @@
 // two paths alternate (fast, kernel, fast, kernel, ...) so that both see the same machine.
 // Every fast trial checks that its connection really was fast (loopfast says so, and the
 // kernel connection carried no data bytes); every kernel trial that it was not.
-#include <netinet/in.h>
 #include <linux/tcp.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -111,7 +111,7 @@ int Listen(Kind kind, uint16_t *port) {
   const int fd = TcpSocket(kind);
   const int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  struct sockaddr_in address{};
+  struct sockaddr_in address {};
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (bind(fd, reinterpret_cast<sockaddr *>(&address), sizeof address) != 0) Die("bind");
@@ -124,7 +124,7 @@ int Listen(Kind kind, uint16_t *port) {
 
 int Connect(Kind kind, uint16_t port) {
   const int fd = TcpSocket(kind);
-  struct sockaddr_in address{};
+  struct sockaddr_in address {};
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   address.sin_port = htons(port);
@@ -136,7 +136,7 @@ int Connect(Kind kind, uint16_t port) {
 
 // The kernel's own count of data on this connection: data segments both ways + payload bytes.
 uint64_t KernelDataTraffic(int fd) {
-  struct tcp_info info{};
+  struct tcp_info info {};
   socklen_t length = sizeof info;
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0) return UINT64_MAX;
   // Data segments only: the handshake's SYN and the closing FIN count in the byte counters.
@@ -148,7 +148,8 @@ bool CheckPath(int fd, Kind kind) {
   const int path = loopfast_path_of(fd);
   const uint64_t kernel_bytes = KernelDataTraffic(fd);
   if (kind == Kind::kFast && (path != LOOPFAST_PATH_FAST || kernel_bytes != 0)) {
-    std::fprintf(stderr, "loopfast bench: expected a fast connection: path %d (%s), kernel bytes %llu\n",
+    std::fprintf(stderr,
+                 "loopfast bench: expected a fast connection: path %d (%s), kernel bytes %llu\n",
                  path, loopfast_fallback_reason(fd), static_cast<unsigned long long>(kernel_bytes));
     return false;
   }
@@ -190,7 +191,7 @@ ServerProcess StartServer(Kind kind, Serve serve) {
 // Waits for the server; adds its CPU time. False if it failed.
 bool FinishServer(const ServerProcess &server, double *cpu_seconds) {
   int status = 0;
-  struct rusage usage{};
+  struct rusage usage {};
   if (wait4(server.pid, &status, 0, &usage) < 0) return false;
   *cpu_seconds += CpuSeconds(usage);
   return WIFEXITED(status) && WEXITSTATUS(status) == 0;
@@ -204,7 +205,7 @@ struct Trial {
 };
 
 double ClientCpu() {
-  struct rusage usage{};
+  struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
   return CpuSeconds(usage);
 }
@@ -354,9 +355,12 @@ bool ParseSize(const char *text, size_t *out) {
   const unsigned long long value = std::strtoull(text, &end, 10);
   if (errno != 0 || end == text) return false;
   size_t multiplier = 1;
-  if (*end == 'K' || *end == 'k') multiplier = 1024, ++end;
-  else if (*end == 'M' || *end == 'm') multiplier = 1024 * 1024, ++end;
-  else if (*end == 'G' || *end == 'g') multiplier = size_t{1} << 30, ++end;
+  if (*end == 'K' || *end == 'k')
+    multiplier = 1024, ++end;
+  else if (*end == 'M' || *end == 'm')
+    multiplier = 1024 * 1024, ++end;
+  else if (*end == 'G' || *end == 'g')
+    multiplier = size_t{1} << 30, ++end;
   if (*end != '\0' || value == 0) return false;
   *out = size_t(value) * multiplier;
   return true;
@@ -380,20 +384,28 @@ int BenchCommand(int argc, char **argv) {
       return 2;
     }
     ++i;
-    if (std::strcmp(arg, "--size") == 0) options.size = value;
-    else if (std::strcmp(arg, "--count") == 0) options.count = value;
-    else if (std::strcmp(arg, "--write-size") == 0) options.write_size = value;
-    else if (std::strcmp(arg, "--bytes") == 0) options.bytes = value;
-    else if (std::strcmp(arg, "--rounds") == 0) options.rounds = int(value);
+    if (std::strcmp(arg, "--size") == 0)
+      options.size = value;
+    else if (std::strcmp(arg, "--count") == 0)
+      options.count = value;
+    else if (std::strcmp(arg, "--write-size") == 0)
+      options.write_size = value;
+    else if (std::strcmp(arg, "--bytes") == 0)
+      options.bytes = value;
+    else if (std::strcmp(arg, "--rounds") == 0)
+      options.rounds = int(value);
     else {
       std::fprintf(stderr, "loopfast bench: unknown option '%s'\n", arg);
       return 2;
     }
   }
   Trial (*run)(Kind, const Options &) = nullptr;
-  if (options.mode == "rr") run = RunRr;
-  else if (options.mode == "stream") run = RunStream;
-  else if (options.mode == "conn") run = RunConn;
+  if (options.mode == "rr")
+    run = RunRr;
+  else if (options.mode == "stream")
+    run = RunStream;
+  else if (options.mode == "conn")
+    run = RunConn;
   else {
     BenchUsage(stderr);
     return 2;
@@ -414,8 +426,8 @@ int BenchCommand(int argc, char **argv) {
       s.samples.insert(s.samples.end(), trial.samples.begin(), trial.samples.end());
       s.seconds += trial.seconds;
       s.cpu_seconds += trial.cpu_seconds;
-      s.operations += options.mode == "stream" ? double(options.bytes) / 1e9
-                                               : double(options.count);
+      s.operations +=
+          options.mode == "stream" ? double(options.bytes) / 1e9 : double(options.count);
     }
   }
   if (!ok) return 1;

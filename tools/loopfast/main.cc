@@ -8,15 +8,16 @@
 namespace {
 
 void Usage(FILE *out) {
-  std::fprintf(out,
-               "usage: loopfast COMMAND [ARGS]\n"
-               "\n"
-               "commands:\n"
-               "  run [OPTIONS] -- PROGRAM [ARGS]   run a program with the fast path on by default\n"
-               "  bench rr|stream|conn [OPTIONS]    fast path beside kernel TCP, in one run\n"
-               "  version                           print the version\n"
-               "\n"
-               "`loopfast COMMAND --help` describes each command.\n");
+  std::fprintf(
+      out,
+      "usage: loopfast COMMAND [ARGS]\n"
+      "\n"
+      "commands:\n"
+      "  run [OPTIONS] -- PROGRAM [ARGS]   run a program with the fast path on by default\n"
+      "  bench rr|stream|conn [OPTIONS]    fast path beside kernel TCP, in one run\n"
+      "  version                           print the version\n"
+      "\n"
+      "`loopfast COMMAND --help` describes each command.\n");
 }
 
 }  // namespace
