@@ -139,7 +139,7 @@ Resolve ResolvePending(Socket &socket, int fd, int wait_ms) {
   const bool blocking = wait_ms >= 0;
   if (blocking) {
     const int patience = wait_ms == 0 ? kOfferPatienceMs : std::min(wait_ms, kOfferPatienceMs);
-    struct timeval timeout = {patience / 1000, (patience % 1000) * 1000};
+    struct timeval timeout = {patience / 1000, (patience % 1000) * 1000L};
     Real().setsockopt(socket.rendezvous_fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
     Real().fcntl(socket.rendezvous_fd, F_SETFL, 0);
   }
