@@ -44,9 +44,7 @@ LOOPFAST_EXPORT int loopfast_errno_to_wsa(int errno_value) {
       return WSAENOBUFS;
     case EISCONN:
       return WSAEISCONN;
-    case EBUSY:
-      return WSAEINVAL;  // listener already accepted: "not applicable now"
-    default:
+    default:  // EBUSY (listener already accepted) included: "not applicable now"
       return WSAEINVAL;
   }
 }

@@ -14,7 +14,9 @@
 namespace loopfast::sys {
 
 struct RealCalls {
-#define LOOPFAST_DECLARE_POINTER(ret, name, params, args) ret(*name) params = nullptr;
+// `params` is a parenthesised parameter list, not an expression.
+#define LOOPFAST_DECLARE_POINTER(ret, name, params, args) \
+  ret(*name) params = nullptr;  // NOLINT(bugprone-macro-parentheses)
   LOOPFAST_REAL_CALLS(LOOPFAST_DECLARE_POINTER)
 #undef LOOPFAST_DECLARE_POINTER
 };

@@ -40,14 +40,12 @@ WakeReason Doorbell::Sleep(const struct timeval &timeout) {
   WakeReason reason;
   if (n > 0) {
     reason = WakeReason::kReady;
-  } else if (n == 0) {
-    // End-of-file: the peer's end is closed, or ours was shut down by ShutLocal.
-    reason = WakeReason::kPeerGone;
-  } else if (errno == EINTR) {
+  } else if (n < 0 && errno == EINTR) {
     reason = WakeReason::kInterrupted;
-  } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+  } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
     reason = WakeReason::kTimedOut;
   } else {
+    // End-of-file (the peer's end is closed, or ours was shut down by ShutLocal) or an error.
     reason = WakeReason::kPeerGone;
   }
   errno = saved_errno;

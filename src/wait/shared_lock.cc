@@ -68,7 +68,7 @@ bool SharedLock::Lock() {
         !word_->compare_exchange_weak(current, current | kWaitersBit, std::memory_order_relaxed)) {
       continue;
     }
-    FutexWait(word_, current | kWaitersBit, 20 * 1000 * 1000);
+    FutexWait(word_, current | kWaitersBit, 20L * 1000 * 1000);
     const uint32_t owner = word_->load(std::memory_order_relaxed) & ~kWaitersBit;
     if (owner != 0 && !ThreadExists(owner)) {
       uint32_t dead = owner | kWaitersBit;

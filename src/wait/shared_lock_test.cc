@@ -16,6 +16,7 @@ TEST(SharedLockTest, SerialisesThreads) {
   std::atomic<uint32_t> word{0};
   uint64_t counter = 0;  // plain: the lock must make this race-free (TSan checks)
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 20000; ++i) {
