@@ -29,7 +29,8 @@ void *Resolve(const char *name) {
 RealCalls Load() {
   RealCalls calls;
 #define LOOPFAST_RESOLVE(ret, name, params, args) \
-  calls.name = reinterpret_cast<ret(*) params>(Resolve(#name));
+  calls.name =                                    \
+      reinterpret_cast<ret(*) params>(Resolve(#name));  // NOLINT(bugprone-macro-parentheses)
   LOOPFAST_REAL_CALLS(LOOPFAST_RESOLVE)
 #undef LOOPFAST_RESOLVE
   return calls;
