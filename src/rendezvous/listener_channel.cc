@@ -216,10 +216,14 @@ Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
     }
     const int64_t left = deadline - NowMs();
     if (left <= 0) return Errno{ETIMEDOUT};
+    // A client that ended its side of the TCP connection before getting an Offer has given
+    // the fast path up (it closes or shuts down only after abandoning): stop waiting.
     // A group re-reads what it handed on, so in a group wait on new clients only, briefly.
-    struct pollfd wait[2] = {{listen_fd_, POLLIN, 0}, {group_rx_, POLLIN, 0}};
-    sys::Real().poll(wait, shared_ ? 1 : 2,
+    struct pollfd wait[3] = {
+        {accepted_fd, POLLRDHUP, 0}, {listen_fd_, POLLIN, 0}, {group_rx_, POLLIN, 0}};
+    sys::Real().poll(wait, shared_ ? 2 : 3,
                      static_cast<int>(std::min<int64_t>(left, shared_ ? 2 : 20)));
+    if ((wait[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) return Errno{ECONNRESET};
   }
 }
 

@@ -25,8 +25,9 @@ inline constexpr uint32_t kMaxRingBytes = 16 * 1024 * 1024;
 inline constexpr int kClientSide = 0;
 inline constexpr int kServerSide = 1;
 // Ring indices: ring 0 carries client→server bytes, ring 1 server→client.
-inline constexpr int RingInto(int side) { return side; }      // the ring `side` reads
-inline constexpr int RingFrom(int side) { return 1 - side; }  // the ring `side` writes
+inline constexpr int RingInto(int side) { return 1 - side; }  // the ring `side` reads
+inline constexpr int RingFrom(int side) { return side; }      // the ring `side` writes
+static_assert(RingFrom(kClientSide) == 0 && RingInto(kServerSide) == 0);
 
 // Bits of SideBlock::flags: what an endpoint has done, as the other sees it.
 enum SideFlag : uint32_t {

@@ -334,6 +334,10 @@ void RendezvousAccepted(Socket &accepted, int fd, rendezvous::ListenerChannel &c
 void ReleaseDescriptor(const std::shared_ptr<Socket> &socket, int fd) {
   if (socket->descriptors.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   std::lock_guard<std::mutex> guard(socket->mutex);
+  // An Offer already waiting makes this a fast close (with its reset if bytes are unread).
+  if (socket->path.load(std::memory_order_relaxed) == Path::kPending) {
+    (void)ResolvePending(*socket, fd, -1);
+  }
   switch (socket->path.load(std::memory_order_relaxed)) {
     case Path::kPending:
       AbandonPending(*socket, fd, reason::kRendezvousLost);
@@ -377,6 +381,15 @@ std::shared_ptr<Socket> Adopt(int fd) {
   }
   Table().Set(fd, socket);
   return socket;
+}
+
+// Moves a connect or a rendezvous along without blocking, for calls that only look.
+void MakeProgress(Socket &socket, int fd) {
+  const Path path = socket.path.load(std::memory_order_acquire);
+  if (path != Path::kConnecting && path != Path::kPending) return;
+  std::lock_guard<std::mutex> guard(socket.mutex);
+  CheckConnectProgress(socket, fd);
+  (void)ResolvePending(socket, fd, -1);
 }
 
 WaitSpec WaitFor(const struct timeval &timeout) {
@@ -565,9 +578,10 @@ int Shutdown(int fd, int how) {
   {
     std::lock_guard<std::mutex> guard(socket->mutex);
     CheckConnectProgress(*socket, fd);
+    // A half-close before the Offer arrived: the fast end would not know of it, so this
+    // connection stays on kernel TCP (always safe, see AbandonPending).
     if (socket->path.load(std::memory_order_relaxed) == Path::kPending &&
-        ResolvePending(*socket, fd, -1) == Resolve::kStillPending &&
-        (how == SHUT_WR || how == SHUT_RDWR)) {
+        ResolvePending(*socket, fd, -1) == Resolve::kStillPending) {
       AbandonPending(*socket, fd, reason::kRendezvousLost);
     }
   }
@@ -782,17 +796,15 @@ int SetSockOpt(int fd, int level, int name, const void *value, socklen_t length)
 
 int GetSockOpt(int fd, int level, int name, void *value, socklen_t *length) {
   std::shared_ptr<Socket> socket = Table().Get(fd);
-  if (socket && level == SOL_SOCKET && name == SO_ERROR) {
-    // A program polling SO_ERROR after a non-blocking connect moves the rendezvous along.
-    std::lock_guard<std::mutex> guard(socket->mutex);
-    CheckConnectProgress(*socket, fd);
-  }
+  // A program polling SO_ERROR after a non-blocking connect moves the rendezvous along.
+  if (socket && level == SOL_SOCKET && name == SO_ERROR) MakeProgress(*socket, fd);
   return Real().getsockopt(fd, level, name, value, length);
 }
 
 int Ioctl(int fd, unsigned long request, void *argument) {
   std::shared_ptr<Socket> socket = Table().Get(fd);
   if (!socket) return Real().ioctl(fd, request, argument);
+  MakeProgress(*socket, fd);
   FastConnection *fast = socket->fast.load(std::memory_order_acquire);
   if (fast != nullptr && (request == FIONREAD || request == SIOCOUTQ || request == SIOCOUTQNSD)) {
     if (argument == nullptr) {
@@ -925,13 +937,7 @@ int PathOf(int fd) {
     if (Real().fcntl(fd, F_GETFD, 0) < 0) return -1;
     return LOOPFAST_PATH_NONE;
   }
-  {
-    std::lock_guard<std::mutex> guard(socket->mutex);
-    CheckConnectProgress(*socket, fd);
-    if (socket->path.load(std::memory_order_relaxed) == Path::kPending) {
-      (void)ResolvePending(*socket, fd, -1);
-    }
-  }
+  MakeProgress(*socket, fd);
   switch (socket->path.load(std::memory_order_acquire)) {
     case Path::kFast:
       return LOOPFAST_PATH_FAST;
