@@ -50,6 +50,10 @@ int loopfast_path_of(int fd);
  * never opted in). Never NULL. */
 const char *loopfast_fallback_reason(int fd);
 
+/* Rendezvous messages this process rejected as forged, malformed or unverifiable (a listening
+ * process counts what strangers sent to its channels). */
+unsigned long long loopfast_rendezvous_rejected(void);
+
 /* Library version as "MAJOR.MINOR.PATCH". */
 const char *loopfast_version(void);
 

@@ -9,6 +9,7 @@
 
 #include "capi/user_memory.h"
 #include "loopfast/loopfast.h"
+#include "rendezvous/listener_channel.h"
 #include "socket/socket_ops.h"
 
 extern "C" {
@@ -57,6 +58,10 @@ __attribute__((visibility("default"))) int loopfast_path_of(int fd) {
 
 __attribute__((visibility("default"))) const char *loopfast_fallback_reason(int fd) {
   return loopfast::ops::FallbackReason(fd);
+}
+
+__attribute__((visibility("default"))) unsigned long long loopfast_rendezvous_rejected(void) {
+  return loopfast::rendezvous::ListenerChannel::RejectedTotal();
 }
 
 __attribute__((visibility("default"))) const char *loopfast_version(void) {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -19,6 +20,11 @@ namespace loopfast::rendezvous {
 namespace {
 
 constexpr size_t kPruneThreshold = 64;
+constexpr int kHelloGraceMs = 100;
+
+std::atomic<uint64_t> rejected_total{0};
+
+void CountRejected() { rejected_total.fetch_add(1, std::memory_order_relaxed); }
 
 int64_t NowMs() {
   struct timespec now;
@@ -32,6 +38,8 @@ uint64_t InodeOf(int fd) {
 }
 
 }  // namespace
+
+uint64_t ListenerChannel::RejectedTotal() { return rejected_total.load(std::memory_order_relaxed); }
 
 Result<std::shared_ptr<ListenerChannel>> ListenerChannel::Open(uint16_t port) {
   const int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -73,7 +81,7 @@ void ListenerChannel::Drop(Held &held, RejectReason reason) {
   (void)SendMessage(held.channel_fd, &reject, sizeof reject, nullptr, 0);
   CloseAll(&held.channel_fd, 1);
   held.channel_fd = -1;
-  ++rejected_;
+  CountRejected();
 }
 
 bool ListenerChannel::ReadHello(Held &held) {
@@ -141,7 +149,7 @@ bool ListenerChannel::ReceiveForwarded(Held *held) {
     if (!member || !IsMessage(&forward, got.value(), Kind::kForward, sizeof forward) ||
         !IsMessage(&forward.hello, sizeof forward.hello, Kind::kHello, sizeof(Hello))) {
       CloseAll(fds, fd_count);
-      ++rejected_;
+      CountRejected();
       continue;
     }
     CloseAll(&fds[1], 1);
@@ -153,6 +161,14 @@ bool ListenerChannel::ReceiveForwarded(Held *held) {
     held->inode = forward.client_inode;
     return true;
   }
+}
+
+void ListenerChannel::HandOnToGroup() {
+  if (!shared_) return;
+  for (Held &held : held_) {
+    if (held.hello_read) ForwardToGroup(held);
+  }
+  std::erase_if(held_, [](const Held &held) { return held.channel_fd < 0; });
 }
 
 void ListenerChannel::PruneGone() {
@@ -180,6 +196,9 @@ Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
     found.hello = held_[index].hello;
     found.client_pid = held_[index].pid;
     held_.erase(held_.begin() + static_cast<std::ptrdiff_t>(index));
+    // In a group, what we picked up on the way belongs to others: never keep it while this
+    // process goes back to other work.
+    HandOnToGroup();
     return found;
   };
   for (;;) {
@@ -203,14 +222,18 @@ Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
       Held held;
       held.channel_fd = channel;
       if (!ReadHello(held)) continue;
+      if (!held.hello_read) {
+        // Accepted between the client's connect and its send: the Hello is microseconds away.
+        // Read it now, so that it can be handed to the rest of the group if it is not ours.
+        struct pollfd pfd = {channel, POLLIN, 0};
+        sys::Real().poll(&pfd, 1, kHelloGraceMs);
+        if (!ReadHello(held)) continue;
+      }
       held_.push_back(held);
       if (held.hello_read && held.inode == expected.value()) return take(held_.size() - 1);
     }
     if (shared_) {
-      for (Held &held : held_) {
-        if (held.hello_read) ForwardToGroup(held);
-      }
-      std::erase_if(held_, [](const Held &held) { return held.channel_fd < 0; });
+      HandOnToGroup();
     } else if (held_.size() > kPruneThreshold) {
       PruneGone();
     }

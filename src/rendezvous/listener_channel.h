@@ -46,8 +46,8 @@ class ListenerChannel {
   // From now on, Hellos that are not ours go to the group (called in both processes at fork).
   void MarkShared() { shared_ = true; }
 
-  // Counters: Hellos rejected as forged, malformed or unverifiable.
-  uint64_t rejected() const { return rejected_; }
+  // Messages rejected as forged, malformed or unverifiable, by every channel of this process.
+  static uint64_t RejectedTotal();
 
  private:
   struct Held {
@@ -64,6 +64,8 @@ class ListenerChannel {
   bool ReadHello(Held &held);
   void Drop(Held &held, RejectReason reason);
   void ForwardToGroup(Held &held);
+  // In a group: forwards every Hello held here that has been read.
+  void HandOnToGroup();
   bool ReceiveForwarded(Held *held);
   void PruneGone();
 
@@ -73,7 +75,6 @@ class ListenerChannel {
   int group_tx_;
   uint64_t channel_inode_;
   bool shared_ = false;
-  uint64_t rejected_ = 0;
   std::mutex mutex_;
   std::vector<Held> held_;
 };
