@@ -348,7 +348,9 @@ TEST(ContractMoreTest, ClientOfAnotherUserWorksAndBothEndsAgree) {
   ASSERT_TRUE(client_path == 0 || client_path == 1) << client_path;
   EXPECT_EQ(client_path, server_path);
   // The accepting process runs as root here, so it may inspect the client: fast.
-  if (geteuid() == 0) EXPECT_EQ(client_path, 0);
+  if (geteuid() == 0) {
+    EXPECT_EQ(client_path, 0);
+  }
 }
 
 TEST(ContractMoreTest, PortReboundWithoutLoopfastWhileClientsConnect) {
