@@ -20,6 +20,10 @@ namespace loopfast::rendezvous {
 namespace {
 
 constexpr size_t kPruneThreshold = 64;
+// Hellos one process keeps for connections it has not accepted yet: enough for a burst of
+// pending clients, bounded so that strangers cannot make it hoard descriptors. Past it the
+// oldest are rejected (those clients fall back to kernel TCP, safely).
+constexpr size_t kMaxHeld = 96;
 constexpr int kHelloGraceMs = 100;
 
 std::atomic<uint64_t> rejected_total{0};
@@ -171,6 +175,13 @@ void ListenerChannel::HandOnToGroup() {
   std::erase_if(held_, [](const Held &held) { return held.channel_fd < 0; });
 }
 
+void ListenerChannel::DropBeyondCap() {
+  while (held_.size() > kMaxHeld) {
+    Drop(held_.front(), RejectReason::kResources);
+    held_.erase(held_.begin());
+  }
+}
+
 void ListenerChannel::PruneGone() {
   // Clients whose connect failed, or which went plain, have closed their channel.
   std::vector<Held> kept;
@@ -186,9 +197,17 @@ void ListenerChannel::PruneGone() {
 }
 
 Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
-  Result<uint64_t> expected = PeerSocketInode(accepted_fd);
-  if (!expected.ok()) return Errno{expected.error()};
+  Result<SocketOwner> peer = PeerSocket(accepted_fd);
+  if (!peer.ok()) return Errno{peer.error()};
+  // /proc/<pid>/fd of another user's process is closed to us unless we are root, so its Hello
+  // can never be verified. It is still read (and answered with a Reject, so the client does
+  // not wait), but the search ends after one pass instead of waiting.
+  const uid_t self = geteuid();
+  const bool unverifiable = self != 0 && peer.value().uid != self;
+  const Result<uint64_t> expected(peer.value().inode);
   const int64_t deadline = NowMs() + timeout_ms;
+  // One grace period per search, shared by every silent channel connection it meets.
+  const int64_t grace_deadline = NowMs() + kHelloGraceMs;
   std::lock_guard<std::mutex> guard(mutex_);
   auto take = [this](size_t index) {
     FoundHello found;
@@ -199,6 +218,7 @@ Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
     // In a group, what we picked up on the way belongs to others: never keep it while this
     // process goes back to other work.
     HandOnToGroup();
+    DropBeyondCap();
     return found;
   };
   for (;;) {
@@ -226,8 +246,12 @@ Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
         // Accepted between the client's connect and its send: the Hello is microseconds away.
         // Read it now, so that it can be handed to the rest of the group if it is not ours.
         struct pollfd pfd = {channel, POLLIN, 0};
-        sys::Real().poll(&pfd, 1, kHelloGraceMs);
+        sys::Real().poll(&pfd, 1, static_cast<int>(std::max<int64_t>(grace_deadline - NowMs(), 1)));
         if (!ReadHello(held)) continue;
+        if (!held.hello_read) {  // still silent: not a client about to send; never hold it
+          Drop(held, RejectReason::kUnverified);
+          continue;
+        }
       }
       held_.push_back(held);
       if (held.hello_read && held.inode == expected.value()) return take(held_.size() - 1);
@@ -236,7 +260,9 @@ Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
       HandOnToGroup();
     } else if (held_.size() > kPruneThreshold) {
       PruneGone();
+      DropBeyondCap();
     }
+    if (unverifiable) return Errno{EACCES};
     const int64_t left = deadline - NowMs();
     if (left <= 0) return Errno{ETIMEDOUT};
     // A client that ended its side of the TCP connection before getting an Offer has given

@@ -68,6 +68,7 @@ class ListenerChannel {
   void HandOnToGroup();
   bool ReceiveForwarded(Held *held);
   void PruneGone();
+  void DropBeyondCap();
 
   uint16_t port_;
   int listen_fd_;

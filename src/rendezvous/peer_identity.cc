@@ -22,8 +22,8 @@ struct DiagRequest {
 };
 
 // One exact lookup: the socket whose local end is (src, sport) and remote end (dst, dport).
-Result<uint64_t> LookupInode(int family, const void *src, uint16_t sport_be, const void *dst,
-                             uint16_t dport_be) {
+Result<SocketOwner> LookupSocket(int family, const void *src, uint16_t sport_be, const void *dst,
+                                 uint16_t dport_be) {
   const int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (nl < 0) return Errno{errno};
   DiagRequest message{};
@@ -63,12 +63,15 @@ Result<uint64_t> LookupInode(int family, const void *src, uint16_t sport_be, con
   const auto *diag = static_cast<const struct inet_diag_msg *>(NLMSG_DATA(header));
   // The exact lookup may fall back to a listener; only the exact connection counts.
   if (diag->id.idiag_sport != sport_be || diag->id.idiag_dport != dport_be) return Errno{ENOENT};
-  return static_cast<uint64_t>(diag->idiag_inode);
+  SocketOwner owner;
+  owner.inode = diag->idiag_inode;
+  owner.uid = diag->idiag_uid;
+  return owner;
 }
 
 }  // namespace
 
-Result<uint64_t> PeerSocketInode(int fd) {
+Result<SocketOwner> PeerSocket(int fd) {
   struct sockaddr_storage local {};
   struct sockaddr_storage remote {};
   socklen_t local_len = sizeof local;
@@ -80,18 +83,18 @@ Result<uint64_t> PeerSocketInode(int fd) {
   if (remote.ss_family == AF_INET) {
     const auto &l = reinterpret_cast<const struct sockaddr_in &>(local);
     const auto &r = reinterpret_cast<const struct sockaddr_in &>(remote);
-    return LookupInode(AF_INET, &r.sin_addr, r.sin_port, &l.sin_addr, l.sin_port);
+    return LookupSocket(AF_INET, &r.sin_addr, r.sin_port, &l.sin_addr, l.sin_port);
   }
   if (remote.ss_family != AF_INET6) return Errno{EAFNOSUPPORT};
   const auto &l = reinterpret_cast<const struct sockaddr_in6 &>(local);
   const auto &r = reinterpret_cast<const struct sockaddr_in6 &>(remote);
   if (IN6_IS_ADDR_V4MAPPED(&r.sin6_addr)) {
     // The client end may be an IPv4 socket (usual) or an IPv6 one using mapped addresses.
-    Result<uint64_t> v4 = LookupInode(AF_INET, &r.sin6_addr.s6_addr[12], r.sin6_port,
-                                      &l.sin6_addr.s6_addr[12], l.sin6_port);
+    Result<SocketOwner> v4 = LookupSocket(AF_INET, &r.sin6_addr.s6_addr[12], r.sin6_port,
+                                          &l.sin6_addr.s6_addr[12], l.sin6_port);
     if (v4.ok()) return v4;
   }
-  return LookupInode(AF_INET6, &r.sin6_addr, r.sin6_port, &l.sin6_addr, l.sin6_port);
+  return LookupSocket(AF_INET6, &r.sin6_addr, r.sin6_port, &l.sin6_addr, l.sin6_port);
 }
 
 uint64_t ParseSocketLink(const char *link, size_t length) {

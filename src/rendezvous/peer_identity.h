@@ -16,9 +16,14 @@
 
 namespace loopfast::rendezvous {
 
-// Inode of the socket at the other end of connected TCP socket `fd` (same network namespace),
-// or ENOENT.
-Result<uint64_t> PeerSocketInode(int fd);
+struct SocketOwner {
+  uint64_t inode = 0;
+  uid_t uid = 0;
+};
+
+// The socket at the other end of connected TCP socket `fd` (same network namespace): its inode
+// and its owner's uid, from the kernel's socket table; ENOENT when there is none.
+Result<SocketOwner> PeerSocket(int fd);
 
 // Inode of the socket that process `pid` holds as descriptor `fd`, or an errno (EACCES for
 // another user's process when we are not privileged, ENOENT, ENOTSOCK).
