@@ -14,7 +14,7 @@ void BM_RingWriteRead(benchmark::State &state) {
   const size_t message = static_cast<size_t>(state.range(0));
   constexpr uint32_t kCapacity = 1u << 20;
   RingControl control;
-  SpscRing::Initialize(&control);
+  SpscRing::Initialize(&control, kCapacity);
   std::vector<uint8_t> data(kCapacity);
   SpscRing producer(&control, data.data(), kCapacity);
   SpscRing consumer(&control, data.data(), kCapacity);

@@ -11,8 +11,8 @@ namespace loopfast {
 namespace {
 
 struct HeapRing {
-  explicit HeapRing(uint32_t capacity) : data(capacity) {
-    SpscRing::Initialize(&control);
+  explicit HeapRing(uint32_t capacity, uint32_t window = 0) : data(capacity) {
+    SpscRing::Initialize(&control, window != 0 ? window : capacity);
     producer = SpscRing(&control, data.data(), capacity);
     consumer = SpscRing(&control, data.data(), capacity);
   }
@@ -112,9 +112,63 @@ TEST(RingTest, PositionsSurviveSixtyFourBitGrowth) {
   EXPECT_EQ(in, out);
 }
 
-// Two threads, random sizes: every byte arrives once, in order. Run under ThreadSanitizer too.
+TEST(RingTest, WindowGrowsOnlyAfterAFullRingHasEmptied) {
+  HeapRing ring(65536, 4096);
+  std::vector<uint8_t> in(10000), out(10000);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = uint8_t(i * 13 + 5);
+  // Small writes that fit never grow the window.
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_EQ(ring.producer.Write(in.data(), 1000), 1000);
+    ASSERT_EQ(ring.consumer.Read(out.data(), 1000), 1000);
+  }
+  EXPECT_EQ(ring.producer.Window(), 4096u);
+  // A write that does not fit is cut at the window, as TCP cuts at its buffer.
+  ASSERT_EQ(ring.producer.Write(in.data(), in.size()), 4096);
+  EXPECT_FALSE(ring.producer.HasRoom());
+  // Growth wanted but not yet empty: the ring counts as full, so the unread bytes keep the
+  // window they were placed with.
+  ASSERT_EQ(ring.consumer.Read(out.data(), 100), 100);
+  EXPECT_FALSE(ring.producer.HasRoom());
+  EXPECT_EQ(ring.producer.WritableBytes(), 0);
+  EXPECT_EQ(ring.producer.Write(in.data() + 4096, 50), 0);
+  EXPECT_EQ(ring.producer.Window(), 4096u);
+  ASSERT_EQ(ring.consumer.Read(out.data() + 100, 4096), 3996);
+  ASSERT_EQ(std::memcmp(out.data(), in.data(), 4096), 0);
+  // Empty: the next write grows the window, four times each step.
+  EXPECT_TRUE(ring.producer.HasRoom());
+  ASSERT_EQ(ring.producer.Write(in.data(), in.size()), 10000);
+  EXPECT_EQ(ring.producer.Window(), 16384u);
+  ASSERT_EQ(ring.consumer.Read(out.data(), out.size()), 10000);
+  EXPECT_EQ(in, out);
+  for (int i = 0; i < 3; ++i) {
+    while (ring.producer.Write(in.data(), in.size()) > 0) {
+    }
+    while (ring.consumer.Read(out.data(), out.size()) > 0) {
+    }
+    ASSERT_EQ(ring.producer.Write(in.data(), 1), 1);
+    ASSERT_EQ(ring.consumer.Read(out.data(), 1), 1);
+  }
+  EXPECT_EQ(ring.producer.Window(), 65536u);  // never beyond the capacity
+}
+
+TEST(RingTest, CorruptWindowIsReportedNotTrusted) {
+  HeapRing ring(8192, 4096);
+  char out[16] = {};
+  ASSERT_EQ(ring.producer.Write("abc", 3), 3);
+  for (const uint32_t bad : {0u, 3000u, 16384u, 1u << 31}) {
+    ring.control.window.store(bad);
+    EXPECT_EQ(ring.consumer.Read(out, sizeof out), -1) << bad;
+    EXPECT_EQ(ring.producer.Write(out, 1), -1) << bad;
+    EXPECT_EQ(ring.producer.Window(), 0u) << bad;
+  }
+  ring.control.window.store(4096);
+  EXPECT_EQ(ring.consumer.Read(out, sizeof out), 3);
+}
+
+// Two threads, random sizes: every byte arrives once, in order, while the window grows.
+// Run under ThreadSanitizer too.
 TEST(RingTest, ConcurrentProducerAndConsumerAreByteExact) {
-  HeapRing ring(8192);
+  HeapRing ring(65536, 4096);
   constexpr size_t kTotal = 8 << 20;
   std::thread producer([&] {
     std::mt19937 rng(1);

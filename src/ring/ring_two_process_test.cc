@@ -21,7 +21,7 @@ TEST(RingTwoProcessTest, ChildProducesParentConsumesByteExact) {
   void *memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(memory, MAP_FAILED);
   auto *control = new (memory) RingControl;
-  SpscRing::Initialize(control);
+  SpscRing::Initialize(control, 4096);  // small: the window grows while both run
   auto *data = static_cast<uint8_t *>(memory) + sizeof(RingControl);
   const pid_t child = fork();
   if (child == 0) {

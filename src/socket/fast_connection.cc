@@ -162,12 +162,13 @@ void FastConnection::FlushUnreadToKernel(int kernel_fd) {
   RingControl *control = tx_.control();
   const uint64_t head = control->head.load(std::memory_order_acquire);
   uint64_t tail = control->tail.load(std::memory_order_acquire);
-  if (head - tail > tx_.capacity()) return;
+  const uint32_t window = tx_.Window();
+  if (window == 0 || head - tail > window) return;
   const uint8_t *data = static_cast<uint8_t *>(memory_) + header()->ring_offset[RingFrom(side_)];
-  const uint32_t mask = tx_.capacity() - 1;
+  const uint32_t mask = window - 1;
   while (tail != head) {
     const uint32_t offset = static_cast<uint32_t>(tail & mask);
-    const size_t chunk = std::min<uint64_t>(head - tail, tx_.capacity() - offset);
+    const size_t chunk = std::min<uint64_t>(head - tail, window - offset);
     const ssize_t n = sys::Real().send(kernel_fd, data + offset, chunk, MSG_NOSIGNAL);
     if (n > 0) {
       tail += static_cast<uint64_t>(n);
@@ -300,7 +301,7 @@ bool FastConnection::RecvReady() const {
 }
 
 bool FastConnection::SendReady() const {
-  return tx_.FillLevel() < tx_.capacity() || (PeerFlags() & kSideClosed) != 0 || PeerLeft() ||
+  return tx_.HasRoom() || (PeerFlags() & kSideClosed) != 0 || PeerLeft() ||
          (self().flags.load(std::memory_order_relaxed) & kSideWriteShut) != 0;
 }
 

@@ -1,5 +1,6 @@
 #include "socket/shared_layout.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace loopfast {
@@ -21,8 +22,8 @@ void InitializeLayout(void *memory, uint32_t capacity_c2s, uint32_t capacity_s2c
   header->ring_capacity[1] = capacity_s2c;
   header->side[0].holders.store(1, std::memory_order_relaxed);
   header->side[1].holders.store(1, std::memory_order_relaxed);
-  SpscRing::Initialize(&header->ring[0]);
-  SpscRing::Initialize(&header->ring[1]);
+  SpscRing::Initialize(&header->ring[0], std::min(capacity_c2s, kInitialWindowBytes));
+  SpscRing::Initialize(&header->ring[1], std::min(capacity_s2c, kInitialWindowBytes));
 }
 
 bool ValidateLayout(const void *memory, uint64_t mapped_bytes) {

@@ -13,12 +13,16 @@
 namespace loopfast {
 
 inline constexpr uint32_t kLayoutMagic = 0x4c465354;  // "LFST"
-inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kLayoutVersion = 2;  // 2: growing ring windows, hot side fields apart
 inline constexpr uint32_t kHeaderBytes = 4096;
 // Ring sizes: the smallest (also the most a connecting side buffers before the rendezvous
-// completes, so that its early bytes always fit), the default, the largest.
+// completes, so that its early bytes always fit), the default, the largest. A ring starts
+// with a small window (kInitialWindowBytes) and grows while streams fill it; memory is only
+// spent on the part of the window actually used. The default is large because a ring larger
+// than one core's L2 cache streams several times faster (docs/performance.md).
 inline constexpr uint32_t kMinRingBytes = 16 * 1024;
-inline constexpr uint32_t kDefaultRingBytes = 512 * 1024;
+inline constexpr uint32_t kInitialWindowBytes = 64 * 1024;
+inline constexpr uint32_t kDefaultRingBytes = 4 * 1024 * 1024;
 inline constexpr uint32_t kMaxRingBytes = 16 * 1024 * 1024;
 
 // Endpoint indices. The connecting side is 0, the accepting side 1.
@@ -38,17 +42,26 @@ enum SideFlag : uint32_t {
 };
 
 // Written by one endpoint only. Locks serialise threads/processes sharing that endpoint.
+// The peer polls `flags` while it waits, so what changes on every call (locks, counters)
+// lives on another cache line.
 struct SideBlock {
+  // Changes rarely; the peer reads it often.
   alignas(kCacheLine) std::atomic<uint32_t> flags;
-  std::atomic<uint32_t> send_lock;  // SharedLock word for this side's producer
-  std::atomic<uint32_t> recv_lock;  // SharedLock word for this side's consumer
-  std::atomic<uint32_t> holders;    // processes holding this end (fork adds one)
-  uint32_t pid;                     // informational (stat), never trusted
-  uint64_t bytes_sent;              // informational counters for `loopfast stat`
+  std::atomic<uint32_t> holders;  // processes holding this end (fork adds one)
+  uint32_t pid;                   // informational (stat), never trusted
+  uint8_t pad0[kCacheLine - 12];
+  // Changes on every call; only this end's own threads and `loopfast stat` read it.
+  alignas(kCacheLine) std::atomic<uint32_t> send_lock;  // SharedLock word for the producer
+  std::atomic<uint32_t> recv_lock;                      // SharedLock word for the consumer
+  uint64_t bytes_sent;                                  // informational counters
   uint64_t bytes_received;
-  uint8_t pad[kCacheLine - 40];
+  uint8_t pad1[kCacheLine - 24];
 };
-static_assert(sizeof(SideBlock) == kCacheLine);
+static_assert(offsetof(SideBlock, flags) == 0);
+static_assert(offsetof(SideBlock, holders) == 4);
+static_assert(offsetof(SideBlock, send_lock) == kCacheLine);
+static_assert(offsetof(SideBlock, bytes_sent) == kCacheLine + 8);
+static_assert(sizeof(SideBlock) == 2 * kCacheLine);
 
 struct SharedHeader {
   uint32_t magic;
@@ -68,8 +81,8 @@ static_assert(offsetof(SharedHeader, total_bytes) == 16);
 static_assert(offsetof(SharedHeader, ring_offset) == 24);
 static_assert(offsetof(SharedHeader, ring_capacity) == 40);
 static_assert(offsetof(SharedHeader, side) == kCacheLine);
-static_assert(offsetof(SharedHeader, ring) == 3 * kCacheLine);
-static_assert(sizeof(SharedHeader) == 7 * kCacheLine);
+static_assert(offsetof(SharedHeader, ring) == 5 * kCacheLine);
+static_assert(sizeof(SharedHeader) == 9 * kCacheLine);
 static_assert(sizeof(SharedHeader) <= kHeaderBytes);
 
 // Bytes of shared memory for rings of these capacities.

@@ -34,6 +34,7 @@ struct Options {
   size_t size = 1;                 // rr message size
   size_t count = 20000;            // rr round trips / conn connections per trial
   size_t write_size = 64 * 1024;   // stream write size
+  size_t read_size = 0;            // stream read size; 0: the write size (as iperf3 does)
   size_t bytes = size_t{1} << 30;  // stream bytes per trial
   int rounds = 5;
 };
@@ -255,7 +256,7 @@ Trial RunStream(Kind kind, const Options &options) {
   ServerProcess server = StartServer(kind, [&](int listener) {
     const int fd = accept(listener, nullptr, nullptr);
     if (fd < 0) return false;
-    std::vector<char> buffer(std::max<size_t>(options.write_size, 256 * 1024));
+    std::vector<char> buffer(options.read_size != 0 ? options.read_size : options.write_size);
     size_t received = 0;
     while (received < total) {
       const ssize_t n = recv(fd, buffer.data(), std::min(buffer.size(), total - received), 0);
@@ -342,7 +343,8 @@ void BenchUsage(FILE *out) {
                "processes on separate CPUs, trials alternating between the two paths.\n"
                "\n"
                "  rr      request/response latency: --size BYTES (1), --count N (20000)\n"
-               "  stream  one-way throughput: --write-size BYTES (65536), --bytes N (1 GiB)\n"
+               "  stream  one-way throughput: --write-size BYTES (65536), --read-size BYTES\n"
+               "          (the write size), --bytes N (1 GiB)\n"
                "  conn    connect+exchange+close rate: --count N (20000)\n"
                "  --rounds R   trials per path (5)\n"
                "\n"
@@ -390,6 +392,8 @@ int BenchCommand(int argc, char **argv) {
       options.count = value;
     else if (std::strcmp(arg, "--write-size") == 0)
       options.write_size = value;
+    else if (std::strcmp(arg, "--read-size") == 0)
+      options.read_size = value;
     else if (std::strcmp(arg, "--bytes") == 0)
       options.bytes = value;
     else if (std::strcmp(arg, "--rounds") == 0)
@@ -447,7 +451,9 @@ int BenchCommand(int argc, char **argv) {
     std::printf("ratio (kernel p50 / fast p50): %.1fx\n",
                 Percentile(kernel.samples, 0.5) / Percentile(fast.samples, 0.5));
   } else if (options.mode == "stream") {
-    std::printf("write size %zu bytes, %zu bytes per trial\n", options.write_size, options.bytes);
+    std::printf("write size %zu bytes, read size %zu bytes, %zu bytes per trial\n",
+                options.write_size, options.read_size != 0 ? options.read_size : options.write_size,
+                options.bytes);
     std::printf("%-11s %14s %14s %16s\n", "path", "median GB/s", "min GB/s", "CPU s/GB");
     for (const Summary *s : {&fast, &kernel}) {
       std::printf("%-11s %14.2f %14.2f %16.3f\n", s == &fast ? "fast path" : "kernel TCP",
