@@ -6,9 +6,12 @@
 // errno: a call that succeeds leaves errno as it found it, as libc does; a call that fails sets
 // the errno the socket layer (or the real call) chose.
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -113,7 +116,10 @@ LOOPFAST_EXPORT int accept4(int fd, sockaddr *address, socklen_t *length, int fl
 }
 
 LOOPFAST_EXPORT int close(int fd) {
-  if (!ops::IsTracked(fd)) return Real().close(fd);
+  if (!ops::IsTracked(fd)) {
+    ops::ForgetEpoll(fd);  // one atomic load unless loopfast keeps epoll sets
+    return Real().close(fd);
+  }
   ErrnoKeeper keeper;
   return keeper.Done(ops::Close(fd));
 }
@@ -285,4 +291,83 @@ LOOPFAST_EXPORT int dup3(int fd, int fd2, int flags) {
 LOOPFAST_EXPORT int close_range(unsigned first, unsigned last, int flags) {
   ErrnoKeeper keeper;
   return keeper.Done(ops::CloseRange(first, last, flags));
+}
+
+// ---- Readiness: every call passes straight through unless a loopfast socket is involved ----
+
+LOOPFAST_EXPORT int poll(pollfd *fds, nfds_t count, int timeout_ms) {
+  ErrnoKeeper keeper;
+  if (timeout_ms < 0) return keeper.Done(ops::Poll(fds, count, nullptr, nullptr));
+  const timespec timeout = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
+  return keeper.Done(ops::Poll(fds, count, &timeout, nullptr));
+}
+
+LOOPFAST_EXPORT int ppoll(pollfd *fds, nfds_t count, const timespec *timeout,
+                          const sigset_t *sigmask) {
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::Poll(fds, count, timeout, sigmask));
+}
+
+// _FORTIFY_SOURCE builds call these when the array's size is known.
+LOOPFAST_EXPORT int __poll_chk(pollfd *fds, nfds_t count, int timeout_ms, size_t fds_length) {
+  if (fds_length / sizeof(pollfd) < count) __builtin_trap();
+  return poll(fds, count, timeout_ms);
+}
+
+LOOPFAST_EXPORT int __ppoll_chk(pollfd *fds, nfds_t count, const timespec *timeout,
+                                const sigset_t *sigmask, size_t fds_length) {
+  if (fds_length / sizeof(pollfd) < count) __builtin_trap();
+  return ppoll(fds, count, timeout, sigmask);
+}
+
+LOOPFAST_EXPORT int select(int nfds, fd_set *read_set, fd_set *write_set, fd_set *except_set,
+                           timeval *timeout) {
+  ErrnoKeeper keeper;
+  bool used = false;
+  const int n = ops::SelectWithTimeval(nfds, read_set, write_set, except_set, timeout, &used);
+  if (!used) return Real().select(nfds, read_set, write_set, except_set, timeout);
+  return keeper.Done(n);
+}
+
+LOOPFAST_EXPORT int pselect(int nfds, fd_set *read_set, fd_set *write_set, fd_set *except_set,
+                            const timespec *timeout, const sigset_t *sigmask) {
+  ErrnoKeeper keeper;
+  bool used = false;
+  const int n = ops::Select(nfds, read_set, write_set, except_set, timeout, sigmask, &used);
+  if (!used) return Real().pselect(nfds, read_set, write_set, except_set, timeout, sigmask);
+  return keeper.Done(n);
+}
+
+LOOPFAST_EXPORT int epoll_ctl(int epfd, int op, int fd, epoll_event *event) {
+  if (!ops::IsTracked(fd) && !ops::IsLoopfastEpoll(epfd)) {
+    return Real().epoll_ctl(epfd, op, fd, event);
+  }
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::EpollCtl(epfd, op, fd, event));
+}
+
+LOOPFAST_EXPORT int epoll_wait(int epfd, epoll_event *events, int max, int timeout_ms) {
+  if (!ops::IsLoopfastEpoll(epfd)) return Real().epoll_wait(epfd, events, max, timeout_ms);
+  ErrnoKeeper keeper;
+  if (timeout_ms < 0) return keeper.Done(ops::EpollWait(epfd, events, max, nullptr, nullptr));
+  const timespec timeout = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
+  return keeper.Done(ops::EpollWait(epfd, events, max, &timeout, nullptr));
+}
+
+LOOPFAST_EXPORT int epoll_pwait(int epfd, epoll_event *events, int max, int timeout_ms,
+                                const sigset_t *sigmask) {
+  if (!ops::IsLoopfastEpoll(epfd)) {
+    return Real().epoll_pwait(epfd, events, max, timeout_ms, sigmask);
+  }
+  ErrnoKeeper keeper;
+  if (timeout_ms < 0) return keeper.Done(ops::EpollWait(epfd, events, max, nullptr, sigmask));
+  const timespec timeout = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
+  return keeper.Done(ops::EpollWait(epfd, events, max, &timeout, sigmask));
+}
+
+LOOPFAST_EXPORT int epoll_pwait2(int epfd, epoll_event *events, int max, const timespec *timeout,
+                                 const sigset_t *sigmask) {
+  if (!ops::IsLoopfastEpoll(epfd)) return Real().epoll_pwait2(epfd, events, max, timeout, sigmask);
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::EpollWait(epfd, events, max, timeout, sigmask));
 }

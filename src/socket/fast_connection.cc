@@ -210,6 +210,7 @@ Result<size_t> FastConnection::Send(int kernel_fd, const struct iovec *iov, size
       continue;
     }
     if (length == 0) return size_t{0};
+    no_space_.fetch_add(1, std::memory_order_release);
     if (call.nonblocking) return sent > 0 ? Result<size_t>(sent) : Errno{EAGAIN};
     const WakeReason reason = space_bell_.Wait(
         [this] {
@@ -303,6 +304,69 @@ bool FastConnection::RecvReady() const {
 bool FastConnection::SendReady() const {
   return tx_.HasRoom() || (PeerFlags() & kSideClosed) != 0 || PeerLeft() ||
          (self().flags.load(std::memory_order_relaxed) & kSideWriteShut) != 0;
+}
+
+FastConnection::Look FastConnection::LookNow() const {
+  Look look;
+  const uint32_t own = self().flags.load(std::memory_order_acquire);
+  const uint32_t peer_flags = PeerFlags();
+  const bool left = PeerLeft();
+  look.in_ended = (peer_flags & kSideWriteShut) != 0 || left || (own & kSideReadShut) != 0;
+  look.out_ended = (own & kSideWriteShut) != 0 || (peer_flags & kSideClosed) != 0 || left;
+  const uint64_t readable = rx_.FillLevel();
+  look.corrupt = tx_.Window() == 0 || rx_.Window() == 0;
+  look.readable = readable > 0 || look.corrupt;
+  look.writable = tx_.HasRoom();
+  look.in_sequence = rx_.control()->head.load(std::memory_order_acquire);
+  look.in_consumed = rx_.control()->tail.load(std::memory_order_acquire);
+  look.no_space = no_space_.load(std::memory_order_acquire);
+  return look;
+}
+
+bool FastConnection::DrainBell(int bell) {
+  const int saved_errno = errno;
+  char drain[64];
+  bool open = true;
+  for (;;) {
+    const ssize_t n = sys::Real().recv(bell, drain, sizeof drain, MSG_DONTWAIT);
+    if (n > 0) continue;
+    if (n < 0 && errno == EINTR) continue;
+    open = n < 0;  // EAGAIN: nothing more; 0: end-of-file
+    break;
+  }
+  errno = saved_errno;
+  return open;
+}
+
+void FastConnection::PrepareToSleep(bool for_input, bool for_output, bool drain) {
+  const uint32_t own = self().flags.load(std::memory_order_acquire);
+  if (for_input && !PeerLeft() && (own & kSideReadShut) == 0) {
+    if (drain && !DrainBell(data_bell_.fd())) peer_left_.store(true, std::memory_order_release);
+    rx_.control()->consumer_waiting.store(1, std::memory_order_seq_cst);
+  }
+  if (for_output && !PeerLeft() && (own & kSideWriteShut) == 0) {
+    if (drain && !DrainBell(space_bell_.fd())) peer_left_.store(true, std::memory_order_release);
+    tx_.control()->producer_waiting.store(1, std::memory_order_seq_cst);
+  }
+  // Pairs with the waker's fence: either it sees our announcement or we see its change.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
+int FastConnection::InputBellFd() const {
+  const bool shut = (self().flags.load(std::memory_order_acquire) & kSideReadShut) != 0;
+  return PeerLeft() || shut ? -1 : data_bell_.fd();
+}
+
+int FastConnection::OutputBellFd() const {
+  const bool shut = (self().flags.load(std::memory_order_acquire) & kSideWriteShut) != 0;
+  return PeerLeft() || shut ? -1 : space_bell_.fd();
+}
+
+void FastConnection::SettleIfPeerLeft(int kernel_fd) {
+  if (!PeerLeft() || (PeerFlags() & kSideClosed) != 0) return;
+  if ((self().flags.load(std::memory_order_acquire) & kSideWriteShut) != 0) return;
+  SharedLockGuard lock(&self().send_lock);
+  FlushUnreadToKernel(kernel_fd);
 }
 
 void FastConnection::ShutdownWrite() {

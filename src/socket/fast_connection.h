@@ -81,6 +81,30 @@ class FastConnection {
   bool RecvReady() const;
   bool SendReady() const;
 
+  // ---- Readiness (poll, select, epoll): any thread ----
+  struct Look {
+    bool readable = false;   // bytes in the ring (or corrupt memory: a read reports it)
+    bool writable = false;   // room in the ring
+    bool in_ended = false;   // no more ring bytes will come: the kernel socket has the answer
+    bool out_ended = false;  // no more ring bytes will go: the kernel socket has the answer
+    bool corrupt = false;
+    uint64_t in_sequence = 0;  // bytes the peer ever wrote (edge-triggered readiness)
+    uint64_t in_consumed = 0;  // bytes this end ever read
+    uint64_t no_space = 0;     // times a send here found the ring full
+  };
+  Look LookNow() const;
+  // Before a readiness call sleeps: takes the wake-up bytes already delivered on the doorbells
+  // of the wanted directions (noting a departed peer), then announces the sleep to the peer, so
+  // that its next change rings. The caller re-checks LookNow() before it sleeps.
+  // `drain` false: the caller knows no wake-up byte is waiting (saves a system call each).
+  void PrepareToSleep(bool for_input, bool for_output, bool drain = true);
+  // The descriptors a readiness call sleeps on; -1 once that doorbell cannot ring any more.
+  int InputBellFd() const;
+  int OutputBellFd() const;
+  // The peer left without closing (exec into a program without loopfast, or death): write what
+  // it never read to the kernel connection, once, so a waiting program's reply can come.
+  void SettleIfPeerLeft(int kernel_fd);
+
   // Half-closes as shutdown(2) does; wakes local and remote sleepers.
   void ShutdownWrite();
   void ShutdownRead();
@@ -106,6 +130,8 @@ class FastConnection {
   void NotifyPeerWriter();
   // Writes what the departed peer never read to the kernel connection.
   void FlushUnreadToKernel(int kernel_fd);
+  // Takes every wake-up byte waiting on `bell`; false when it reached end-of-file.
+  static bool DrainBell(int bell);
 
   int side_;
   void *memory_;
@@ -116,6 +142,7 @@ class FastConnection {
   Doorbell space_bell_;                 // sleep here for space; ring here after reading
   std::atomic<bool> peer_left_{false};  // the peer's doorbells reached end-of-file
   std::atomic<bool> flushed_{false};
+  std::atomic<uint64_t> no_space_{0};  // sends that found the ring full (EPOLLOUT edges)
 };
 
 }  // namespace loopfast

@@ -428,6 +428,16 @@ size_t AppendFromIov(const struct msghdr *message, size_t skip, size_t room,
 
 bool IsTracked(int fd) { return Table().Get(fd) != nullptr; }
 
+void Advance(Socket &socket, int fd) { MakeProgress(socket, fd); }
+
+PendingView ViewPending(Socket &socket) {
+  std::lock_guard<std::mutex> guard(socket.mutex);
+  PendingView view;
+  view.channel_fd = socket.rendezvous_fd;
+  view.early_room = kMinRingBytes - std::min<size_t>(kMinRingBytes, socket.early_bytes.size());
+  return view;
+}
+
 int CreateSocket(int domain, int type, int protocol) {
   const int fd = Real().socket(domain, type, protocol);
   if (fd >= 0 && IsTcpSocket(domain, type, protocol)) {

@@ -6,10 +6,16 @@
 #ifndef LOOPFAST_SOCKET_SOCKET_OPS_H_
 #define LOOPFAST_SOCKET_SOCKET_OPS_H_
 
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
 #include <cstddef>
+
+#include "socket/socket.h"
 
 namespace loopfast::ops {
 
@@ -29,6 +35,23 @@ int Dup(int fd);
 int Dup3(int fd, int fd2, int flags, bool is_dup2);
 int CloseRange(unsigned first, unsigned last, int flags);
 
+// Readiness over fast and ordinary descriptors (poll_ops.cc, epoll_ops.cc). A null timeout
+// waits without limit. Select returns with *used_loopfast false (and does nothing) when no
+// descriptor in the sets is loopfast's: the caller then makes the real call.
+int Poll(struct pollfd *fds, nfds_t count, const struct timespec *timeout, const sigset_t *sigmask);
+int Select(int nfds, fd_set *read_set, fd_set *write_set, fd_set *except_set,
+           const struct timespec *timeout, const sigset_t *sigmask, bool *used_loopfast);
+// select(2) itself: also writes back the time not slept, as Linux does.
+int SelectWithTimeval(int nfds, fd_set *read_set, fd_set *write_set, fd_set *except_set,
+                      struct timeval *timeout, bool *used_loopfast);
+int EpollCtl(int epfd, int op, int fd, struct epoll_event *event);
+int EpollWait(int epfd, struct epoll_event *events, int max, const struct timespec *timeout,
+              const sigset_t *sigmask);
+// True if loopfast keeps fast sockets for this epoll descriptor (else: the real calls).
+bool IsLoopfastEpoll(int epfd);
+// The program closed a descriptor that may be an epoll descriptor.
+void ForgetEpoll(int fd);
+
 // Explicit API: turn the switch on or off (after validating like loopfast_ioctl).
 int SetFastPath(int fd, bool enable);
 // LOOPFAST_PATH_* of a descriptor, and why it is not fast.
@@ -40,6 +63,15 @@ void AfterFork(bool in_child);
 
 // True if `fd` is tracked by loopfast (the interposer's fast test).
 bool IsTracked(int fd);
+
+// For the readiness layer. Advance moves a non-blocking connect or a rendezvous along without
+// blocking; ViewPending tells what a pending connection can do before its Offer arrives.
+void Advance(Socket &socket, int fd);
+struct PendingView {
+  int channel_fd = -1;    // readable when the listener's answer arrives
+  size_t early_room = 0;  // bytes a send may still buffer
+};
+PendingView ViewPending(Socket &socket);
 
 }  // namespace loopfast::ops
 

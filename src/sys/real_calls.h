@@ -5,6 +5,9 @@
 #define LOOPFAST_SYS_REAL_CALLS_H_
 
 #include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>

@@ -38,4 +38,24 @@
   X(int, dup2, (int fd, int fd2), (fd, fd2))                                                       \
   X(int, dup3, (int fd, int fd2, int flags), (fd, fd2, flags))                                     \
   X(int, close_range, (unsigned first, unsigned last, int flags), (first, last, flags))            \
-  X(int, poll, (struct pollfd * fds, nfds_t nfds, int timeout), (fds, nfds, timeout))
+  X(int, poll, (struct pollfd * fds, nfds_t nfds, int timeout), (fds, nfds, timeout))           \
+  X(int, ppoll,                                                                                    \
+    (struct pollfd * fds, nfds_t nfds, const struct timespec *timeout, const sigset_t *sigmask),   \
+    (fds, nfds, timeout, sigmask))                                                                 \
+  X(int, select, (int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout),             \
+    (nfds, r, w, e, timeout))                                                                      \
+  X(int, pselect,                                                                                  \
+    (int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *timeout,                    \
+     const sigset_t *sigmask),                                                                     \
+    (nfds, r, w, e, timeout, sigmask))                                                             \
+  X(int, epoll_create1, (int flags), (flags))                                                      \
+  X(int, epoll_ctl, (int epfd, int op, int fd, struct epoll_event *event), (epfd, op, fd, event))  \
+  X(int, epoll_wait, (int epfd, struct epoll_event *events, int max, int timeout),                 \
+    (epfd, events, max, timeout))                                                                  \
+  X(int, epoll_pwait,                                                                              \
+    (int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *sigmask),         \
+    (epfd, events, max, timeout, sigmask))                                                         \
+  X(int, epoll_pwait2,                                                                             \
+    (int epfd, struct epoll_event *events, int max, const struct timespec *timeout,                \
+     const sigset_t *sigmask),                                                                     \
+    (epfd, events, max, timeout, sigmask))

@@ -1,0 +1,394 @@
+// epoll over a mix of fast and ordinary descriptors.
+//
+// The kernel's epoll set keeps every ordinary descriptor, as the program registered it. Fast
+// (and maybe-fast) sockets are kept here instead, per epoll descriptor, with the program's
+// events and data. Each such set also owns a private "shadow" epoll descriptor holding what
+// the fast sockets sleep on (doorbells, kernel sockets); the shadow sits in the program's set
+// under a cookie, so the program's set wakes up (even when nested or polled elsewhere) when a
+// fast socket may have changed. epoll_wait looks at the fast sockets in user space, asks the
+// kernel for the rest, and filters the cookie out of what it returns.
+//
+// A fast socket that settles on kernel TCP moves into the kernel's set with its events and
+// data; its current readiness is reported there from then on (the move loses no event).
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "base/cacheline.h"
+#include "socket/config.h"
+#include "socket/fd_table.h"
+#include "socket/readiness.h"
+#include "socket/socket_ops.h"
+#include "sys/real_calls.h"
+
+namespace loopfast::ops {
+namespace {
+
+constexpr uint64_t kNsPerSec = 1000000000u;
+constexpr uint32_t kKernelLookInterval = 16;
+constexpr uint32_t kPollEvents =
+    EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLRDNORM | EPOLLWRNORM | EPOLLERR | EPOLLHUP;
+static_assert(EPOLLIN == POLLIN && EPOLLOUT == POLLOUT && EPOLLRDHUP == POLLRDHUP &&
+              EPOLLPRI == POLLPRI && EPOLLERR == POLLERR && EPOLLHUP == POLLHUP);
+
+uint64_t NowNs() {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return uint64_t(now.tv_sec) * kNsPerSec + uint64_t(now.tv_nsec);
+}
+
+// Marks the shadow's event in the program's set. Random per process image, so that no value a
+// program stores in epoll_data can be mistaken for it in practice.
+uint64_t Cookie() {
+  static const uint64_t cookie = [] {
+    uint64_t value = 0;
+    if (getrandom(&value, sizeof value, GRND_NONBLOCK) != sizeof value) {
+      value = NowNs() * 0x9e3779b97f4a7c15ULL ^ uint64_t(getpid());
+    }
+    return value | 1;
+  }();
+  return cookie;
+}
+
+struct Interest {
+  std::shared_ptr<Socket> socket;
+  uint32_t events = 0;
+  epoll_data_t data{};
+  bool disarmed = false;  // EPOLLONESHOT fired; waits for EPOLL_CTL_MOD
+  readiness::EdgeMemory edge;
+  readiness::WaitFd registered[readiness::kMaxWaitFds];
+  int registered_count = 0;
+};
+
+class EpollSet {
+ public:
+  explicit EpollSet(int epfd) : epfd_(epfd) {}
+  ~EpollSet() {
+    if (shadow_ >= 0) sys::Real().close(shadow_);
+  }
+
+  int Control(int op, int fd, const std::shared_ptr<Socket> &socket, struct epoll_event *event);
+  bool Holds(int fd) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    return interests_.count(fd) != 0;
+  }
+  int Wait(struct epoll_event *events, int max, const struct timespec *timeout,
+           const sigset_t *sigmask);
+
+ private:
+  int EnsureShadow();
+  int Harvest(struct epoll_event *events, int max);  // caller holds mutex_
+  void Forget(int fd, Interest &interest);           // caller holds mutex_
+  void PrepareSleep();
+  int KernelLook(struct epoll_event *events, int max, int timeout_ms, const sigset_t *sigmask);
+
+  const int epfd_;
+  std::mutex mutex_;
+  int shadow_ = -1;
+  std::map<int, Interest> interests_;
+  int next_start_ = 0;  // round robin, so a busy low descriptor cannot starve the others
+};
+
+int EpollSet::EnsureShadow() {
+  if (shadow_ >= 0) return 0;
+  const int shadow = sys::Real().epoll_create1(EPOLL_CLOEXEC);
+  if (shadow < 0) return -1;
+  struct epoll_event event = {};
+  event.events = EPOLLIN;
+  event.data.u64 = Cookie();
+  if (sys::Real().epoll_ctl(epfd_, EPOLL_CTL_ADD, shadow, &event) != 0) {
+    const int error = errno;  // EBADF or EINVAL: epfd is not an epoll descriptor
+    sys::Real().close(shadow);
+    errno = error;
+    return -1;
+  }
+  shadow_ = shadow;
+  return 0;
+}
+
+void EpollSet::Forget(int fd, Interest &interest) {
+  (void)fd;
+  const int saved_errno = errno;
+  for (int i = 0; i < interest.registered_count; ++i) {
+    sys::Real().epoll_ctl(shadow_, EPOLL_CTL_DEL, interest.registered[i].fd, nullptr);
+  }
+  interest.registered_count = 0;
+  errno = saved_errno;
+}
+
+int EpollSet::Control(int op, int fd, const std::shared_ptr<Socket> &socket,
+                      struct epoll_event *event) {
+  std::lock_guard<std::mutex> guard(mutex_);
+  auto found = interests_.find(fd);
+  switch (op) {
+    case EPOLL_CTL_ADD: {
+      if (found != interests_.end()) {
+        errno = EEXIST;
+        return -1;
+      }
+      if (EnsureShadow() != 0) return -1;
+      Interest interest;
+      interest.socket = socket;
+      interest.events = event->events;
+      interest.data = event->data;
+      interests_.emplace(fd, std::move(interest));
+      return 0;
+    }
+    case EPOLL_CTL_MOD: {
+      if (found == interests_.end()) {
+        errno = ENOENT;
+        return -1;
+      }
+      found->second.events = event->events;
+      found->second.data = event->data;
+      found->second.disarmed = false;
+      found->second.edge = {};  // as the kernel does, report a ready state again
+      return 0;
+    }
+    case EPOLL_CTL_DEL: {
+      if (found == interests_.end()) {
+        errno = ENOENT;
+        return -1;
+      }
+      Forget(fd, found->second);
+      interests_.erase(found);
+      return 0;
+    }
+    default:
+      errno = EINVAL;
+      return -1;
+  }
+}
+
+int EpollSet::Harvest(struct epoll_event *events, int max) {
+  int count = 0;
+  if (interests_.empty()) return 0;
+  auto it = interests_.lower_bound(next_start_);
+  for (size_t visited = 0, total = interests_.size(); visited < total && count < max; ++visited) {
+    if (it == interests_.end()) it = interests_.begin();
+    const int fd = it->first;
+    Interest &interest = it->second;
+    // Closed (the kernel drops a closed descriptor from its sets) or re-used for another file.
+    if (FdTable::Instance().Get(fd) != interest.socket) {
+      Forget(fd, interest);
+      it = interests_.erase(it);
+      continue;
+    }
+    if (!readiness::Decides(*interest.socket)) {
+      // Settled on kernel TCP: the kernel's set takes it over, events and data unchanged.
+      struct epoll_event moved = {};
+      moved.events = interest.events;
+      moved.data = interest.data;
+      const int saved_errno = errno;
+      sys::Real().epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &moved);
+      errno = saved_errno;
+      Forget(fd, interest);
+      it = interests_.erase(it);
+      continue;
+    }
+    if (interest.disarmed) {
+      ++it;
+      continue;
+    }
+    const short wanted = static_cast<short>(interest.events & kPollEvents);
+    const readiness::State state = readiness::Look(*interest.socket, fd, wanted);
+    const bool fire = (interest.events & EPOLLET) != 0 ? readiness::EdgeFired(state, &interest.edge)
+                                                       : state.events != 0;
+    if (fire) {
+      events[count].events = static_cast<uint32_t>(static_cast<uint16_t>(state.events));
+      events[count].data = interest.data;
+      ++count;
+      if ((interest.events & EPOLLONESHOT) != 0) interest.disarmed = true;
+    }
+    ++it;
+  }
+  next_start_ = it == interests_.end() ? 0 : it->first;
+  return count;
+}
+
+void EpollSet::PrepareSleep() {
+  std::lock_guard<std::mutex> guard(mutex_);
+  if (shadow_ < 0) return;
+  const int saved_errno = errno;
+  // Take the wake-up bytes of the doorbells that rang since the last sleep.
+  struct epoll_event rang[64];
+  for (;;) {
+    const int n = sys::Real().epoll_wait(shadow_, rang, 64, 0);
+    for (int i = 0; i < n; ++i) {
+      const int owner = static_cast<int>(rang[i].data.u64 >> 32);
+      const int woken_fd = static_cast<int>(rang[i].data.u64 & 0xffffffffu);
+      auto found = interests_.find(owner);
+      if (found != interests_.end() && woken_fd != owner) {
+        readiness::TakeWakeups(*found->second.socket, woken_fd);
+      }
+    }
+    if (n < 64) break;
+  }
+  // Announce every armed interest and keep the shadow's members up to date.
+  for (auto &[fd, interest] : interests_) {
+    readiness::WaitFd wanted[readiness::kMaxWaitFds];
+    int count = 0;
+    if (!interest.disarmed) {
+      count = readiness::PrepareWait(*interest.socket, fd,
+                                     static_cast<short>(interest.events & kPollEvents), wanted,
+                                     /*drain=*/false);
+    }
+    auto same = [](const readiness::WaitFd &a, const readiness::WaitFd &b) {
+      return a.fd == b.fd && a.events == b.events && a.edge == b.edge;
+    };
+    bool unchanged = count == interest.registered_count;
+    for (int i = 0; unchanged && i < count; ++i) {
+      unchanged = same(wanted[i], interest.registered[i]);
+    }
+    if (unchanged) continue;
+    Forget(fd, interest);
+    for (int i = 0; i < count; ++i) {
+      struct epoll_event member = {};
+      member.events = static_cast<uint32_t>(static_cast<uint16_t>(wanted[i].events)) |
+                      (wanted[i].edge ? uint32_t{EPOLLET} : 0u);
+      member.data.u64 = (uint64_t(uint32_t(fd)) << 32) | uint32_t(wanted[i].fd);
+      if (sys::Real().epoll_ctl(shadow_, EPOLL_CTL_ADD, wanted[i].fd, &member) == 0) {
+        interest.registered[interest.registered_count++] = wanted[i];
+      }
+    }
+  }
+  errno = saved_errno;
+}
+
+// The kernel's own events (never the shadow's cookie). Returns -1 with errno on failure.
+int EpollSet::KernelLook(struct epoll_event *events, int max, int timeout_ms,
+                         const sigset_t *sigmask) {
+  const int n = sys::Real().epoll_pwait(epfd_, events, max, timeout_ms, sigmask);
+  if (n <= 0) return n;
+  int kept = 0;
+  for (int i = 0; i < n; ++i) {
+    if (events[i].data.u64 == Cookie()) continue;
+    events[kept++] = events[i];
+  }
+  return kept;
+}
+
+int EpollSet::Wait(struct epoll_event *events, int max, const struct timespec *timeout,
+                   const sigset_t *sigmask) {
+  const uint64_t start = NowNs();
+  const bool forever = timeout == nullptr;
+  const uint64_t deadline =
+      forever ? 0 : start + uint64_t(timeout->tv_sec) * kNsPerSec + uint64_t(timeout->tv_nsec);
+  const uint64_t spin_ns = GetConfig().spin_ns;
+  for (uint32_t round = 0;; ++round) {
+    int count;
+    {
+      std::lock_guard<std::mutex> guard(mutex_);
+      count = Harvest(events, max);
+    }
+    if (count < max && round % kKernelLookInterval == 0) {
+      const int kernel = KernelLook(events + count, max - count, 0, nullptr);
+      if (kernel < 0 && count == 0) return -1;
+      if (kernel > 0) count += kernel;
+    }
+    if (count > 0) return count;
+    const uint64_t now = NowNs();
+    if (!forever && now >= deadline) {
+      // Always ask the kernel once before giving up.
+      return round % kKernelLookInterval == 0 ? 0 : KernelLook(events, max, 0, nullptr);
+    }
+    if (now - start < spin_ns) {
+      CpuRelax();
+      continue;
+    }
+    PrepareSleep();
+    {
+      std::lock_guard<std::mutex> guard(mutex_);
+      count = Harvest(events, max);
+    }
+    if (count > 0) return count;
+    int timeout_ms = -1;
+    if (!forever) {
+      const uint64_t current = NowNs();
+      const uint64_t left = current >= deadline ? 0 : deadline - current;
+      timeout_ms = static_cast<int>(std::min<uint64_t>((left + 999999) / 1000000, 1u << 30));
+    }
+    const int kernel = KernelLook(events, max, timeout_ms, sigmask);
+    if (kernel != 0) return kernel;   // events, or -1 (EINTR and the like, as epoll reports)
+    round = kKernelLookInterval - 1;  // woken by the shadow (or timed out): look again
+  }
+}
+
+class Registry {
+ public:
+  static Registry &Instance() {
+    static Registry *registry = new Registry;  // never destroyed: used until the last exit
+    return *registry;
+  }
+  std::shared_ptr<EpollSet> Find(int epfd) {
+    if (live_.load(std::memory_order_acquire) == 0) return nullptr;
+    std::lock_guard<std::mutex> guard(mutex_);
+    auto found = sets_.find(epfd);
+    return found == sets_.end() ? nullptr : found->second;
+  }
+  std::shared_ptr<EpollSet> FindOrCreate(int epfd) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    std::shared_ptr<EpollSet> &set = sets_[epfd];
+    if (!set) {
+      set = std::make_shared<EpollSet>(epfd);
+      live_.fetch_add(1, std::memory_order_release);
+    }
+    return set;
+  }
+  void Forget(int epfd) {
+    if (live_.load(std::memory_order_acquire) == 0) return;
+    std::lock_guard<std::mutex> guard(mutex_);
+    if (sets_.erase(epfd) != 0) live_.fetch_sub(1, std::memory_order_release);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<int, std::shared_ptr<EpollSet>> sets_;
+  std::atomic<int> live_{0};
+};
+
+}  // namespace
+
+int EpollCtl(int epfd, int op, int fd, struct epoll_event *event) {
+  std::shared_ptr<Socket> socket = FdTable::Instance().Get(fd);
+  std::shared_ptr<EpollSet> set = Registry::Instance().Find(epfd);
+  const bool held = set && set->Holds(fd);
+  if (!held && !(socket && op == EPOLL_CTL_ADD && readiness::Decides(*socket))) {
+    return sys::Real().epoll_ctl(epfd, op, fd, event);
+  }
+  if (op != EPOLL_CTL_DEL && event == nullptr) {
+    errno = EFAULT;
+    return -1;
+  }
+  if (epfd == fd) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (!set) set = Registry::Instance().FindOrCreate(epfd);
+  return set->Control(op, fd, socket, event);
+}
+
+int EpollWait(int epfd, struct epoll_event *events, int max, const struct timespec *timeout,
+              const sigset_t *sigmask) {
+  std::shared_ptr<EpollSet> set = Registry::Instance().Find(epfd);
+  if (!set || max <= 0 ||
+      (timeout != nullptr &&
+       (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= long(kNsPerSec)))) {
+    return sys::Real().epoll_pwait2(epfd, events, max, timeout, sigmask);  // its errors
+  }
+  return set->Wait(events, max, timeout, sigmask);
+}
+
+bool IsLoopfastEpoll(int epfd) { return Registry::Instance().Find(epfd) != nullptr; }
+
+void ForgetEpoll(int fd) { Registry::Instance().Forget(fd); }
+
+}  // namespace loopfast::ops

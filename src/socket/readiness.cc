@@ -1,0 +1,151 @@
+#include "socket/readiness.h"
+
+#include <cerrno>
+
+#include "socket/fast_connection.h"
+#include "socket/socket_ops.h"
+#include "sys/real_calls.h"
+
+namespace loopfast::readiness {
+namespace {
+
+constexpr short kInputEvents = POLLIN | POLLRDNORM | POLLRDHUP | POLLPRI;
+constexpr short kOutputEvents = POLLOUT | POLLWRNORM;
+
+// What the kernel says of the socket now, for `events`.
+short KernelEvents(int fd, short events) {
+  const int saved_errno = errno;
+  struct pollfd probe = {fd, events, 0};
+  const int n = sys::Real().poll(&probe, 1, 0);
+  errno = saved_errno;
+  return n > 0 ? probe.revents : 0;
+}
+
+short Restrict(short events, short wanted) {
+  return static_cast<short>(events & (wanted | POLLERR | POLLHUP | POLLNVAL));
+}
+
+}  // namespace
+
+bool Decides(const Socket &socket) {
+  switch (socket.path.load(std::memory_order_acquire)) {
+    case Path::kFast:
+    case Path::kPending:
+    case Path::kConnecting:
+      return true;
+    case Path::kUndecided:
+      return socket.opted_in.load(std::memory_order_relaxed);  // a connect may make it fast
+    default:
+      return false;
+  }
+}
+
+State Look(Socket &socket, int fd, short wanted) {
+  ops::Advance(socket, fd);
+  State state;
+  switch (socket.path.load(std::memory_order_acquire)) {
+    case Path::kFast: {
+      FastConnection *fast = socket.fast.load(std::memory_order_acquire);
+      fast->SettleIfPeerLeft(fd);
+      const FastConnection::Look look = fast->LookNow();
+      state.in_sequence = look.in_sequence;
+      state.in_consumed = look.in_consumed;
+      state.no_space = look.no_space;
+      short events = 0;
+      if (look.corrupt) {
+        // A recv or send reports it (ECONNRESET); make sure one is made.
+        events = POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM | POLLERR;
+      } else {
+        const short kernel = look.in_ended || look.out_ended
+                                 ? KernelEvents(fd, kInputEvents | kOutputEvents)
+                                 : short{0};
+        if (look.readable) events |= POLLIN | POLLRDNORM;
+        if (look.in_ended) events |= kernel & kInputEvents;
+        if (look.out_ended) {
+          events |= kernel & kOutputEvents;
+        } else if (look.writable) {
+          events |= kOutputEvents;
+        }
+        events |= kernel & (POLLERR | POLLHUP);
+      }
+      state.all_events = events;
+      state.events = Restrict(events, wanted);
+      return state;
+    }
+    case Path::kPending: {
+      const ops::PendingView view = ops::ViewPending(socket);
+      // Input can only be the kernel's (end of file, reset) until the answer arrives; output
+      // is buffered for the ring.
+      short events = KernelEvents(fd, kInputEvents);
+      if (view.early_room > 0) events |= kOutputEvents;
+      state.all_events = events;
+      state.events = Restrict(events, wanted);
+      return state;
+    }
+    default:
+      state.all_events = KernelEvents(fd, kInputEvents | kOutputEvents);
+      state.events = Restrict(state.all_events, wanted);
+      return state;
+  }
+}
+
+bool EdgeFired(const State &now, EdgeMemory *memory) {
+  bool fired;
+  if (!memory->looked) {
+    fired = true;  // registration reports a state that is already ready, as the kernel does
+  } else {
+    const short rising = static_cast<short>(now.all_events & ~memory->all_events);
+    const bool input_again = (now.all_events & POLLIN) != 0 &&
+                             now.in_sequence != memory->in_sequence &&
+                             now.in_consumed >= memory->in_sequence;
+    const bool output_again = (now.all_events & POLLOUT) != 0 && now.no_space != memory->no_space;
+    fired = rising != 0 || input_again || output_again;
+  }
+  memory->looked = true;
+  memory->all_events = now.all_events;
+  memory->in_sequence = now.in_sequence;
+  memory->no_space = now.no_space;
+  return fired && now.events != 0;
+}
+
+void TakeWakeups(Socket &socket, int bell_fd) {
+  if (socket.path.load(std::memory_order_acquire) != Path::kFast) return;
+  FastConnection *fast = socket.fast.load(std::memory_order_acquire);
+  const bool input = bell_fd == fast->InputBellFd();
+  const bool output = bell_fd == fast->OutputBellFd();
+  if (input || output) fast->PrepareToSleep(input, output, /*drain=*/true);
+}
+
+int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out, bool drain) {
+  const bool input = (wanted & kInputEvents) != 0;
+  const bool output = (wanted & kOutputEvents) != 0;
+  int count = 0;
+  switch (socket.path.load(std::memory_order_acquire)) {
+    case Path::kFast: {
+      FastConnection *fast = socket.fast.load(std::memory_order_acquire);
+      fast->PrepareToSleep(input, output, drain);
+      const int input_bell = input ? fast->InputBellFd() : -1;
+      const int output_bell = output ? fast->OutputBellFd() : -1;
+      if (input_bell >= 0) out[count++] = {input_bell, POLLIN, false};
+      if (output_bell >= 0) out[count++] = {output_bell, POLLIN, false};
+      // The end of the input shows on the kernel socket (a FIN, a reset, our own shutdown);
+      // so does the end of the output once its doorbell cannot ring.
+      short kernel = 0;
+      if (input) kernel |= POLLIN | POLLRDHUP;
+      if (output && output_bell < 0) kernel |= POLLOUT;
+      if (kernel != 0 || count == 0) out[count++] = {fd, kernel, true};
+      return count;
+    }
+    case Path::kPending: {
+      const ops::PendingView view = ops::ViewPending(socket);
+      if (view.channel_fd >= 0) out[count++] = {view.channel_fd, POLLIN, false};
+      if (input || count == 0) out[count++] = {fd, static_cast<short>(POLLIN | POLLRDHUP), true};
+      return count;
+    }
+    default:
+      out[count++] = {fd, wanted, true};
+      return count;
+  }
+}
+
+}  // namespace loopfast::readiness

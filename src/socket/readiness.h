@@ -1,0 +1,71 @@
+// Readiness of one tracked socket, as poll(2) would report it for a kernel TCP socket in the
+// same state, and the kernel descriptors to sleep on until it may change.
+//
+// A fast connection's bytes never touch its kernel socket, so its readiness comes from the
+// rings; once a direction has ended (shutdown, close, reset, a departed peer), the kernel
+// socket's own state is the answer, as it is for the data calls. Sockets on any other path
+// are asked of the kernel.
+//
+// The sleep protocol is the data calls' one: look, prepare (take delivered wake-up bytes,
+// announce), look again, and only then sleep on the descriptors WaitFds() names.
+//
+// Thread rules: any thread.
+#ifndef LOOPFAST_SOCKET_READINESS_H_
+#define LOOPFAST_SOCKET_READINESS_H_
+
+#include <poll.h>
+
+#include <cstdint>
+
+#include "socket/socket.h"
+
+namespace loopfast::readiness {
+
+// True when loopfast, not the kernel, must answer readiness questions for this socket (it is
+// fast, or may still become fast).
+bool Decides(const Socket &socket);
+
+struct State {
+  short events = 0;      // poll(2) bits, restricted to `wanted` plus POLLERR|POLLHUP
+  short all_events = 0;  // unrestricted (edge triggering notices every change)
+  // Edge triggering on a fast socket (see EdgeFired): input ever arrived and consumed, and
+  // how often a send found no room.
+  uint64_t in_sequence = 0;
+  uint64_t in_consumed = 0;
+  uint64_t no_space = 0;
+};
+
+// What an edge-triggered watcher remembers between looks.
+struct EdgeMemory {
+  bool looked = false;
+  short all_events = 0;
+  uint64_t in_sequence = 0;
+  uint64_t no_space = 0;
+};
+
+// True when `now` is a new edge after `memory` (then updated), as kernel TCP raises them:
+// input that arrives after everything seen was read, room after a send found none, and any
+// readiness bit that was not there before (end of stream, reset, hang-up).
+bool EdgeFired(const State &now, EdgeMemory *memory);
+
+// Current readiness of `fd` for the poll(2) events in `wanted`.
+State Look(Socket &socket, int fd, short wanted);
+
+// Up to kMaxWaitFds descriptors to sleep on; events as poll(2) takes them.
+inline constexpr int kMaxWaitFds = 3;
+struct WaitFd {
+  int fd = -1;
+  short events = 0;
+  bool edge = false;  // only a change matters (the kernel socket stays readable at its end)
+};
+// Prepares a sleep (see above) and names what to sleep on. Returns how many were written.
+// `drain` false: the caller has already taken the delivered wake-up bytes (TakeWakeups).
+int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out, bool drain = true);
+
+// Takes the wake-up bytes waiting on a doorbell that a sleep reported readable; a doorbell at
+// end-of-file means the peer left, which the next Look() settles.
+void TakeWakeups(Socket &socket, int bell_fd);
+
+}  // namespace loopfast::readiness
+
+#endif  // LOOPFAST_SOCKET_READINESS_H_
