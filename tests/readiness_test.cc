@@ -81,6 +81,16 @@ void Drain(int fd) {
   }
 }
 
+// Kernel TCP's story is the reference; every step of the fast path's must match it.
+template <typename Mask>
+void ExpectSameStory(const std::vector<Mask> &kernel, const std::vector<Mask> &fast) {
+  ASSERT_EQ(kernel.size(), fast.size());
+  for (size_t i = 0; i < kernel.size(); ++i) {
+    EXPECT_EQ(fast[i], kernel[i]) << "step " << i << ": fast 0x" << std::hex << fast[i]
+                                  << ", kernel TCP 0x" << kernel[i];
+  }
+}
+
 // The poll() masks both ends show through a life of states.
 std::vector<short> PollStory(bool fast) {
   std::vector<short> story;
@@ -111,13 +121,7 @@ std::vector<short> PollStory(bool fast) {
 }
 
 TEST(ReadinessTest, PollMasksMatchKernelTcpThroughEveryState) {
-  const std::vector<short> kernel = PollStory(false);
-  const std::vector<short> fast = PollStory(true);
-  ASSERT_EQ(kernel.size(), fast.size());
-  for (size_t i = 0; i < kernel.size(); ++i) {
-    EXPECT_EQ(fast[i], kernel[i]) << "state " << i << ": fast 0x" << std::hex << fast[i]
-                                  << ", kernel TCP 0x" << kernel[i];
-  }
+  ExpectSameStory(PollStory(false), PollStory(true));
 }
 
 TEST(ReadinessTest, ResetByPeerShowsAsOnKernelTcp) {
@@ -233,13 +237,7 @@ std::vector<uint32_t> EpollStory(bool fast) {
 }
 
 TEST(ReadinessTest, EpollLevelEdgeAndOneShotMatchKernelTcp) {
-  const std::vector<uint32_t> kernel = EpollStory(false);
-  const std::vector<uint32_t> fast = EpollStory(true);
-  ASSERT_EQ(kernel.size(), fast.size());
-  for (size_t i = 0; i < kernel.size(); ++i) {
-    EXPECT_EQ(fast[i], kernel[i]) << "step " << i << ": fast 0x" << std::hex << fast[i]
-                                  << ", kernel TCP 0x" << kernel[i];
-  }
+  ExpectSameStory(EpollStory(false), EpollStory(true));
 }
 
 TEST(ReadinessTest, EpollMixesFastAndOrdinaryDescriptorsAndWakesFromSleep) {
@@ -511,49 +509,65 @@ bool WaitReadable(int fd, WaitKind kind, int level_epfd, int edge_epfd) {
   }
 }
 
-// Plays one side: receives a byte, answers it. Returns the number of stalls.
-int HandOffLoop(int fd, uint64_t rounds, bool pauses, uint64_t seed) {
-  struct timeval timeout = {2, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  const int level = epoll_create1(EPOLL_CLOEXEC);
-  const int edge = epoll_create1(EPOLL_CLOEXEC);
-  struct epoll_event e = {};
-  e.events = EPOLLIN;
-  epoll_ctl(level, EPOLL_CTL_ADD, fd, &e);
-  e.events = EPOLLIN | EPOLLET;
-  epoll_ctl(edge, EPOLL_CTL_ADD, fd, &e);
+// One end of the hand-off stress: waits for a byte in the way it is told, with a 2 s limit.
+class Waiter {
+ public:
+  explicit Waiter(int fd) : fd_(fd) {
+    struct timeval timeout = {2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    struct epoll_event e = {};
+    e.events = EPOLLIN;
+    epoll_ctl(level_, EPOLL_CTL_ADD, fd, &e);
+    e.events = EPOLLIN | EPOLLET;
+    epoll_ctl(edge_, EPOLL_CTL_ADD, fd, &e);
+  }
+  ~Waiter() {
+    close(level_);
+    close(edge_);
+  }
+  // False on a stall (nothing within 2 s) or an error.
+  bool ReceiveByte(WaitKind kind, char *byte) {
+    if (!WaitReadable(fd_, kind, level_, edge_)) return false;
+    if (kind != WaitKind::kBusy) return recv(fd_, byte, 1, 0) == 1;
+    const auto start = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - start < std::chrono::seconds(2)) {
+      const ssize_t n = recv(fd_, byte, 1, MSG_DONTWAIT);
+      if (n == 1) return true;
+      if (n == 0 || errno != EAGAIN) return false;
+    }
+    return false;
+  }
+
+ private:
+  int fd_;
+  int level_ = epoll_create1(EPOLL_CLOEXEC);
+  int edge_ = epoll_create1(EPOLL_CLOEXEC);
+};
+
+// Plays one side `rounds` times: byte i arrives (the client sends it, the server answers i+1);
+// the waits vary at random from `seed`; every 512 rounds the side pauses 150 us first, so the
+// other side's wait really sleeps. Returns the stalls (0 or 1: the first one ends it).
+int HandOffLoop(int fd, uint64_t rounds, bool client, uint64_t seed) {
+  Waiter waiter(fd);
   std::mt19937_64 rng(seed);
-  int stalls = 0;
   for (uint64_t i = 0; i < rounds; ++i) {
-    if (pauses && i % 512 == 0) std::this_thread::sleep_for(std::chrono::microseconds(150));
+    if (i % 512 == (client ? 256u : 0u)) {
+      std::this_thread::sleep_for(std::chrono::microseconds(150));
+    }
+    if (client) {
+      const char byte = char(i & 0x7f);
+      if (send(fd, &byte, 1, MSG_NOSIGNAL) != 1) return 1;
+    }
+    char got = 0;
     const auto kind = static_cast<WaitKind>(rng() % int(WaitKind::kCount));
-    char byte = 0;
-    if (!WaitReadable(fd, kind, level, edge)) {
-      ++stalls;
-      break;
-    }
-    ssize_t n;
-    if (kind == WaitKind::kBusy) {
-      const auto start = std::chrono::steady_clock::now();
-      while ((n = recv(fd, &byte, 1, MSG_DONTWAIT)) < 0 && errno == EAGAIN &&
-             std::chrono::steady_clock::now() - start < std::chrono::seconds(2)) {
-      }
-    } else {
-      n = recv(fd, &byte, 1, 0);
-    }
-    if (n != 1 || byte != char(i & 0x7f)) {
-      ++stalls;
-      break;
-    }
-    const char answer = char((i + 1) & 0x7f);
-    if (send(fd, &answer, 1, MSG_NOSIGNAL) != 1) {
-      ++stalls;
-      break;
+    if (!waiter.ReceiveByte(kind, &got)) return 1;
+    if (got != char((client ? i + 1 : i) & 0x7f)) return 1;
+    if (!client) {
+      const char answer = char((i + 1) & 0x7f);
+      if (send(fd, &answer, 1, MSG_NOSIGNAL) != 1) return 1;
     }
   }
-  close(level);
-  close(edge);
-  return stalls;
+  return 0;
 }
 
 TEST(ReadinessTest, AMillionHandOffsAcrossWaitKindsNeverStall) {
@@ -565,54 +579,15 @@ TEST(ReadinessTest, AMillionHandOffsAcrossWaitKindsNeverStall) {
   ASSERT_GE(listener, 0);
   const pid_t server = Spawn([&] {
     const int fd = accept(listener, nullptr, nullptr);
-    // The server answers byte i with i+1; shift by one so the loop's check holds.
-    struct timeval timeout = {2, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    const int stalls = HandOffLoop(fd, kRounds, /*pauses=*/true, seed + 1);
-    const bool fast = ObservedPath(fd) == "fast";
-    return stalls == 0 && fast ? 0 : 1 + (stalls > 0 ? 1 : 0);
+    const int stalls = HandOffLoop(fd, kRounds, /*client=*/false, seed + 1);
+    if (stalls != 0) return 1;
+    return ObservedPath(fd) == "fast" ? 0 : 2;
   });
   close(listener);
   const int fd = Connect({AF_INET, "127.0.0.1", port}, true);
   ASSERT_GE(fd, 0);
-  // The client starts each round trip; its waits vary the same way.
-  struct timeval timeout = {2, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  const int level = epoll_create1(EPOLL_CLOEXEC);
-  const int edge = epoll_create1(EPOLL_CLOEXEC);
-  struct epoll_event e = {};
-  e.events = EPOLLIN;
-  epoll_ctl(level, EPOLL_CTL_ADD, fd, &e);
-  e.events = EPOLLIN | EPOLLET;
-  epoll_ctl(edge, EPOLL_CTL_ADD, fd, &e);
-  std::mt19937_64 rng(seed);
-  int stalls = 0;
-  for (uint64_t i = 0; i < kRounds && stalls == 0; ++i) {
-    if (i % 512 == 256) std::this_thread::sleep_for(std::chrono::microseconds(150));
-    const char byte = char(i & 0x7f);
-    if (send(fd, &byte, 1, MSG_NOSIGNAL) != 1) {
-      ++stalls;
-      break;
-    }
-    const auto kind = static_cast<WaitKind>(rng() % int(WaitKind::kCount));
-    char answer = 0;
-    ssize_t n = -1;
-    if (WaitReadable(fd, kind, level, edge)) {
-      if (kind == WaitKind::kBusy) {
-        const auto start = std::chrono::steady_clock::now();
-        while ((n = recv(fd, &answer, 1, MSG_DONTWAIT)) < 0 && errno == EAGAIN &&
-               std::chrono::steady_clock::now() - start < std::chrono::seconds(2)) {
-        }
-      } else {
-        n = recv(fd, &answer, 1, 0);
-      }
-    }
-    if (n != 1 || answer != char((i + 1) & 0x7f)) ++stalls;
-  }
-  EXPECT_EQ(stalls, 0) << "seed " << seed;
+  EXPECT_EQ(HandOffLoop(fd, kRounds, /*client=*/true, seed), 0) << "seed " << seed;
   EXPECT_EQ(ObservedPath(fd), "fast");
-  close(level);
-  close(edge);
   close(fd);
   EXPECT_EQ(Reap(server, 600000), 0) << "seed " << seed;
 }

@@ -24,6 +24,7 @@
 
 #include "base/cacheline.h"
 #include "socket/config.h"
+#include "socket/deadline.h"
 #include "socket/fd_table.h"
 #include "socket/readiness.h"
 #include "socket/socket_ops.h"
@@ -32,18 +33,11 @@
 namespace loopfast::ops {
 namespace {
 
-constexpr uint64_t kNsPerSec = 1000000000u;
 constexpr uint32_t kKernelLookInterval = 16;
 constexpr uint32_t kPollEvents =
     EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLRDNORM | EPOLLWRNORM | EPOLLERR | EPOLLHUP;
 static_assert(EPOLLIN == POLLIN && EPOLLOUT == POLLOUT && EPOLLRDHUP == POLLRDHUP &&
               EPOLLPRI == POLLPRI && EPOLLERR == POLLERR && EPOLLHUP == POLLHUP);
-
-uint64_t NowNs() {
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return uint64_t(now.tv_sec) * kNsPerSec + uint64_t(now.tv_nsec);
-}
 
 // Marks the shadow's event in the program's set. Random per process image, so that no value a
 // program stores in epoll_data can be mistaken for it in practice.
@@ -51,7 +45,7 @@ uint64_t Cookie() {
   static const uint64_t cookie = [] {
     uint64_t value = 0;
     if (getrandom(&value, sizeof value, GRND_NONBLOCK) != sizeof value) {
-      value = NowNs() * 0x9e3779b97f4a7c15ULL ^ uint64_t(getpid());
+      value = MonotonicNs() * 0x9e3779b97f4a7c15ULL ^ uint64_t(getpid());
     }
     return value | 1;
   }();
@@ -278,11 +272,7 @@ int EpollSet::KernelLook(struct epoll_event *events, int max, int timeout_ms,
 
 int EpollSet::Wait(struct epoll_event *events, int max, const struct timespec *timeout,
                    const sigset_t *sigmask) {
-  const uint64_t start = NowNs();
-  const bool forever = timeout == nullptr;
-  const uint64_t deadline =
-      forever ? 0 : start + uint64_t(timeout->tv_sec) * kNsPerSec + uint64_t(timeout->tv_nsec);
-  const uint64_t spin_ns = GetConfig().spin_ns;
+  const Deadline deadline(timeout, GetConfig().spin_ns);
   for (uint32_t round = 0;; ++round) {
     int count;
     {
@@ -295,12 +285,12 @@ int EpollSet::Wait(struct epoll_event *events, int max, const struct timespec *t
       if (kernel > 0) count += kernel;
     }
     if (count > 0) return count;
-    const uint64_t now = NowNs();
-    if (!forever && now >= deadline) {
+    const uint64_t now = MonotonicNs();
+    if (deadline.Expired(now)) {
       // Always ask the kernel once before giving up.
       return round % kKernelLookInterval == 0 ? 0 : KernelLook(events, max, 0, nullptr);
     }
-    if (now - start < spin_ns) {
+    if (deadline.Spinning(now)) {
       CpuRelax();
       continue;
     }
@@ -311,10 +301,9 @@ int EpollSet::Wait(struct epoll_event *events, int max, const struct timespec *t
     }
     if (count > 0) return count;
     int timeout_ms = -1;
-    if (!forever) {
-      const uint64_t current = NowNs();
-      const uint64_t left = current >= deadline ? 0 : deadline - current;
-      timeout_ms = static_cast<int>(std::min<uint64_t>((left + 999999) / 1000000, 1u << 30));
+    if (!deadline.forever()) {
+      timeout_ms =
+          static_cast<int>(std::min<uint64_t>((deadline.LeftNs() + 999999) / 1000000, 1u << 30));
     }
     const int kernel = KernelLook(events, max, timeout_ms, sigmask);
     if (kernel != 0) return kernel;   // events, or -1 (EINTR and the like, as epoll reports)

@@ -14,6 +14,7 @@
 
 #include "base/cacheline.h"
 #include "socket/config.h"
+#include "socket/deadline.h"
 #include "socket/fd_table.h"
 #include "socket/readiness.h"
 #include "socket/socket_ops.h"
@@ -22,15 +23,8 @@
 namespace loopfast::ops {
 namespace {
 
-constexpr uint64_t kNsPerSec = 1000000000u;
 // While spinning, the kernel's descriptors are asked once every this many looks.
 constexpr uint32_t kKernelLookInterval = 16;
-
-uint64_t NowNs() {
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return uint64_t(now.tv_sec) * kNsPerSec + uint64_t(now.tv_nsec);
-}
 
 // Indices of fds[] that loopfast answers for, with their sockets.
 struct Decided {
@@ -84,11 +78,7 @@ int Poll(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
     errno = EINVAL;
     return -1;
   }
-  const uint64_t start = NowNs();
-  const bool forever = timeout == nullptr;
-  const uint64_t deadline =
-      forever ? 0 : start + uint64_t(timeout->tv_sec) * kNsPerSec + uint64_t(timeout->tv_nsec);
-  const uint64_t spin_ns = GetConfig().spin_ns;
+  const Deadline deadline(timeout, GetConfig().spin_ns);
   for (uint32_t round = 0;; ++round) {
     int ready = 0;
     if (round % kKernelLookInterval == 0) {
@@ -107,9 +97,9 @@ int Poll(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
       }
       return ready;
     }
-    const uint64_t now = NowNs();
-    if (!forever && now >= deadline) return 0;
-    if (now - start < spin_ns) {
+    const uint64_t now = MonotonicNs();
+    if (deadline.Expired(now)) return 0;
+    if (deadline.Spinning(now)) {
       CpuRelax();
       continue;
     }
@@ -125,13 +115,10 @@ int Poll(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
       round = kKernelLookInterval - 1;  // the next round asks the kernel too
       continue;
     }
-    struct timespec left;
-    if (!forever) {
-      const uint64_t remaining = deadline - NowNs() > deadline ? 0 : deadline - NowNs();
-      left = {time_t(remaining / kNsPerSec), long(remaining % kNsPerSec)};
-    }
-    const int slept =
-        sys::Real().ppoll(sleep_set.data(), sleep_set.size(), forever ? nullptr : &left, sigmask);
+    const uint64_t remaining = deadline.LeftNs();
+    const struct timespec left = {time_t(remaining / kNsPerSec), long(remaining % kNsPerSec)};
+    const int slept = sys::Real().ppoll(sleep_set.data(), sleep_set.size(),
+                                        deadline.forever() ? nullptr : &left, sigmask);
     if (slept < 0) return -1;         // EINTR and the like, exactly as ppoll reports them
     round = kKernelLookInterval - 1;  // look at everything again
   }
@@ -215,14 +202,14 @@ int SelectWithTimeval(int nfds, fd_set *read_set, fd_set *write_set, fd_set *exc
     limit.tv_sec = timeout->tv_sec + timeout->tv_usec / 1000000;
     limit.tv_nsec = (timeout->tv_usec % 1000000) * 1000;
   }
-  const uint64_t start = NowNs();
+  const uint64_t start = MonotonicNs();
   const int n = Select(nfds, read_set, write_set, except_set, timeout != nullptr ? &limit : nullptr,
                        nullptr, used_loopfast);
   if (*used_loopfast && timeout != nullptr) {
     // Linux writes back the time not slept.
     const int saved_errno = errno;
     const uint64_t total = uint64_t(limit.tv_sec) * kNsPerSec + uint64_t(limit.tv_nsec);
-    const uint64_t spent = NowNs() - start;
+    const uint64_t spent = MonotonicNs() - start;
     const uint64_t left = spent >= total ? 0 : total - spent;
     timeout->tv_sec = time_t(left / kNsPerSec);
     timeout->tv_usec = suseconds_t((left % kNsPerSec) / 1000);

@@ -18,7 +18,7 @@ short KernelEvents(int fd, short events) {
   struct pollfd probe = {fd, events, 0};
   const int n = sys::Real().poll(&probe, 1, 0);
   errno = saved_errno;
-  return n > 0 ? probe.revents : 0;
+  return n > 0 ? probe.revents : short{0};
 }
 
 short Restrict(short events, short wanted) {
@@ -56,17 +56,18 @@ State Look(Socket &socket, int fd, short wanted) {
         // A recv or send reports it (ECONNRESET); make sure one is made.
         events = POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM | POLLERR;
       } else {
-        const short kernel = look.in_ended || look.out_ended
-                                 ? KernelEvents(fd, kInputEvents | kOutputEvents)
-                                 : short{0};
-        if (look.readable) events |= POLLIN | POLLRDNORM;
-        if (look.in_ended) events |= kernel & kInputEvents;
+        const short kernel =
+            look.in_ended || look.out_ended
+                ? KernelEvents(fd, static_cast<short>(kInputEvents | kOutputEvents))
+                : short{0};
+        if (look.readable) events = static_cast<short>(events | (POLLIN | POLLRDNORM));
+        if (look.in_ended) events = static_cast<short>(events | (kernel & kInputEvents));
         if (look.out_ended) {
-          events |= kernel & kOutputEvents;
+          events = static_cast<short>(events | (kernel & kOutputEvents));
         } else if (look.writable) {
-          events |= kOutputEvents;
+          events = static_cast<short>(events | (kOutputEvents));
         }
-        events |= kernel & (POLLERR | POLLHUP);
+        events = static_cast<short>(events | (kernel & (POLLERR | POLLHUP)));
       }
       state.all_events = events;
       state.events = Restrict(events, wanted);
@@ -77,13 +78,13 @@ State Look(Socket &socket, int fd, short wanted) {
       // Input can only be the kernel's (end of file, reset) until the answer arrives; output
       // is buffered for the ring.
       short events = KernelEvents(fd, kInputEvents);
-      if (view.early_room > 0) events |= kOutputEvents;
+      if (view.early_room > 0) events = static_cast<short>(events | (kOutputEvents));
       state.all_events = events;
       state.events = Restrict(events, wanted);
       return state;
     }
     default:
-      state.all_events = KernelEvents(fd, kInputEvents | kOutputEvents);
+      state.all_events = KernelEvents(fd, static_cast<short>(kInputEvents | kOutputEvents));
       state.events = Restrict(state.all_events, wanted);
       return state;
   }
@@ -131,8 +132,8 @@ int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out, bool drain) {
       // The end of the input shows on the kernel socket (a FIN, a reset, our own shutdown);
       // so does the end of the output once its doorbell cannot ring.
       short kernel = 0;
-      if (input) kernel |= POLLIN | POLLRDHUP;
-      if (output && output_bell < 0) kernel |= POLLOUT;
+      if (input) kernel = static_cast<short>(kernel | (POLLIN | POLLRDHUP));
+      if (output && output_bell < 0) kernel = static_cast<short>(kernel | (POLLOUT));
       if (kernel != 0 || count == 0) out[count++] = {fd, kernel, true};
       return count;
     }
