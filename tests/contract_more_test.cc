@@ -807,6 +807,18 @@ TEST(ContractMoreTest, PortReboundWithoutLoopfastWhileClientsConnect) {
   std::printf("[ info     ] %d fast, %d kernel TCP\n", fast, kernel);
 }
 
+// Accepts and serves `count` real clients, 15 s at most. 0, or the child's exit code.
+int ServeReal(int listener, int count) {
+  Bound(listener, 15000);
+  for (int i = 0; i < count; ++i) {
+    const int fd = accept(listener, nullptr, nullptr);
+    if (fd < 0) return 4;
+    const int result = ServeChecked(fd, 1);
+    if (result >= kDataError) return 10 + (result - kDataError);
+  }
+  return 0;
+}
+
 // A hostile local process (same user) works on the listener's channel while six real clients
 // connect one after another:
 //  (a) garbage and malformed messages: short, long, empty, wrong magic, wrong version, wrong
@@ -827,13 +839,7 @@ TEST(ContractMoreTest, ForgedAndMalformedRendezvousMessagesAreRejected) {
   const pid_t server = Spawn([&] {
     const unsigned long long before = loopfast_rendezvous_rejected();
     const int descriptors_before = OpenDescriptorCount();
-    Bound(listener, 15000);
-    for (int i = 0; i < kReal; ++i) {
-      const int fd = accept(listener, nullptr, nullptr);
-      if (fd < 0) return 4;
-      const int result = ServeChecked(fd, 1);
-      if (result >= kDataError) return 10 + (result - kDataError);
-    }
+    if (const int failed = ServeReal(listener, kReal); failed != 0) return failed;
     // The strangers are still connected: the accepting process must not be holding a
     // descriptor for each of them (a stranger could exhaust the program's descriptors).
     const int grown = OpenDescriptorCount() - descriptors_before;
@@ -1023,13 +1029,7 @@ TEST(ContractMoreTest, ForgedHellosAreNotHoardedByASingleProcessServer) {
     const uint16_t port = PortOf(listener);
     if (write(port_pipe[1], &port, sizeof port) != sizeof port) return 7;
     const int before = OpenDescriptorCount();
-    Bound(listener, 15000);
-    for (int i = 0; i < kReal; ++i) {
-      const int fd = accept(listener, nullptr, nullptr);
-      if (fd < 0) return 4;
-      const int result = ServeChecked(fd, 1);
-      if (result >= kDataError) return 10 + (result - kDataError);
-    }
+    if (const int failed = ServeReal(listener, kReal); failed != 0) return failed;
     const int grown = OpenDescriptorCount() - before;
     std::fprintf(stderr, "[ info     ] the server holds %d more descriptors\n", grown);
     return grown <= kMostHeld ? 0 : 9;

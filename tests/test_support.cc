@@ -89,34 +89,35 @@ std::string ObservedPath(int fd) {
   return "unknown path " + std::to_string(path);
 }
 
-bool WriteAll(int fd, const void *data, size_t size) {
-  const auto *bytes = static_cast<const char *>(data);
+namespace {
+
+// Moves all `size` bytes (send or recv), retrying after EINTR; false on EOF or an error.
+template <typename Call>
+bool TransferAll(char *bytes, size_t size, Call call) {
   size_t done = 0;
   while (done < size) {
-    const ssize_t n = send(fd, bytes + done, size - done, MSG_NOSIGNAL);
-    if (n > 0)
+    const ssize_t n = call(bytes + done, size - done);
+    if (n > 0) {
       done += size_t(n);
-    else if (n < 0 && errno == EINTR)
+    } else if (n < 0 && errno == EINTR) {
       continue;
-    else
+    } else {
       return false;
+    }
   }
   return true;
 }
 
+}  // namespace
+
+bool WriteAll(int fd, const void *data, size_t size) {
+  return TransferAll(static_cast<char *>(const_cast<void *>(data)), size,
+                     [fd](char *at, size_t left) { return send(fd, at, left, MSG_NOSIGNAL); });
+}
+
 bool ReadAll(int fd, void *data, size_t size) {
-  auto *bytes = static_cast<char *>(data);
-  size_t done = 0;
-  while (done < size) {
-    const ssize_t n = recv(fd, bytes + done, size - done, 0);
-    if (n > 0)
-      done += size_t(n);
-    else if (n < 0 && errno == EINTR)
-      continue;
-    else
-      return false;
-  }
-  return true;
+  return TransferAll(static_cast<char *>(data), size,
+                     [fd](char *at, size_t left) { return recv(fd, at, left, 0); });
 }
 
 uint8_t PatternByte(uint64_t seed, uint64_t i) {
