@@ -295,11 +295,21 @@ LOOPFAST_EXPORT int close_range(unsigned first, unsigned last, int flags) {
 
 // ---- Readiness: every call passes straight through unless a loopfast socket is involved ----
 
+namespace {
+
+// A millisecond timeout as the timespec the socket layer takes; null (no limit) when negative.
+const timespec *FromMs(int timeout_ms, timespec *storage) {
+  if (timeout_ms < 0) return nullptr;
+  *storage = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
+  return storage;
+}
+
+}  // namespace
+
 LOOPFAST_EXPORT int poll(pollfd *fds, nfds_t count, int timeout_ms) {
   ErrnoKeeper keeper;
-  if (timeout_ms < 0) return keeper.Done(ops::Poll(fds, count, nullptr, nullptr));
-  const timespec timeout = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
-  return keeper.Done(ops::Poll(fds, count, &timeout, nullptr));
+  timespec timeout;
+  return keeper.Done(ops::Poll(fds, count, FromMs(timeout_ms, &timeout), nullptr));
 }
 
 LOOPFAST_EXPORT int ppoll(pollfd *fds, nfds_t count, const timespec *timeout,
@@ -349,9 +359,8 @@ LOOPFAST_EXPORT int epoll_ctl(int epfd, int op, int fd, epoll_event *event) {
 LOOPFAST_EXPORT int epoll_wait(int epfd, epoll_event *events, int max, int timeout_ms) {
   if (!ops::IsLoopfastEpoll(epfd)) return Real().epoll_wait(epfd, events, max, timeout_ms);
   ErrnoKeeper keeper;
-  if (timeout_ms < 0) return keeper.Done(ops::EpollWait(epfd, events, max, nullptr, nullptr));
-  const timespec timeout = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
-  return keeper.Done(ops::EpollWait(epfd, events, max, &timeout, nullptr));
+  timespec timeout;
+  return keeper.Done(ops::EpollWait(epfd, events, max, FromMs(timeout_ms, &timeout), nullptr));
 }
 
 LOOPFAST_EXPORT int epoll_pwait(int epfd, epoll_event *events, int max, int timeout_ms,
@@ -360,9 +369,8 @@ LOOPFAST_EXPORT int epoll_pwait(int epfd, epoll_event *events, int max, int time
     return Real().epoll_pwait(epfd, events, max, timeout_ms, sigmask);
   }
   ErrnoKeeper keeper;
-  if (timeout_ms < 0) return keeper.Done(ops::EpollWait(epfd, events, max, nullptr, sigmask));
-  const timespec timeout = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
-  return keeper.Done(ops::EpollWait(epfd, events, max, &timeout, sigmask));
+  timespec timeout;
+  return keeper.Done(ops::EpollWait(epfd, events, max, FromMs(timeout_ms, &timeout), sigmask));
 }
 
 LOOPFAST_EXPORT int epoll_pwait2(int epfd, epoll_event *events, int max, const timespec *timeout,

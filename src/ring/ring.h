@@ -12,9 +12,9 @@
 // The ring wraps at its *window*, a power of two no larger than its capacity, so that a
 // connection that never needs much buffer touches (and so costs) only a little memory. When a
 // write finds the window too small, or large writes keep queueing behind unread bytes (a
-// stream), the producer marks growth wanted and treats the ring as
-// full until the consumer has drained it; only then (ring empty) does it enlarge the window, so
-// every byte in the ring was placed with the window the consumer reads.
+// stream), the producer marks growth wanted and treats the ring as full until the consumer has
+// drained it; only then (ring empty) does it enlarge the window, so every byte in the ring was
+// placed with the window the consumer reads.
 //
 // Thread rules: one producer thread and one consumer thread at a time (callers that share an
 // end serialise with their own lock); any thread may read the fill level.

@@ -80,7 +80,7 @@ class EpollSet {
  private:
   int EnsureShadow();
   int Harvest(struct epoll_event *events, int max);  // caller holds mutex_
-  void Forget(int fd, Interest &interest);           // caller holds mutex_
+  void Forget(Interest &interest);                   // caller holds mutex_
   void PrepareSleep();
   int KernelLook(struct epoll_event *events, int max, int timeout_ms, const sigset_t *sigmask);
 
@@ -108,8 +108,7 @@ int EpollSet::EnsureShadow() {
   return 0;
 }
 
-void EpollSet::Forget(int fd, Interest &interest) {
-  (void)fd;
+void EpollSet::Forget(Interest &interest) {
   const int saved_errno = errno;
   for (int i = 0; i < interest.registered_count; ++i) {
     sys::Real().epoll_ctl(shadow_, EPOLL_CTL_DEL, interest.registered[i].fd, nullptr);
@@ -152,7 +151,7 @@ int EpollSet::Control(int op, int fd, const std::shared_ptr<Socket> &socket,
         errno = ENOENT;
         return -1;
       }
-      Forget(fd, found->second);
+      Forget(found->second);
       interests_.erase(found);
       return 0;
     }
@@ -172,7 +171,7 @@ int EpollSet::Harvest(struct epoll_event *events, int max) {
     Interest &interest = it->second;
     // Closed (the kernel drops a closed descriptor from its sets) or re-used for another file.
     if (FdTable::Instance().Get(fd) != interest.socket) {
-      Forget(fd, interest);
+      Forget(interest);
       it = interests_.erase(it);
       continue;
     }
@@ -184,7 +183,7 @@ int EpollSet::Harvest(struct epoll_event *events, int max) {
       const int saved_errno = errno;
       sys::Real().epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &moved);
       errno = saved_errno;
-      Forget(fd, interest);
+      Forget(interest);
       it = interests_.erase(it);
       continue;
     }
@@ -243,7 +242,7 @@ void EpollSet::PrepareSleep() {
       unchanged = same(wanted[i], interest.registered[i]);
     }
     if (unchanged) continue;
-    Forget(fd, interest);
+    Forget(interest);
     for (int i = 0; i < count; ++i) {
       struct epoll_event member = {};
       member.events = static_cast<uint32_t>(static_cast<uint16_t>(wanted[i].events)) |

@@ -296,16 +296,6 @@ Result<size_t> FastConnection::Recv(const struct iovec *iov, size_t iov_count,
 size_t FastConnection::ReadableBytes() const { return rx_.FillLevel(); }
 size_t FastConnection::UnsentBytes() const { return tx_.FillLevel(); }
 
-bool FastConnection::RecvReady() const {
-  return rx_.FillLevel() > 0 || (PeerFlags() & kSideWriteShut) != 0 || PeerLeft() ||
-         (self().flags.load(std::memory_order_relaxed) & kSideReadShut) != 0;
-}
-
-bool FastConnection::SendReady() const {
-  return tx_.HasRoom() || (PeerFlags() & kSideClosed) != 0 || PeerLeft() ||
-         (self().flags.load(std::memory_order_relaxed) & kSideWriteShut) != 0;
-}
-
 FastConnection::Look FastConnection::LookNow() const {
   Look look;
   const uint32_t own = self().flags.load(std::memory_order_acquire);
@@ -338,14 +328,22 @@ bool FastConnection::DrainBell(int bell) {
   return open;
 }
 
+void FastConnection::TakeWakeups(bool for_input, bool for_output) {
+  const int input_bell = for_input ? InputBellFd() : -1;
+  const int output_bell = for_output ? OutputBellFd() : -1;
+  if (input_bell >= 0 && !DrainBell(input_bell)) peer_left_.store(true, std::memory_order_release);
+  if (output_bell >= 0 && !DrainBell(output_bell)) {
+    peer_left_.store(true, std::memory_order_release);
+  }
+}
+
 void FastConnection::PrepareToSleep(bool for_input, bool for_output, bool drain) {
-  const uint32_t own = self().flags.load(std::memory_order_acquire);
-  if (for_input && !PeerLeft() && (own & kSideReadShut) == 0) {
-    if (drain && !DrainBell(data_bell_.fd())) peer_left_.store(true, std::memory_order_release);
+  if (drain) TakeWakeups(for_input, for_output);
+  // Announce only on doorbells that can still ring.
+  if (for_input && InputBellFd() >= 0) {
     rx_.control()->consumer_waiting.store(1, std::memory_order_seq_cst);
   }
-  if (for_output && !PeerLeft() && (own & kSideWriteShut) == 0) {
-    if (drain && !DrainBell(space_bell_.fd())) peer_left_.store(true, std::memory_order_release);
+  if (for_output && OutputBellFd() >= 0) {
     tx_.control()->producer_waiting.store(1, std::memory_order_seq_cst);
   }
   // Pairs with the waker's fence: either it sees our announcement or we see its change.

@@ -77,9 +77,6 @@ class FastConnection {
   // Bytes ready to read (FIONREAD), bytes not yet read by the peer (SIOCOUTQ).
   size_t ReadableBytes() const;
   size_t UnsentBytes() const;
-  // True when a Recv would not block / a Send would not block (for readiness).
-  bool RecvReady() const;
-  bool SendReady() const;
 
   // ---- Readiness (poll, select, epoll): any thread ----
   struct Look {
@@ -98,6 +95,8 @@ class FastConnection {
   // that its next change rings. The caller re-checks LookNow() before it sleeps.
   // `drain` false: the caller knows no wake-up byte is waiting (saves a system call each).
   void PrepareToSleep(bool for_input, bool for_output, bool drain = true);
+  // Only the first half of PrepareToSleep: takes the delivered wake-up bytes.
+  void TakeWakeups(bool for_input, bool for_output);
   // The descriptors a readiness call sleeps on; -1 once that doorbell cannot ring any more.
   int InputBellFd() const;
   int OutputBellFd() const;

@@ -53,16 +53,17 @@ int LookDecided(struct pollfd *fds, const std::vector<Decided> &decided) {
   return ready;
 }
 
-// Asks the kernel about the other entries, without waiting. Returns how many are ready, or -1.
+// Asks the kernel about the other entries, without waiting; the decided entries keep their
+// revents. Returns how many are ready, or -1.
 int LookKernel(struct pollfd *fds, nfds_t count, const std::vector<Decided> &decided) {
-  std::vector<int> saved(decided.size());
+  std::vector<struct pollfd> saved(decided.size());
   for (size_t i = 0; i < decided.size(); ++i) {
-    saved[i] = fds[decided[i].index].fd;
+    saved[i] = fds[decided[i].index];
     fds[decided[i].index].fd = -1;  // poll(2) skips negative descriptors
   }
   const int n = sys::Real().poll(fds, count, 0);
   const int error = errno;
-  for (size_t i = 0; i < decided.size(); ++i) fds[decided[i].index].fd = saved[i];
+  for (size_t i = 0; i < decided.size(); ++i) fds[decided[i].index] = saved[i];
   errno = error;
   return n;
 }
@@ -80,23 +81,15 @@ int Poll(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
   }
   const Deadline deadline(timeout, GetConfig().spin_ns);
   for (uint32_t round = 0;; ++round) {
-    int ready = 0;
-    if (round % kKernelLookInterval == 0) {
+    int ready = LookDecided(fds, decided);
+    // The kernel's descriptors: once every kKernelLookInterval looks while spinning, and always
+    // before returning, so that no entry's revents is stale.
+    if (ready > 0 || round % kKernelLookInterval == 0) {
       const int kernel = LookKernel(fds, count, decided);
       if (kernel < 0) return -1;
       ready += kernel;
     }
-    ready += LookDecided(fds, decided);
-    if (ready > 0) {
-      // A kernel look skipped this round may have left stale revents: ask once more.
-      if (round % kKernelLookInterval != 0) {
-        for (nfds_t i = 0; i < count; ++i) fds[i].revents = 0;
-        const int kernel = LookKernel(fds, count, decided);
-        if (kernel < 0) return -1;
-        return kernel + LookDecided(fds, decided);
-      }
-      return ready;
-    }
+    if (ready > 0) return ready;
     const uint64_t now = MonotonicNs();
     if (deadline.Expired(now)) return 0;
     if (deadline.Spinning(now)) {
@@ -111,10 +104,7 @@ int Poll(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
       const int n = readiness::PrepareWait(*d.socket, fds[d.index].fd, fds[d.index].events, wait);
       for (int i = 0; i < n; ++i) sleep_set.push_back({wait[i].fd, wait[i].events, 0});
     }
-    if (LookDecided(fds, decided) > 0) {
-      round = kKernelLookInterval - 1;  // the next round asks the kernel too
-      continue;
-    }
+    if (LookDecided(fds, decided) > 0) continue;  // changed while announcing: report it
     const uint64_t remaining = deadline.LeftNs();
     const struct timespec left = {time_t(remaining / kNsPerSec), long(remaining % kNsPerSec)};
     const int slept = sys::Real().ppoll(sleep_set.data(), sleep_set.size(),

@@ -112,9 +112,7 @@ bool EdgeFired(const State &now, EdgeMemory *memory) {
 void TakeWakeups(Socket &socket, int bell_fd) {
   if (socket.path.load(std::memory_order_acquire) != Path::kFast) return;
   FastConnection *fast = socket.fast.load(std::memory_order_acquire);
-  const bool input = bell_fd == fast->InputBellFd();
-  const bool output = bell_fd == fast->OutputBellFd();
-  if (input || output) fast->PrepareToSleep(input, output, /*drain=*/true);
+  fast->TakeWakeups(bell_fd == fast->InputBellFd(), bell_fd == fast->OutputBellFd());
 }
 
 int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out, bool drain) {

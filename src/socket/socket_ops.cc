@@ -130,6 +130,11 @@ void AdoptOffer(Socket &socket, int fd, const int *fds) {
   Log(LogLevel::kDebug, "fast path established (connecting side)");
 }
 
+// Bytes a pending connection may still buffer before its Offer arrives. Caller holds the mutex.
+size_t EarlyRoom(const Socket &socket) {
+  return kMinRingBytes - std::min<size_t>(kMinRingBytes, socket.early_bytes.size());
+}
+
 enum class Resolve { kResolved, kStillPending, kInterrupted, kTimedOut };
 
 // Reads the listener's answer. `wait_ms` < 0: do not block; otherwise block up to wait_ms
@@ -434,7 +439,7 @@ PendingView ViewPending(Socket &socket) {
   std::lock_guard<std::mutex> guard(socket.mutex);
   PendingView view;
   view.channel_fd = socket.rendezvous_fd;
-  view.early_room = kMinRingBytes - std::min<size_t>(kMinRingBytes, socket.early_bytes.size());
+  view.early_room = EarlyRoom(socket);
   return view;
 }
 
@@ -661,9 +666,7 @@ ssize_t Send(int fd, const struct msghdr *message, int flags) {
         if (now != Path::kPending) continue;
         if (ResolvePending(*socket, fd, -1) == Resolve::kResolved) continue;
         const size_t total = IovLength(message);
-        const size_t room =
-            kMinRingBytes - std::min<size_t>(kMinRingBytes, socket->early_bytes.size());
-        sent_early += AppendFromIov(message, sent_early, room, socket->early_bytes);
+        sent_early += AppendFromIov(message, sent_early, EarlyRoom(*socket), socket->early_bytes);
         if (sent_early == total) return static_cast<ssize_t>(total);
         if (nonblocking) {
           if (sent_early > 0) return static_cast<ssize_t>(sent_early);
