@@ -204,7 +204,7 @@ Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
   // not wait), but the search ends after one pass instead of waiting.
   const uid_t self = geteuid();
   const bool unverifiable = self != 0 && peer.value().uid != self;
-  const Result<uint64_t> expected(peer.value().inode);
+  const uint64_t expected_inode = peer.value().inode;
   const int64_t deadline = NowMs() + timeout_ms;
   // One grace period per search, shared by every silent channel connection it meets.
   const int64_t grace_deadline = NowMs() + kHelloGraceMs;
@@ -227,13 +227,13 @@ Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
         held_.erase(held_.begin() + static_cast<std::ptrdiff_t>(i));
         continue;
       }
-      if (held_[i].hello_read && held_[i].inode == expected.value()) return take(i);
+      if (held_[i].hello_read && held_[i].inode == expected_inode) return take(i);
       ++i;
     }
     Held forwarded;
     while (ReceiveForwarded(&forwarded)) {
       held_.push_back(forwarded);
-      if (forwarded.inode == expected.value()) return take(held_.size() - 1);
+      if (forwarded.inode == expected_inode) return take(held_.size() - 1);
     }
     for (;;) {
       const int channel =
@@ -254,7 +254,7 @@ Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
         }
       }
       held_.push_back(held);
-      if (held.hello_read && held.inode == expected.value()) return take(held_.size() - 1);
+      if (held.hello_read && held.inode == expected_inode) return take(held_.size() - 1);
     }
     if (shared_) {
       HandOnToGroup();
