@@ -41,7 +41,7 @@ bool Decides(const Socket &socket) {
 }
 
 State Look(Socket &socket, int fd, short wanted) {
-  ops::Advance(socket, fd);
+  ops::MakeProgress(socket, fd);
   State state;
   switch (socket.path.load(std::memory_order_acquire)) {
     case Path::kFast: {

@@ -388,15 +388,6 @@ std::shared_ptr<Socket> Adopt(int fd) {
   return socket;
 }
 
-// Moves a connect or a rendezvous along without blocking, for calls that only look.
-void MakeProgress(Socket &socket, int fd) {
-  const Path path = socket.path.load(std::memory_order_acquire);
-  if (path != Path::kConnecting && path != Path::kPending) return;
-  std::lock_guard<std::mutex> guard(socket.mutex);
-  CheckConnectProgress(socket, fd);
-  (void)ResolvePending(socket, fd, -1);
-}
-
 WaitSpec WaitFor(const struct timeval &timeout) {
   WaitSpec spec;
   spec.spin_ns = GetConfig().spin_ns;
@@ -433,7 +424,13 @@ size_t AppendFromIov(const struct msghdr *message, size_t skip, size_t room,
 
 bool IsTracked(int fd) { return Table().Get(fd) != nullptr; }
 
-void Advance(Socket &socket, int fd) { MakeProgress(socket, fd); }
+void MakeProgress(Socket &socket, int fd) {
+  const Path path = socket.path.load(std::memory_order_acquire);
+  if (path != Path::kConnecting && path != Path::kPending) return;
+  std::lock_guard<std::mutex> guard(socket.mutex);
+  CheckConnectProgress(socket, fd);
+  (void)ResolvePending(socket, fd, -1);
+}
 
 PendingView ViewPending(Socket &socket) {
   std::lock_guard<std::mutex> guard(socket.mutex);

@@ -64,9 +64,10 @@ void AfterFork(bool in_child);
 // True if `fd` is tracked by loopfast (the interposer's fast test).
 bool IsTracked(int fd);
 
-// For the readiness layer. Advance moves a non-blocking connect or a rendezvous along without
-// blocking; ViewPending tells what a pending connection can do before its Offer arrives.
-void Advance(Socket &socket, int fd);
+// For the readiness layer (and the calls here that only look). MakeProgress moves a
+// non-blocking connect or a rendezvous along without blocking; ViewPending tells what a
+// pending connection can do before its Offer arrives.
+void MakeProgress(Socket &socket, int fd);
 struct PendingView {
   int channel_fd = -1;    // readable when the listener's answer arrives
   size_t early_room = 0;  // bytes a send may still buffer
