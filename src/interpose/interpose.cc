@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
@@ -73,7 +74,7 @@ ssize_t RecvFrom(int fd, void *buffer, size_t length, int flags, sockaddr *addre
   return keeper.Done(n);
 }
 
-void ForkPrepare() {}
+void ForkPrepare() { ops::BeforeFork(); }
 void ForkParent() { ops::AfterFork(/*in_child=*/false); }
 void ForkChild() { ops::AfterFork(/*in_child=*/true); }
 
@@ -85,6 +86,13 @@ __attribute__((constructor)) void Initialize() {
 }  // namespace
 
 #define LOOPFAST_EXPORT extern "C" __attribute__((visibility("default")))
+
+// fork itself only to learn that it failed (the atfork handlers above do the rest).
+LOOPFAST_EXPORT pid_t fork() {
+  const pid_t pid = Real().fork();
+  if (pid < 0) ops::ForkFailed();
+  return pid;
+}
 
 LOOPFAST_EXPORT int socket(int domain, int type, int protocol) {
   ErrnoKeeper keeper;
@@ -116,12 +124,8 @@ LOOPFAST_EXPORT int accept4(int fd, sockaddr *address, socklen_t *length, int fl
 }
 
 LOOPFAST_EXPORT int close(int fd) {
-  if (!ops::IsTracked(fd)) {
-    ops::ForgetEpoll(fd);  // one atomic load unless loopfast keeps epoll sets
-    return Real().close(fd);
-  }
   ErrnoKeeper keeper;
-  return keeper.Done(ops::Close(fd));
+  return keeper.Done(ops::Close(fd));  // a few atomic loads for descriptors not loopfast's
 }
 
 LOOPFAST_EXPORT int shutdown(int fd, int how) {
@@ -248,7 +252,8 @@ namespace {
 int FcntlCommon(int fd, int command, va_list args) {
   // Every fcntl argument is an int, a long or a pointer: read it as the widest.
   const long argument = va_arg(args, long);
-  if (!ops::IsTracked(fd)) return Real().fcntl(fd, command, argument);
+  const bool duplicates = command == F_DUPFD || command == F_DUPFD_CLOEXEC;  // maybe an epoll fd
+  if (!duplicates && !ops::IsTracked(fd)) return Real().fcntl(fd, command, argument);
   ErrnoKeeper keeper;
   return keeper.Done(ops::Fcntl(fd, command, argument));
 }
@@ -270,20 +275,19 @@ LOOPFAST_EXPORT int fcntl64(int fd, int command, ...) {
   return ret;
 }
 
+// Descriptor copies: always the socket layer, which shares sockets and epoll sets and keeps
+// loopfast's own descriptors (a few atomic loads otherwise).
 LOOPFAST_EXPORT int dup(int fd) {
-  if (!ops::IsTracked(fd)) return Real().dup(fd);
   ErrnoKeeper keeper;
   return keeper.Done(ops::Dup(fd));
 }
 
 LOOPFAST_EXPORT int dup2(int fd, int fd2) {
-  if (!ops::IsTracked(fd) && !ops::IsTracked(fd2)) return Real().dup2(fd, fd2);
   ErrnoKeeper keeper;
   return keeper.Done(ops::Dup3(fd, fd2, 0, /*is_dup2=*/true));
 }
 
 LOOPFAST_EXPORT int dup3(int fd, int fd2, int flags) {
-  if (!ops::IsTracked(fd) && !ops::IsTracked(fd2)) return Real().dup3(fd, fd2, flags);
   ErrnoKeeper keeper;
   return keeper.Done(ops::Dup3(fd, fd2, flags, /*is_dup2=*/false));
 }
@@ -291,6 +295,125 @@ LOOPFAST_EXPORT int dup3(int fd, int fd2, int flags) {
 LOOPFAST_EXPORT int close_range(unsigned first, unsigned last, int flags) {
   ErrnoKeeper keeper;
   return keeper.Done(ops::CloseRange(first, last, flags));
+}
+
+LOOPFAST_EXPORT void closefrom(int first) {
+  ErrnoKeeper keeper;
+  ops::CloseFrom(first);
+  (void)keeper.Done(0);
+}
+
+// ---- exec and spawn: sockets the new image keeps but cannot see the rings of move to kernel
+// TCP first (ops::BeforeExec). glibc's exec variants call its internal execve, so each is here.
+
+LOOPFAST_EXPORT int execve(const char *path, char *const *argv, char *const *envp) {
+  ops::BeforeExec();
+  return Real().execve(path, argv, envp);
+}
+
+LOOPFAST_EXPORT int execv(const char *path, char *const *argv) {
+  ops::BeforeExec();
+  return Real().execve(path, argv, environ);
+}
+
+LOOPFAST_EXPORT int execvp(const char *file, char *const *argv) {
+  ops::BeforeExec();
+  return Real().execvp(file, argv);
+}
+
+LOOPFAST_EXPORT int execvpe(const char *file, char *const *argv, char *const *envp) {
+  ops::BeforeExec();
+  return Real().execvpe(file, argv, envp);
+}
+
+LOOPFAST_EXPORT int fexecve(int fd, char *const *argv, char *const *envp) {
+  ops::BeforeExec();
+  return Real().fexecve(fd, argv, envp);
+}
+
+LOOPFAST_EXPORT int execveat(int dirfd, const char *path, char *const *argv, char *const *envp,
+                             int flags) {
+  ops::BeforeExec();
+  return Real().execveat(dirfd, path, argv, envp, flags);
+}
+
+namespace {
+
+// The execl family's argument list as an argv array (on the stack: exec must not allocate
+// after vfork). Returns the number of arguments, or -1 (E2BIG) when there are too many.
+constexpr int kMaxListArgs = 4096;
+int CollectArgs(const char *first, va_list args, const char **argv) {
+  int count = 0;
+  argv[count++] = first;
+  while (argv[count - 1] != nullptr) {
+    if (count == kMaxListArgs) {
+      errno = E2BIG;
+      return -1;
+    }
+    argv[count++] = va_arg(args, const char *);
+  }
+  return count;
+}
+
+}  // namespace
+
+LOOPFAST_EXPORT int execl(const char *path, const char *arg, ...) {
+  const char *argv[kMaxListArgs];
+  va_list args;
+  va_start(args, arg);
+  const int count = CollectArgs(arg, args, argv);
+  va_end(args);
+  if (count < 0) return -1;
+  return execv(path, const_cast<char *const *>(argv));
+}
+
+LOOPFAST_EXPORT int execlp(const char *file, const char *arg, ...) {
+  const char *argv[kMaxListArgs];
+  va_list args;
+  va_start(args, arg);
+  const int count = CollectArgs(arg, args, argv);
+  va_end(args);
+  if (count < 0) return -1;
+  return execvp(file, const_cast<char *const *>(argv));
+}
+
+LOOPFAST_EXPORT int execle(const char *path, const char *arg, ...) {
+  const char *argv[kMaxListArgs];
+  va_list args;
+  va_start(args, arg);
+  const int count = CollectArgs(arg, args, argv);
+  char *const *envp = count < 0 ? nullptr : va_arg(args, char *const *);
+  va_end(args);
+  if (count < 0) return -1;
+  return execve(path, const_cast<char *const *>(argv), envp);
+}
+
+LOOPFAST_EXPORT int posix_spawn(pid_t *pid, const char *path,
+                                const posix_spawn_file_actions_t *actions,
+                                const posix_spawnattr_t *attr, char *const *argv,
+                                char *const *envp) {
+  ops::BeforeSpawn(actions);
+  return Real().posix_spawn(pid, path, actions, attr, argv, envp);
+}
+
+LOOPFAST_EXPORT int posix_spawnp(pid_t *pid, const char *file,
+                                 const posix_spawn_file_actions_t *actions,
+                                 const posix_spawnattr_t *attr, char *const *argv,
+                                 char *const *envp) {
+  ops::BeforeSpawn(actions);
+  return Real().posix_spawnp(pid, file, actions, attr, argv, envp);
+}
+
+LOOPFAST_EXPORT int posix_spawn_file_actions_adddup2(posix_spawn_file_actions_t *actions, int fd,
+                                                     int new_fd) {
+  const int ret = Real().posix_spawn_file_actions_adddup2(actions, fd, new_fd);
+  if (ret == 0) ops::NoteSpawnDup2(actions, fd);
+  return ret;
+}
+
+LOOPFAST_EXPORT int posix_spawn_file_actions_destroy(posix_spawn_file_actions_t *actions) {
+  ops::ForgetSpawnActions(actions);
+  return Real().posix_spawn_file_actions_destroy(actions);
 }
 
 // ---- Readiness: every call passes straight through unless a loopfast socket is involved ----

@@ -14,6 +14,7 @@
 
 #include "rendezvous/peer_identity.h"
 #include "rendezvous/unix_channel.h"
+#include "sys/owned_fds.h"
 #include "sys/real_calls.h"
 
 namespace loopfast::rendezvous {
@@ -72,7 +73,11 @@ ListenerChannel::ListenerChannel(uint16_t port, int listen_fd, int group_rx, int
       listen_fd_(listen_fd),
       group_rx_(group_rx),
       group_tx_(group_tx),
-      channel_inode_(inode) {}
+      channel_inode_(inode) {
+  sys::Own(listen_fd);
+  sys::Own(group_rx);
+  sys::Own(group_tx);
+}
 
 ListenerChannel::~ListenerChannel() {
   for (Held &held : held_) CloseAll(&held.channel_fd, 1);
@@ -158,6 +163,7 @@ bool ListenerChannel::ReceiveForwarded(Held *held) {
     }
     CloseAll(&fds[1], 1);
     held->channel_fd = fds[0];
+    sys::Own(fds[0]);
     held->hello_read = true;
     held->hello = forward.hello;
     held->pid = forward.client_pid;
@@ -241,6 +247,7 @@ Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
       if (channel < 0) break;
       Held held;
       held.channel_fd = channel;
+      sys::Own(channel);
       if (!ReadHello(held)) continue;
       if (!held.hello_read) {
         // Accepted between the client's connect and its send: the Hello is microseconds away.

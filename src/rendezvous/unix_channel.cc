@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "sys/owned_fds.h"
 #include "sys/real_calls.h"
 
 namespace loopfast::rendezvous {
@@ -18,11 +19,7 @@ socklen_t ChannelAddress(uint16_t port, struct sockaddr_un *address) {
 }
 
 void CloseAll(const int *fds, int count) {
-  const int saved_errno = errno;
-  for (int i = 0; i < count; ++i) {
-    if (fds[i] >= 0) sys::Real().close(fds[i]);
-  }
-  errno = saved_errno;
+  for (int i = 0; i < count; ++i) sys::CloseOwned(fds[i]);
 }
 
 Status SendMessage(int fd, const void *bytes, size_t size, const int *fds, int fd_count) {

@@ -18,11 +18,18 @@ bool SpscRing::ValidCapacity(uint64_t capacity) {
   return capacity >= kMinCapacity && capacity <= kMaxCapacity && (capacity & (capacity - 1)) == 0;
 }
 
+uint64_t EncodeMapping(RingMapping mapping) {
+  return uint64_t{mapping.shift} |
+         (uint64_t(static_cast<unsigned>(__builtin_ctz(mapping.window))) << 32);
+}
+
 void SpscRing::Initialize(RingControl *control, uint32_t initial_window) {
   control->head.store(0, std::memory_order_relaxed);
   control->producer_waiting.store(0, std::memory_order_relaxed);
-  control->window.store(initial_window, std::memory_order_relaxed);
-  control->grow_wanted.store(0, std::memory_order_relaxed);
+  control->reserved0 = 0;
+  control->mapping.store(EncodeMapping({initial_window, 0}), std::memory_order_relaxed);
+  control->guard_until.store(0, std::memory_order_relaxed);
+  control->guard_bytes.store(0, std::memory_order_relaxed);
   control->tail.store(0, std::memory_order_relaxed);
   control->consumer_waiting.store(0, std::memory_order_relaxed);
   control->reserved1 = 0;
@@ -40,48 +47,84 @@ uint64_t SpscRing::FillLevel() const {
   return std::min<uint64_t>(head - tail, capacity_);
 }
 
-uint32_t SpscRing::Window() const {
-  const uint32_t window = control_->window.load(std::memory_order_relaxed);
-  return ValidCapacity(window) && window <= capacity_ ? window : 0;
-}
-
-bool SpscRing::GrowthPending(uint32_t window) const {
-  return window < capacity_ && control_->grow_wanted.load(std::memory_order_relaxed) != 0;
+RingMapping SpscRing::Mapping() const {
+  // Acquire pairs with Grow's release: bytes it moved are in place before the new mapping.
+  const uint64_t raw = control_->mapping.load(std::memory_order_acquire);
+  const uint64_t log2_window = raw >> 32;
+  if (log2_window > 30) return {};
+  RingMapping mapping;
+  mapping.window = uint32_t{1} << log2_window;
+  mapping.shift = static_cast<uint32_t>(raw);
+  if (!ValidCapacity(mapping.window) || mapping.window > capacity_ ||
+      mapping.shift >= mapping.window) {
+    return {};
+  }
+  return mapping;
 }
 
 bool SpscRing::HasRoom() const {
-  const uint32_t window = Window();
-  if (window == 0) return true;  // corrupt: a write reports it at once
-  const uint64_t fill = FillLevel();
-  return GrowthPending(window) ? fill == 0 : fill < window;
+  const RingMapping mapping = Mapping();
+  if (mapping.window == 0) return true;  // corrupt: a write reports it at once
+  // A smaller window than the capacity grows on the next write.
+  if (mapping.window < capacity_) return true;
+  const uint64_t tail = control_->tail.load(std::memory_order_acquire);
+  const uint64_t head = control_->head.load(std::memory_order_acquire);
+  return FreeBytes(mapping, head, tail) != 0;
 }
 
-int64_t SpscRing::Room(uint32_t window, size_t wanted) {
+int64_t SpscRing::FreeBytes(const RingMapping &mapping, uint64_t head, uint64_t tail) const {
+  const uint64_t used = head - tail;
+  if (used > mapping.window) return -1;  // the peer wrote nonsense (positions wrap modulo 2^64)
+  uint64_t room = mapping.window - used;
+  if (control_->guard_bytes.load(std::memory_order_relaxed) != 0 &&
+      static_cast<int64_t>(tail - control_->guard_until.load(std::memory_order_relaxed)) < 0) {
+    // Stop at the end of the window: the moved bytes' old place comes right after it.
+    const auto offset = static_cast<uint32_t>((head + mapping.shift) & (mapping.window - 1));
+    room = offset == 0 ? 0 : std::min<uint64_t>(room, mapping.window - offset);
+  }
+  return static_cast<int64_t>(room);
+}
+
+int64_t SpscRing::Room(const RingMapping &mapping, size_t wanted) {
   const uint64_t head = control_->head.load(std::memory_order_relaxed);  // ours
-  uint64_t used = head - cached_tail_;
-  if (used > window || window - used < wanted) {
+  const uint64_t used = head - cached_tail_;
+  const bool guarded = control_->guard_bytes.load(std::memory_order_relaxed) != 0;
+  if (used > mapping.window || mapping.window - used < wanted || guarded) {
     // Acquire pairs with the consumer's release of tail: its reads of the freed bytes are done.
     cached_tail_ = control_->tail.load(std::memory_order_acquire);
-    used = head - cached_tail_;
   }
-  if (used > window) return -1;  // the peer wrote nonsense (positions wrap modulo 2^64)
-  return static_cast<int64_t>(window - used);
+  if (guarded && static_cast<int64_t>(cached_tail_ -
+                                      control_->guard_until.load(std::memory_order_relaxed)) >= 0) {
+    control_->guard_bytes.store(0, std::memory_order_relaxed);  // read past the old window
+  }
+  return FreeBytes(mapping, head, cached_tail_);
 }
 
-int64_t SpscRing::Available(size_t wanted, uint32_t *window_out) {
-  uint32_t window = Window();
-  *window_out = window;
-  if (window == 0) return -1;
-  if (!GrowthPending(window)) return Room(window, wanted);
-  const int64_t room = Room(window, SIZE_MAX);                           // fresh consumer position
-  if (room != static_cast<int64_t>(window)) return room < 0 ? room : 0;  // still draining
-  // Empty: no byte depends on the old window, and the consumer sees the new one before any
-  // byte placed with it (the head store in Write releases it).
-  window = static_cast<uint32_t>(std::min<uint64_t>(uint64_t{window} * kWindowGrowth, capacity_));
-  control_->window.store(window, std::memory_order_relaxed);
-  control_->grow_wanted.store(0, std::memory_order_relaxed);
-  *window_out = window;
-  return window;
+bool SpscRing::Grow(RingMapping *mapping) {
+  const uint64_t head = control_->head.load(std::memory_order_relaxed);  // ours
+  cached_tail_ = control_->tail.load(std::memory_order_acquire);
+  const uint64_t unread = head - cached_tail_;
+  const uint32_t old_window = mapping->window;
+  if (unread > old_window) return false;
+  const auto start = static_cast<uint32_t>((cached_tail_ + mapping->shift) & (old_window - 1));
+  const auto window =
+      static_cast<uint32_t>(std::min<uint64_t>(uint64_t{old_window} * kWindowGrowth, capacity_));
+  if (start + unread > old_window) {
+    // The unread bytes wrapped: the part at the start goes to just past the old window, where
+    // no reader with the old window looks. Its old place stays as it is for such a reader.
+    const auto wrapped = static_cast<uint32_t>(start + unread - old_window);
+    std::memcpy(data_ + old_window, data_, wrapped);
+    control_->guard_until.store(head, std::memory_order_relaxed);
+    control_->guard_bytes.store(wrapped, std::memory_order_relaxed);
+  }
+  // The unread bytes keep their offsets: position tail now maps to `start` again.
+  const RingMapping grown = {window, static_cast<uint32_t>((start - cached_tail_) & (window - 1))};
+  // Release: the moved bytes are in place first. (Sequentially consistent: also visible
+  // before any later byte written with it.)
+  control_->mapping.store(EncodeMapping(grown), std::memory_order_seq_cst);
+  *mapping = grown;
+  queued_bytes_ = 0;
+  return true;
 }
 
 bool SpscRing::WantsGrowth(uint32_t window, size_t room, size_t wanted) {
@@ -101,21 +144,27 @@ bool SpscRing::WantsGrowth(uint32_t window, size_t room, size_t wanted) {
 }
 
 int64_t SpscRing::WritableBytes() {
-  uint32_t window;
-  return Available(SIZE_MAX, &window);
+  const RingMapping mapping = Mapping();
+  if (mapping.window == 0) return -1;
+  const int64_t room = Room(mapping, SIZE_MAX);
+  // With a window below the capacity, a write grows it first: there is room.
+  if (room == 0 && mapping.window < capacity_) return 1;
+  return room;
 }
 
 int64_t SpscRing::Write(const struct iovec *iov, size_t iov_count, size_t iov_skip, size_t max) {
-  uint32_t window;
-  const int64_t room = Available(max, &window);
+  RingMapping mapping = Mapping();
+  if (mapping.window == 0) return -1;
+  int64_t room = Room(mapping, max);
   if (room < 0) return room;
-  if (window < capacity_ && WantsGrowth(window, static_cast<size_t>(room), max)) {
-    // Once the consumer has drained the ring, the next write enlarges it (see Available).
-    // Until then the ring counts as full.
-    control_->grow_wanted.store(1, std::memory_order_relaxed);
+  if (mapping.window < capacity_ && WantsGrowth(mapping.window, static_cast<size_t>(room), max)) {
+    if (!Grow(&mapping)) return -1;
+    room = Room(mapping, max);
+    if (room < 0) return room;
   }
   if (room == 0) return 0;
   const uint64_t head = control_->head.load(std::memory_order_relaxed);
+  const uint32_t window = mapping.window;
   const uint32_t mask = window - 1;
   size_t budget = std::min<size_t>(max, static_cast<size_t>(room));
   size_t written = 0;
@@ -130,7 +179,7 @@ int64_t SpscRing::Write(const struct iovec *iov, size_t iov_count, size_t iov_sk
     len = std::min(len - iov_skip, budget);
     iov_skip = 0;
     while (len > 0) {
-      const uint32_t offset = static_cast<uint32_t>((head + written) & mask);
+      const auto offset = static_cast<uint32_t>((head + written + mapping.shift) & mask);
       const size_t chunk = std::min<size_t>(len, window - offset);
       std::memcpy(data_ + offset, src, chunk);
       src += chunk;
@@ -144,32 +193,43 @@ int64_t SpscRing::Write(const struct iovec *iov, size_t iov_count, size_t iov_sk
   return static_cast<int64_t>(written);
 }
 
+size_t SpscRing::UnreadSpan(uint64_t from, const uint8_t **bytes) const {
+  const RingMapping mapping = Mapping();
+  const uint64_t head = control_->head.load(std::memory_order_acquire);
+  const uint64_t tail = control_->tail.load(std::memory_order_acquire);
+  if (mapping.window == 0 || head - tail > mapping.window || from - tail >= head - tail) return 0;
+  const auto offset = static_cast<uint32_t>((from + mapping.shift) & (mapping.window - 1));
+  *bytes = data_ + offset;
+  return static_cast<size_t>(std::min<uint64_t>(head - from, mapping.window - offset));
+}
+
 int64_t SpscRing::Write(const void *data, size_t size) {
   struct iovec iov = {const_cast<void *>(data), size};
   return Write(&iov, 1, 0, size);
 }
 
 int64_t SpscRing::ReadableBytes() {
-  uint32_t window;
-  return Readable(&window);
+  RingMapping mapping;
+  return Readable(&mapping);
 }
 
-int64_t SpscRing::Readable(uint32_t *window) {
+int64_t SpscRing::Readable(RingMapping *mapping) {
   const uint64_t tail = control_->tail.load(std::memory_order_relaxed);  // ours
-  // Acquire pairs with the producer's release of head: the bytes, and the window they were
-  // placed with, are there to read. The window cannot change while bytes remain unread.
+  // Acquire pairs with the producer's release of head: the bytes, and a mapping at least as
+  // new as the one they were placed with, are there to read.
   const uint64_t head = control_->head.load(std::memory_order_acquire);
-  *window = Window();
-  // A corrupt window or position: the peer wrote nonsense (positions wrap modulo 2^64).
-  if (*window == 0 || head - tail > *window) return -1;
+  *mapping = Mapping();
+  // A corrupt mapping or position: the peer wrote nonsense (positions wrap modulo 2^64).
+  if (mapping->window == 0 || head - tail > mapping->window) return -1;
   return static_cast<int64_t>(head - tail);
 }
 
 int64_t SpscRing::Read(const struct iovec *iov, size_t iov_count, size_t iov_skip, size_t max,
                        bool peek) {
-  uint32_t window;
-  const int64_t readable = Readable(&window);
+  RingMapping mapping;
+  const int64_t readable = Readable(&mapping);
   if (readable <= 0) return readable;
+  const uint32_t window = mapping.window;
   const uint32_t mask = window - 1;
   const uint64_t tail = control_->tail.load(std::memory_order_relaxed);
   size_t budget = std::min<size_t>(max, static_cast<size_t>(readable));
@@ -185,7 +245,7 @@ int64_t SpscRing::Read(const struct iovec *iov, size_t iov_count, size_t iov_ski
     len = std::min(len - iov_skip, budget);
     iov_skip = 0;
     while (len > 0) {
-      const uint32_t offset = static_cast<uint32_t>((tail + copied) & mask);
+      const auto offset = static_cast<uint32_t>((tail + copied + mapping.shift) & mask);
       const size_t chunk = std::min<size_t>(len, window - offset);
       std::memcpy(dst, data_ + offset, chunk);
       dst += chunk;

@@ -10,11 +10,15 @@
 // and a position that cannot be right makes the ring report corruption instead of copying.
 //
 // The ring wraps at its *window*, a power of two no larger than its capacity, so that a
-// connection that never needs much buffer touches (and so costs) only a little memory. When a
-// write finds the window too small, or large writes keep queueing behind unread bytes (a
-// stream), the producer marks growth wanted and treats the ring as full until the consumer has
-// drained it; only then (ring empty) does it enlarge the window, so every byte in the ring was
-// placed with the window the consumer reads.
+// connection that never needs much buffer touches (and so costs) only a little memory. Byte
+// position p lives at offset (p + shift) mod window. When a write finds the window too small,
+// or large writes keep queueing behind unread bytes (a stream), the producer enlarges the
+// window at once, even with unread bytes in it (a reader that never reads must not cap the
+// buffer below what kernel TCP would take): it picks the new shift so that the unread bytes
+// keep their offsets, after copying the part that had wrapped to just past the old window.
+// Until the consumer has read past every byte of the old window, the producer leaves that
+// wrapped part's old place alone, so a consumer still reading with the old window reads
+// intact bytes.
 //
 // Thread rules: one producer thread and one consumer thread at a time (callers that share an
 // end serialise with their own lock); any thread may read the fill level.
@@ -36,10 +40,14 @@ struct RingControl {
   // Producer's line: written by the producer, read by the consumer.
   alignas(kCacheLine) std::atomic<uint64_t> head;
   std::atomic<uint32_t> producer_waiting;  // producer is (about to be) asleep for space
-  std::atomic<uint32_t> window;            // bytes in use: offsets are positions mod window
-  std::atomic<uint32_t> grow_wanted;       // producer waits for an empty ring to grow
   uint32_t reserved0;
-  uint8_t pad0[kCacheLine - 24];
+  // The window and the shift as one word (EncodeMapping), so both change at once.
+  std::atomic<uint64_t> mapping;
+  // After a growth that moved wrapped bytes: their old place, [0, guard_bytes), is not
+  // written again until the consumer's position reaches guard_until (see above).
+  std::atomic<uint64_t> guard_until;
+  std::atomic<uint32_t> guard_bytes;
+  uint8_t pad0[kCacheLine - 36];
   // Consumer's line: written by the consumer, read by the producer.
   alignas(kCacheLine) std::atomic<uint64_t> tail;
   std::atomic<uint32_t> consumer_waiting;  // consumer is (about to be) asleep for data
@@ -49,12 +57,22 @@ struct RingControl {
 static_assert(sizeof(RingControl) == 2 * kCacheLine);
 static_assert(offsetof(RingControl, head) == 0);
 static_assert(offsetof(RingControl, producer_waiting) == 8);
-static_assert(offsetof(RingControl, window) == 12);
-static_assert(offsetof(RingControl, grow_wanted) == 16);
+static_assert(offsetof(RingControl, mapping) == 16);
+static_assert(offsetof(RingControl, guard_until) == 24);
+static_assert(offsetof(RingControl, guard_bytes) == 32);
 static_assert(offsetof(RingControl, tail) == kCacheLine);
 static_assert(offsetof(RingControl, consumer_waiting) == kCacheLine + 8);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
+
+// Where positions live: offset = (position + shift) mod window.
+struct RingMapping {
+  uint32_t window = 0;  // 0: the shared value is corrupt
+  uint32_t shift = 0;
+  bool operator==(const RingMapping &) const = default;
+};
+// Low 32 bits: shift; the next 8: log2(window).
+uint64_t EncodeMapping(RingMapping mapping);
 
 class SpscRing {
  public:
@@ -78,7 +96,8 @@ class SpscRing {
   // Any thread. Bytes written but not yet read, clamped to [0, capacity].
   uint64_t FillLevel() const;
   // Any thread. The current window, or 0 if the shared value is corrupt.
-  uint32_t Window() const;
+  uint32_t Window() const { return Mapping().window; }
+  RingMapping Mapping() const;
   // Any thread. True when a write would place at least one byte now.
   bool HasRoom() const;
 
@@ -90,6 +109,10 @@ class SpscRing {
   // if the shared positions are corrupt.
   int64_t Write(const struct iovec *iov, size_t iov_count, size_t iov_skip, size_t max);
   int64_t Write(const void *data, size_t size);
+  // For a producer whose consumer is gone for good: the unread bytes from position `from`
+  // (between the consumer's position and ours) that lie contiguous in memory; 0 if none or
+  // corrupt. Lets the producer hand them to another transport.
+  size_t UnreadSpan(uint64_t from, const uint8_t **bytes) const;
 
   // ---- Consumer side (one thread at a time) ----
   // Bytes ready to read; -1 if the shared positions are corrupt.
@@ -101,17 +124,17 @@ class SpscRing {
   int64_t Read(void *data, size_t size, bool peek = false);
 
  private:
-  // Free bytes within `window`, reading the consumer's position only if the cached one shows
-  // fewer than `wanted`.
-  int64_t Room(uint32_t window, size_t wanted);
-  // Consumer: readable bytes and the window they were placed with; -1 if corrupt.
-  int64_t Readable(uint32_t *window);
-  // Producer: free bytes (0 while a pending growth waits for the ring to drain; -1 if
-  // corrupt) and the window to write with, grown first if the ring has drained.
-  int64_t Available(size_t wanted, uint32_t *window);
-  bool GrowthPending(uint32_t window) const;
+  // Free bytes within the mapping's window, reading the consumer's position only if the
+  // cached one shows fewer than `wanted`; -1 if corrupt.
+  int64_t Room(const RingMapping &mapping, size_t wanted);
+  // Free bytes for positions `head` (producer) and `tail` (consumer), guard included.
+  int64_t FreeBytes(const RingMapping &mapping, uint64_t head, uint64_t tail) const;
+  // Consumer: readable bytes and the mapping they were placed with; -1 if corrupt.
+  int64_t Readable(RingMapping *mapping);
   // Producer: whether a write of `wanted` bytes with `room` free asks for a larger window.
   bool WantsGrowth(uint32_t window, size_t room, size_t wanted);
+  // Producer: enlarges the window keeping every unread byte readable. False if corrupt.
+  bool Grow(RingMapping *mapping);
 
   RingControl *control_ = nullptr;
   uint8_t *data_ = nullptr;

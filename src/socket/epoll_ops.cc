@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <map>
 #include <memory>
@@ -28,6 +29,7 @@
 #include "socket/fd_table.h"
 #include "socket/readiness.h"
 #include "socket/socket_ops.h"
+#include "sys/owned_fds.h"
 #include "sys/real_calls.h"
 
 namespace loopfast::ops {
@@ -65,9 +67,10 @@ struct Interest {
 class EpollSet {
  public:
   explicit EpollSet(int epfd) : epfd_(epfd) {}
-  ~EpollSet() {
-    if (shadow_ >= 0) sys::Real().close(shadow_);
-  }
+  // The descriptor loopfast uses for the kernel's set (the program may dup and close copies).
+  void Renumber(int epfd) { epfd_.store(epfd, std::memory_order_release); }
+  int epfd() const { return epfd_.load(std::memory_order_acquire); }
+  ~EpollSet() { sys::CloseOwned(shadow_); }
 
   int Control(int op, int fd, const std::shared_ptr<Socket> &socket, struct epoll_event *event);
   bool Holds(int fd) {
@@ -84,7 +87,7 @@ class EpollSet {
   void PrepareSleep();
   int KernelLook(struct epoll_event *events, int max, int timeout_ms, const sigset_t *sigmask);
 
-  const int epfd_;
+  std::atomic<int> epfd_;
   std::mutex mutex_;
   int shadow_ = -1;
   std::map<int, Interest> interests_;
@@ -98,13 +101,14 @@ int EpollSet::EnsureShadow() {
   struct epoll_event event = {};
   event.events = EPOLLIN;
   event.data.u64 = Cookie();
-  if (sys::Real().epoll_ctl(epfd_, EPOLL_CTL_ADD, shadow, &event) != 0) {
+  if (sys::Real().epoll_ctl(epfd(), EPOLL_CTL_ADD, shadow, &event) != 0) {
     const int error = errno;  // EBADF or EINVAL: epfd is not an epoll descriptor
     sys::Real().close(shadow);
     errno = error;
     return -1;
   }
   shadow_ = shadow;
+  sys::Own(shadow);
   return 0;
 }
 
@@ -181,7 +185,7 @@ int EpollSet::Harvest(struct epoll_event *events, int max) {
       moved.events = interest.events;
       moved.data = interest.data;
       const int saved_errno = errno;
-      sys::Real().epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &moved);
+      sys::Real().epoll_ctl(epfd(), EPOLL_CTL_ADD, fd, &moved);
       errno = saved_errno;
       Forget(interest);
       it = interests_.erase(it);
@@ -259,7 +263,7 @@ void EpollSet::PrepareSleep() {
 // The kernel's own events (never the shadow's cookie). Returns -1 with errno on failure.
 int EpollSet::KernelLook(struct epoll_event *events, int max, int timeout_ms,
                          const sigset_t *sigmask) {
-  const int n = sys::Real().epoll_pwait(epfd_, events, max, timeout_ms, sigmask);
+  const int n = sys::Real().epoll_pwait(epfd(), events, max, timeout_ms, sigmask);
   if (n <= 0) return n;
   int kept = 0;
   for (int i = 0; i < n; ++i) {
@@ -331,10 +335,39 @@ class Registry {
     }
     return set;
   }
-  void Forget(int epfd) {
+  // `copy` now names the same epoll instance as `epfd` (dup, dup2, dup3, F_DUPFD).
+  void Alias(int epfd, int copy) {
     if (live_.load(std::memory_order_acquire) == 0) return;
     std::lock_guard<std::mutex> guard(mutex_);
-    if (sets_.erase(epfd) != 0) live_.fetch_sub(1, std::memory_order_release);
+    auto found = sets_.find(epfd);
+    if (found == sets_.end()) return;
+    std::shared_ptr<EpollSet> set = found->second;
+    if (sets_.insert_or_assign(copy, std::move(set)).second) {
+      live_.fetch_add(1, std::memory_order_release);
+    }
+  }
+  // The descriptors in [first, last] were closed.
+  void Forget(int first, int last) {
+    if (live_.load(std::memory_order_acquire) == 0) return;
+    std::lock_guard<std::mutex> guard(mutex_);
+    for (auto it = sets_.begin(); it != sets_.end();) {
+      if (it->first < first || it->first > last) {
+        ++it;
+        continue;
+      }
+      std::shared_ptr<EpollSet> set = std::move(it->second);
+      const int closed = it->first;
+      it = sets_.erase(it);
+      live_.fetch_sub(1, std::memory_order_release);
+      if (set->epfd() != closed) continue;
+      // Another copy still names the instance: use that one for the kernel's set from now on.
+      for (auto &[fd, other] : sets_) {
+        if (other == set && (fd < first || fd > last)) {
+          set->Renumber(fd);
+          break;
+        }
+      }
+    }
   }
 
  private:
@@ -377,6 +410,10 @@ int EpollWait(int epfd, struct epoll_event *events, int max, const struct timesp
 
 bool IsLoopfastEpoll(int epfd) { return Registry::Instance().Find(epfd) != nullptr; }
 
-void ForgetEpoll(int fd) { Registry::Instance().Forget(fd); }
+void ForgetEpoll(int fd) { Registry::Instance().Forget(fd, fd); }
+
+void ForgetEpollRange(int first, int last) { Registry::Instance().Forget(first, last); }
+
+void AliasEpoll(int epfd, int copy) { Registry::Instance().Alias(epfd, copy); }
 
 }  // namespace loopfast::ops

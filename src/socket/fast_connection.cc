@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "sys/owned_fds.h"
 #include "sys/real_calls.h"
 #include "wait/shared_lock.h"
 
@@ -26,12 +27,11 @@ size_t TotalLength(const struct iovec *iov, size_t count) {
 
 SharedHeader *header_of(void *memory) { return static_cast<SharedHeader *>(memory); }
 
-void CloseQuietly(int fd) {
-  if (fd < 0) return;
-  const int saved_errno = errno;
-  sys::Real().close(fd);
-  errno = saved_errno;
-}
+// This end's own reasons to stop writing or reading the rings.
+constexpr uint32_t kOwnWriteEnded = kSideWriteShut | kSideMoving;
+constexpr uint32_t kOwnReadEnded = kSideReadShut | kSideMoving;
+
+void CloseQuietly(int fd) { sys::CloseOwned(fd); }
 
 }  // namespace
 
@@ -126,6 +126,8 @@ FastConnection::FastConnection(int side, void *memory, uint64_t bytes, int data_
                  h->ring_capacity[out]);
   rx_ = SpscRing(&h->ring[in], static_cast<uint8_t *>(memory) + h->ring_offset[in],
                  h->ring_capacity[in]);
+  sys::Own(data_bell_fd);
+  sys::Own(space_bell_fd);
 }
 
 FastConnection::~FastConnection() {
@@ -159,17 +161,13 @@ void FastConnection::FlushUnreadToKernel(int kernel_fd) {
   if (flushed_.exchange(true)) return;
   // We own the producer side; with the peer gone nobody consumes, so reading our own ring
   // from the consumer's position is safe.
-  RingControl *control = tx_.control();
-  const uint64_t head = control->head.load(std::memory_order_acquire);
-  uint64_t tail = control->tail.load(std::memory_order_acquire);
-  const uint32_t window = tx_.Window();
-  if (window == 0 || head - tail > window) return;
-  const uint8_t *data = static_cast<uint8_t *>(memory_) + header()->ring_offset[RingFrom(side_)];
-  const uint32_t mask = window - 1;
+  const uint64_t head = tx_.control()->head.load(std::memory_order_acquire);
+  uint64_t tail = tx_.control()->tail.load(std::memory_order_acquire);
   while (tail != head) {
-    const uint32_t offset = static_cast<uint32_t>(tail & mask);
-    const size_t chunk = std::min<uint64_t>(head - tail, window - offset);
-    const ssize_t n = sys::Real().send(kernel_fd, data + offset, chunk, MSG_NOSIGNAL);
+    const uint8_t *data = nullptr;
+    const size_t chunk = tx_.UnreadSpan(tail, &data);
+    if (chunk == 0) break;  // corrupt: the program sees the reset on its next call
+    const ssize_t n = sys::Real().send(kernel_fd, data, chunk, MSG_NOSIGNAL);
     if (n > 0) {
       tail += static_cast<uint64_t>(n);
       continue;
@@ -190,14 +188,17 @@ Result<size_t> FastConnection::Send(int kernel_fd, const struct iovec *iov, size
   const size_t length = TotalLength(iov, iov_count);
   size_t sent = 0;
   for (;;) {
-    if ((self().flags.load(std::memory_order_relaxed) & kSideWriteShut) != 0 ||
-        (PeerFlags() & kSideClosed) != 0) {
+    if ((OwnFlags() & kSideWriteShut) != 0 || (PeerFlags() & kSideClosed) != 0) {
       if (sent > 0) return sent;
       return Errno{kUseKernel};
     }
     if (PeerLeft()) {
       if (sent > 0) return sent;
       FlushUnreadToKernel(kernel_fd);
+      return Errno{kUseKernel};
+    }
+    if ((OwnFlags() & kSideMoving) != 0) {
+      if (sent > 0) return sent;
       return Errno{kUseKernel};
     }
     const int64_t written = tx_.Write(iov, iov_count, sent, length - sent);
@@ -214,15 +215,15 @@ Result<size_t> FastConnection::Send(int kernel_fd, const struct iovec *iov, size
     if (call.nonblocking) return sent > 0 ? Result<size_t>(sent) : Errno{EAGAIN};
     const WakeReason reason = space_bell_.Wait(
         [this] {
-          return tx_.WritableBytes() != 0 || ((PeerFlags() & kSideClosed) != 0) ||
-                 ((self().flags.load(std::memory_order_relaxed) & kSideWriteShut) != 0);
+          return tx_.WritableBytes() != 0 || ((PeerFlags() & kSideClosed) != 0) || PeerLeft() ||
+                 ((OwnFlags() & kOwnWriteEnded) != 0);
         },
         &tx_.control()->producer_waiting, call.wait);
     switch (reason) {
       case WakeReason::kReady:
         break;
       case WakeReason::kPeerGone:
-        if ((self().flags.load(std::memory_order_relaxed) & kSideWriteShut) == 0) {
+        if ((OwnFlags() & kOwnWriteEnded) == 0) {
           peer_left_.store(true, std::memory_order_release);
         }
         break;
@@ -241,9 +242,13 @@ Result<size_t> FastConnection::Recv(const struct iovec *iov, size_t iov_count,
   if (length == 0) return size_t{0};
   size_t received = 0;
   for (;;) {
+    // Moving to kernel TCP: the peer hands what is left in this ring to the kernel connection.
+    if ((OwnFlags() & kSideMoving) != 0) {
+      return received > 0 ? Result<size_t>(received) : Errno{kUseKernel};
+    }
     // Read the flags before the ring: the peer publishes its last bytes before it sets them.
-    const bool ended = (PeerFlags() & kSideWriteShut) != 0 || PeerLeft() ||
-                       (self().flags.load(std::memory_order_relaxed) & kSideReadShut) != 0;
+    const bool ended =
+        (PeerFlags() & kSideWriteShut) != 0 || PeerLeft() || (OwnFlags() & kSideReadShut) != 0;
     int64_t got;
     if (call.peek) {
       got = rx_.Read(iov, iov_count, 0, length, /*peek=*/true);
@@ -271,8 +276,8 @@ Result<size_t> FastConnection::Recv(const struct iovec *iov, size_t iov_count,
         [this, needed] {
           const int64_t readable = rx_.ReadableBytes();
           if (readable < 0 || static_cast<size_t>(readable) >= needed) return 1;
-          return ((PeerFlags() & kSideWriteShut) != 0 ||
-                  (self().flags.load(std::memory_order_relaxed) & kSideReadShut) != 0)
+          return ((PeerFlags() & kSideWriteShut) != 0 || PeerLeft() ||
+                  (OwnFlags() & kOwnReadEnded) != 0)
                      ? 1
                      : 0;
         },
@@ -281,7 +286,7 @@ Result<size_t> FastConnection::Recv(const struct iovec *iov, size_t iov_count,
       case WakeReason::kReady:
         break;
       case WakeReason::kPeerGone:
-        if ((self().flags.load(std::memory_order_relaxed) & kSideReadShut) == 0) {
+        if ((OwnFlags() & kOwnReadEnded) == 0) {
           peer_left_.store(true, std::memory_order_release);
         }
         break;
@@ -293,7 +298,7 @@ Result<size_t> FastConnection::Recv(const struct iovec *iov, size_t iov_count,
   }
 }
 
-size_t FastConnection::ReadableBytes() const { return rx_.FillLevel(); }
+size_t FastConnection::ReadableBytes() const { return Moved() ? 0 : rx_.FillLevel(); }
 size_t FastConnection::UnsentBytes() const { return tx_.FillLevel(); }
 
 FastConnection::Look FastConnection::LookNow() const {
@@ -301,11 +306,13 @@ FastConnection::Look FastConnection::LookNow() const {
   const uint32_t own = self().flags.load(std::memory_order_acquire);
   const uint32_t peer_flags = PeerFlags();
   const bool left = PeerLeft();
-  look.in_ended = (peer_flags & kSideWriteShut) != 0 || left || (own & kSideReadShut) != 0;
-  look.out_ended = (own & kSideWriteShut) != 0 || (peer_flags & kSideClosed) != 0 || left;
+  const bool moving = (own & kSideMoving) != 0;
+  look.in_ended = (peer_flags & kSideWriteShut) != 0 || left || (own & kOwnReadEnded) != 0;
+  look.out_ended = (own & kOwnWriteEnded) != 0 || (peer_flags & kSideClosed) != 0 || left;
   const uint64_t readable = rx_.FillLevel();
-  look.corrupt = tx_.Window() == 0 || rx_.Window() == 0;
-  look.readable = readable > 0 || look.corrupt;
+  look.corrupt = !moving && (tx_.Window() == 0 || rx_.Window() == 0);
+  // Once moving, what is left in the ring is the peer's to hand to the kernel connection.
+  look.readable = !moving && (readable > 0 || look.corrupt);
   look.writable = tx_.HasRoom();
   look.in_sequence = rx_.control()->head.load(std::memory_order_acquire);
   look.in_consumed = rx_.control()->tail.load(std::memory_order_acquire);
@@ -351,12 +358,12 @@ void FastConnection::PrepareToSleep(bool for_input, bool for_output, bool drain)
 }
 
 int FastConnection::InputBellFd() const {
-  const bool shut = (self().flags.load(std::memory_order_acquire) & kSideReadShut) != 0;
+  const bool shut = (OwnFlags() & kOwnReadEnded) != 0;
   return PeerLeft() || shut ? -1 : data_bell_.fd();
 }
 
 int FastConnection::OutputBellFd() const {
-  const bool shut = (self().flags.load(std::memory_order_acquire) & kSideWriteShut) != 0;
+  const bool shut = (OwnFlags() & kOwnWriteEnded) != 0;
   return PeerLeft() || shut ? -1 : space_bell_.fd();
 }
 
@@ -378,11 +385,29 @@ void FastConnection::ShutdownRead() {
   data_bell_.ShutLocal();  // a local reader asleep returns
 }
 
+void FastConnection::MoveToKernel() {
+  if ((self().flags.fetch_or(kSideMoving, std::memory_order_acq_rel) & kSideMoving) != 0) return;
+  // Wake this end's sleepers (in every process holding it) so they see the flag and leave.
+  data_bell_.ShutLocal();
+  space_bell_.ShutLocal();
+  // Once both locks were free, no thread of this end is inside a ring any more.
+  { SharedLockGuard reading(&self().recv_lock); }
+  { SharedLockGuard writing(&self().send_lock); }
+  self().flags.fetch_or(kSideMoved, std::memory_order_release);
+  data_bell_.Ring();
+  space_bell_.Ring();
+}
+
+bool FastConnection::Moved() const { return (OwnFlags() & kSideMoving) != 0; }
+
 void FastConnection::AddHolder() { self().holders.fetch_add(1, std::memory_order_relaxed); }
+void FastConnection::DropHolder() { self().holders.fetch_sub(1, std::memory_order_relaxed); }
 
 bool FastConnection::Close() {
   // Another process (a fork) still holds this end: the connection goes on.
   if (self().holders.fetch_sub(1, std::memory_order_acq_rel) > 1) return false;
+  // Moved: the kernel connection is the whole truth; the peer already stopped using the rings.
+  if (Moved()) return false;
   const bool unread = rx_.FillLevel() > 0;
   self().flags.fetch_or(kSideWriteShut | kSideClosed | (unread ? kSideAborted : 0u),
                         std::memory_order_release);

@@ -107,8 +107,17 @@ class FastConnection {
   // Half-closes as shutdown(2) does; wakes local and remote sleepers.
   void ShutdownWrite();
   void ShutdownRead();
-  // fork: one more process holds this end.
+  // Moves this end to kernel TCP for good, for every process holding it: its threads stop
+  // using the rings (sleepers wake), and the peer is told to write what this end never read
+  // to the kernel connection and to use it from then on. Bytes this end wrote before are
+  // still read by the peer from the ring first, so the stream stays whole and in order.
+  // For exec and spawn: the new program holds the socket but not the rings. Any thread.
+  void MoveToKernel();
+  bool Moved() const;
+
+  // fork: one more process holds this end (or, the fork failed, one less).
   void AddHolder();
+  void DropHolder();
   // This process lets go of this end. When it was the last holder, the peer sees the close;
   // returns true when unread bytes remain (the caller then resets the kernel connection, as
   // TCP does when closing with unread data).
@@ -124,7 +133,11 @@ class FastConnection {
   SideBlock &self() const { return header()->side[side_]; }
   SideBlock &peer() const { return header()->side[1 - side_]; }
   uint32_t PeerFlags() const;
-  bool PeerLeft() const { return peer_left_.load(std::memory_order_acquire); }
+  // The peer will not use the rings again: it died, exec'd, or moved to kernel TCP.
+  bool PeerLeft() const {
+    return peer_left_.load(std::memory_order_acquire) || (PeerFlags() & kSideMoved) != 0;
+  }
+  uint32_t OwnFlags() const { return self().flags.load(std::memory_order_acquire); }
   void NotifyPeerReader();
   void NotifyPeerWriter();
   // Writes what the departed peer never read to the kernel connection.

@@ -13,7 +13,7 @@
 namespace loopfast {
 
 inline constexpr uint32_t kLayoutMagic = 0x4c465354;  // "LFST"
-inline constexpr uint32_t kLayoutVersion = 2;  // 2: growing ring windows, hot side fields apart
+inline constexpr uint32_t kLayoutVersion = 3;  // 3: windows grow with unread bytes in place
 inline constexpr uint32_t kHeaderBytes = 4096;
 // Ring sizes: the smallest (also the most a connecting side buffers before the rendezvous
 // completes, so that its early bytes always fit), the default, the largest. A ring starts
@@ -39,6 +39,11 @@ enum SideFlag : uint32_t {
   kSideReadShut = 1u << 1,   // this side reads no more (shutdown RD)
   kSideClosed = 1u << 2,     // the last descriptor of this side was closed
   kSideAborted = 1u << 3,    // closed with unread bytes: the kernel connection is reset
+  // Moving to kernel TCP for good (a program that cannot see the rings is about to hold the
+  // socket): this side's threads stop using the rings. Then kSideMoved: none is inside any
+  // more; the peer writes what this side never read to the kernel connection and uses it.
+  kSideMoving = 1u << 4,
+  kSideMoved = 1u << 5,
 };
 
 // Written by one endpoint only. Locks serialise threads/processes sharing that endpoint.

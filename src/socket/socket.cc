@@ -1,15 +1,9 @@
 #include "socket/socket.h"
 
-#include "sys/real_calls.h"
+#include "sys/owned_fds.h"
 
 namespace loopfast {
 
-Socket::~Socket() {
-  if (rendezvous_fd >= 0) {
-    const int saved_errno = errno;
-    sys::Real().close(rendezvous_fd);
-    errno = saved_errno;
-  }
-}
+Socket::~Socket() { sys::CloseOwned(rendezvous_fd); }
 
 }  // namespace loopfast

@@ -42,6 +42,7 @@ inline constexpr const char *kResources = "out of resources for the fast path";
 inline constexpr const char *kDisabled = "loopfast is disabled (LOOPFAST_DISABLE)";
 inline constexpr const char *kConnectFailed = "connect failed";
 inline constexpr const char *kBadOffer = "peer sent an invalid offer";
+inline constexpr const char *kHandedOver = "handed to a program that cannot see the rings (exec)";
 }  // namespace reason
 
 struct Socket {

@@ -22,6 +22,7 @@
 #include "socket/address.h"
 #include "socket/config.h"
 #include "socket/fd_table.h"
+#include "sys/owned_fds.h"
 #include "sys/real_calls.h"
 
 namespace loopfast::ops {
@@ -334,35 +335,6 @@ void RendezvousAccepted(Socket &accepted, int fd, rendezvous::ListenerChannel &c
   Log(LogLevel::kDebug, "fast path established (accepting side)");
 }
 
-// Drops one descriptor's hold; the last one ends this process's use of the socket. `fd` is
-// still open (the caller closes it afterwards, or dup2 replaces it).
-void ReleaseDescriptor(const std::shared_ptr<Socket> &socket, int fd) {
-  if (socket->descriptors.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-  std::lock_guard<std::mutex> guard(socket->mutex);
-  // An Offer already waiting makes this a fast close (with its reset if bytes are unread).
-  if (socket->path.load(std::memory_order_relaxed) == Path::kPending) {
-    (void)ResolvePending(*socket, fd, -1);
-  }
-  switch (socket->path.load(std::memory_order_relaxed)) {
-    case Path::kPending:
-      AbandonPending(*socket, fd, reason::kRendezvousLost);
-      break;
-    case Path::kConnecting:
-      FailConnect(*socket, fd);
-      break;
-    case Path::kFast:
-      if (socket->fast_owner->Close()) {
-        // Unread bytes: TCP resets the connection; so do we, through the kernel connection.
-        const struct linger abort_linger = {1, 0};
-        Real().setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_linger, sizeof abort_linger);
-      }
-      break;
-    default:
-      break;
-  }
-  socket->channel.reset();
-}
-
 std::shared_ptr<Socket> Adopt(int fd) {
   int domain = 0, type = 0, protocol = 0, listening = 0;
   socklen_t length = sizeof domain;
@@ -423,6 +395,48 @@ size_t AppendFromIov(const struct msghdr *message, size_t skip, size_t room,
 }  // namespace
 
 bool IsTracked(int fd) { return Table().Get(fd) != nullptr; }
+
+// Drops one descriptor's hold; the last one ends this process's use of the socket. `fd` is
+// still open (the caller closes it afterwards, or dup2 replaces it).
+void ReleaseDescriptor(const std::shared_ptr<Socket> &socket, int fd) {
+  if (socket->descriptors.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  std::lock_guard<std::mutex> guard(socket->mutex);
+  // An Offer already waiting makes this a fast close (with its reset if bytes are unread).
+  if (socket->path.load(std::memory_order_relaxed) == Path::kPending) {
+    (void)ResolvePending(*socket, fd, -1);
+  }
+  switch (socket->path.load(std::memory_order_relaxed)) {
+    case Path::kPending:
+      AbandonPending(*socket, fd, reason::kRendezvousLost);
+      break;
+    case Path::kConnecting:
+      FailConnect(*socket, fd);
+      break;
+    case Path::kFast:
+      if (socket->fast_owner->Close()) {
+        // Unread bytes: TCP resets the connection; so do we, through the kernel connection.
+        const struct linger abort_linger = {1, 0};
+        Real().setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_linger, sizeof abort_linger);
+      }
+      break;
+    default:
+      break;
+  }
+  socket->channel.reset();
+}
+
+void MoveToKernel(Socket &socket, int fd) {
+  std::lock_guard<std::mutex> guard(socket.mutex);
+  // A pending socket keeps what it buffered only in this process: it goes to the kernel now.
+  if (socket.path.load(std::memory_order_relaxed) == Path::kPending &&
+      ResolvePending(socket, fd, -1) == Resolve::kStillPending) {
+    AbandonPending(socket, fd, reason::kHandedOver);
+  }
+  if (socket.path.load(std::memory_order_relaxed) == Path::kFast) {
+    socket.fast.load(std::memory_order_relaxed)->MoveToKernel();
+    DecideKernel(socket, reason::kHandedOver);
+  }
+}
 
 void MakeProgress(Socket &socket, int fd) {
   const Path path = socket.path.load(std::memory_order_acquire);
@@ -513,6 +527,7 @@ int Connect(int fd, const struct sockaddr *address, socklen_t length) {
     return ret;
   }
   socket->rendezvous_fd = channel;
+  sys::Own(channel);
   const int ret = Real().connect(fd, address, length);
   const int error = errno;
   if (ret == 0) {
@@ -575,12 +590,6 @@ int Accept(int fd, struct sockaddr *address, socklen_t *length, int flags) {
   Table().Set(accepted_fd, accepted);
   errno = saved_errno;
   return accepted_fd;
-}
-
-int Close(int fd) {
-  std::shared_ptr<Socket> socket = Table().Remove(fd);
-  if (socket) ReleaseDescriptor(socket, fd);
-  return Real().close(fd);
 }
 
 int Shutdown(int fd, int how) {
@@ -708,7 +717,12 @@ ssize_t Recv(int fd, struct msghdr *message, int flags) {
         call.wait_all = (flags & MSG_WAITALL) != 0;
         call.wait = WaitFor(socket->recv_timeout);
         Result<size_t> got = fast->Recv(message->msg_iov, message->msg_iovlen, call);
-        if (!got.ok() && got.error() == kUseKernel) return Real().recvmsg(fd, message, flags);
+        if (!got.ok() && got.error() == kUseKernel) {
+          // A peer that left cannot read what is still in our ring: hand it to the kernel
+          // connection before waiting there for the reply.
+          fast->SettleIfPeerLeft(fd);
+          return Real().recvmsg(fd, message, flags);
+        }
         if (!got.ok()) {
           errno = got.error();
           return -1;
@@ -839,58 +853,15 @@ int Ioctl(int fd, unsigned long request, void *argument) {
 int Fcntl(int fd, int command, long argument) {
   const int ret = Real().fcntl(fd, command, argument);
   if (ret < 0) return ret;
+  if (command == F_DUPFD || command == F_DUPFD_CLOEXEC) {
+    ShareDescriptor(fd, ret);
+    return ret;
+  }
   std::shared_ptr<Socket> socket = Table().Get(fd);
-  if (!socket) return ret;
-  if (command == F_SETFL) {
+  if (socket && command == F_SETFL) {
     socket->nonblocking.store((argument & O_NONBLOCK) != 0, std::memory_order_relaxed);
-  } else if (command == F_DUPFD || command == F_DUPFD_CLOEXEC) {
-    socket->descriptors.fetch_add(1, std::memory_order_relaxed);
-    Table().Set(ret, socket);
   }
   return ret;
-}
-
-int Dup(int fd) {
-  const int copy = Real().dup(fd);
-  if (copy < 0) return copy;
-  if (std::shared_ptr<Socket> socket = Table().Get(fd)) {
-    socket->descriptors.fetch_add(1, std::memory_order_relaxed);
-    Table().Set(copy, socket);
-  }
-  return copy;
-}
-
-int Dup3(int fd, int fd2, int flags, bool is_dup2) {
-  if (fd == fd2) return is_dup2 ? Real().dup2(fd, fd2) : Real().dup3(fd, fd2, flags);
-  std::shared_ptr<Socket> source = Table().Get(fd);
-  // Check the source first: dup2 with a bad source must leave fd2 untouched.
-  if (Real().fcntl(fd, F_GETFD, 0) < 0) return -1;
-  if (std::shared_ptr<Socket> replaced = Table().Remove(fd2)) {
-    ReleaseDescriptor(replaced, fd2);
-  }
-  const int ret = is_dup2 ? Real().dup2(fd, fd2) : Real().dup3(fd, fd2, flags);
-  if (ret >= 0 && source) {
-    source->descriptors.fetch_add(1, std::memory_order_relaxed);
-    Table().Set(ret, source);
-  }
-  return ret;
-}
-
-int CloseRange(unsigned first, unsigned last, int flags) {
-  if ((flags & CLOSE_RANGE_CLOEXEC) == 0) {
-    std::vector<int> closing;
-    FdTable::Instance().ForEach([&](int fd, const std::shared_ptr<Socket> &) {
-      if (static_cast<unsigned>(fd) >= first && static_cast<unsigned>(fd) <= last) {
-        closing.push_back(fd);
-      }
-    });
-    for (int fd : closing) {
-      if (std::shared_ptr<Socket> socket = Table().Remove(fd)) {
-        ReleaseDescriptor(socket, fd);
-      }
-    }
-  }
-  return Real().close_range(first, last, flags);
 }
 
 int SetFastPath(int fd, bool enable) {
@@ -966,10 +937,32 @@ const char *FallbackReason(int fd) {
   return socket->fallback_reason;
 }
 
+namespace {
+// The connections BeforeFork counted the coming child in, to take back if fork fails.
+thread_local std::vector<std::shared_ptr<Socket>> held_for_child;
+}  // namespace
+
+void BeforeFork() {
+  held_for_child.clear();
+  FdTable::Instance().ForEach([](int, const std::shared_ptr<Socket> &socket) {
+    // Before the child exists: the parent may close its copy the moment fork returns.
+    if (FastConnection *fast = socket->fast.load(std::memory_order_acquire)) {
+      fast->AddHolder();
+      held_for_child.push_back(socket);
+    }
+  });
+}
+
+void ForkFailed() {
+  for (const std::shared_ptr<Socket> &socket : held_for_child) {
+    socket->fast.load(std::memory_order_acquire)->DropHolder();
+  }
+  held_for_child.clear();
+}
+
 void AfterFork(bool in_child) {
-  FdTable::Instance().ForEach([in_child](int, const std::shared_ptr<Socket> &socket) {
-    FastConnection *fast = socket->fast.load(std::memory_order_acquire);
-    if (in_child && fast != nullptr) fast->AddHolder();
+  if (in_child) held_for_child.clear();
+  FdTable::Instance().ForEach([](int, const std::shared_ptr<Socket> &socket) {
     // Channels are set before a listener is published and never replaced while it listens.
     if (socket->channel) socket->channel->MarkShared();
   });

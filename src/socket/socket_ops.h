@@ -23,7 +23,7 @@ int CreateSocket(int domain, int type, int protocol);
 int Connect(int fd, const struct sockaddr *address, socklen_t length);
 int Listen(int fd, int backlog);
 int Accept(int fd, struct sockaddr *address, socklen_t *length, int flags);
-int Close(int fd);
+int Close(int fd);  // loopfast's own descriptors are not the program's to close: 0, kept
 int Shutdown(int fd, int how);
 ssize_t Send(int fd, const struct msghdr *message, int flags);
 ssize_t Recv(int fd, struct msghdr *message, int flags);
@@ -31,9 +31,22 @@ int SetSockOpt(int fd, int level, int name, const void *value, socklen_t length)
 int GetSockOpt(int fd, int level, int name, void *value, socklen_t *length);
 int Ioctl(int fd, unsigned long request, void *argument);
 int Fcntl(int fd, int command, long argument);
+// descriptor_ops.cc: copies and closes share or drop the connection, never loopfast's own
+// descriptors (dup2/dup3 onto one of them fails with EBUSY).
 int Dup(int fd);
 int Dup3(int fd, int fd2, int flags, bool is_dup2);
 int CloseRange(unsigned first, unsigned last, int flags);
+void CloseFrom(int first);
+// `copy` is a new descriptor for the same open file as `fd` (dup, F_DUPFD).
+void ShareDescriptor(int fd, int copy);
+
+// exec and spawn (descriptor_ops.cc). A socket that a new program image will hold, but whose
+// rings it cannot see, moves to kernel TCP with every byte first (FastConnection::MoveToKernel):
+// the ones without FD_CLOEXEC, and for spawn the ones its file actions dup2.
+void BeforeExec();
+void BeforeSpawn(const void *file_actions);
+void NoteSpawnDup2(const void *file_actions, int fd);
+void ForgetSpawnActions(const void *file_actions);
 
 // Readiness over fast and ordinary descriptors (poll_ops.cc, epoll_ops.cc). A null timeout
 // waits without limit. Select returns with *used_loopfast false (and does nothing) when no
@@ -49,8 +62,11 @@ int EpollWait(int epfd, struct epoll_event *events, int max, const struct timesp
               const sigset_t *sigmask);
 // True if loopfast keeps fast sockets for this epoll descriptor (else: the real calls).
 bool IsLoopfastEpoll(int epfd);
-// The program closed a descriptor that may be an epoll descriptor.
+// The program closed a descriptor (or a range) that may be an epoll descriptor.
 void ForgetEpoll(int fd);
+void ForgetEpollRange(int first, int last);
+// `copy` names the same epoll instance as `epfd`.
+void AliasEpoll(int epfd, int copy);
 
 // Explicit API: turn the switch on or off (after validating like loopfast_ioctl).
 int SetFastPath(int fd, bool enable);
@@ -58,11 +74,19 @@ int SetFastPath(int fd, bool enable);
 int PathOf(int fd);
 const char *FallbackReason(int fd);
 
-// fork: call in both processes after fork returns (both now hold every socket and channel).
+// fork: BeforeFork in the parent before the child exists; AfterFork in both processes after
+// fork returns (both now hold every socket and channel); ForkFailed when no child came.
+void BeforeFork();
 void AfterFork(bool in_child);
+void ForkFailed();
 
 // True if `fd` is tracked by loopfast (the interposer's fast test).
 bool IsTracked(int fd);
+
+// For descriptor_ops.cc. ReleaseDescriptor drops one descriptor's hold on `socket` (`fd` is
+// still open); MoveToKernel settles a pending socket or moves a fast one to kernel TCP.
+void ReleaseDescriptor(const std::shared_ptr<Socket> &socket, int fd);
+void MoveToKernel(Socket &socket, int fd);
 
 // For the readiness layer (and the calls here that only look). MakeProgress moves a
 // non-blocking connect or a rendezvous along without blocking; ViewPending tells what a

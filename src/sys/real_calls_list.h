@@ -38,7 +38,7 @@
   X(int, dup2, (int fd, int fd2), (fd, fd2))                                                       \
   X(int, dup3, (int fd, int fd2, int flags), (fd, fd2, flags))                                     \
   X(int, close_range, (unsigned first, unsigned last, int flags), (first, last, flags))            \
-  X(int, poll, (struct pollfd * fds, nfds_t nfds, int timeout), (fds, nfds, timeout))           \
+  X(int, poll, (struct pollfd * fds, nfds_t nfds, int timeout), (fds, nfds, timeout))              \
   X(int, ppoll,                                                                                    \
     (struct pollfd * fds, nfds_t nfds, const struct timespec *timeout, const sigset_t *sigmask),   \
     (fds, nfds, timeout, sigmask))                                                                 \
@@ -58,4 +58,23 @@
   X(int, epoll_pwait2,                                                                             \
     (int epfd, struct epoll_event *events, int max, const struct timespec *timeout,                \
      const sigset_t *sigmask),                                                                     \
-    (epfd, events, max, timeout, sigmask))
+    (epfd, events, max, timeout, sigmask))                                                         \
+  X(void, closefrom, (int first), (first))                                                         \
+  X(pid_t, fork, (void), ())                                                                       \
+  X(int, execve, (const char *path, char *const *argv, char *const *envp), (path, argv, envp))     \
+  X(int, execvp, (const char *file, char *const *argv), (file, argv))                              \
+  X(int, execvpe, (const char *file, char *const *argv, char *const *envp), (file, argv, envp))    \
+  X(int, fexecve, (int fd, char *const *argv, char *const *envp), (fd, argv, envp))                \
+  X(int, execveat, (int dirfd, const char *path, char *const *argv, char *const *envp, int flags), \
+    (dirfd, path, argv, envp, flags))                                                              \
+  X(int, posix_spawn,                                                                              \
+    (pid_t * pid, const char *path, const posix_spawn_file_actions_t *actions,                     \
+     const posix_spawnattr_t *attr, char *const *argv, char *const *envp),                         \
+    (pid, path, actions, attr, argv, envp))                                                        \
+  X(int, posix_spawnp,                                                                             \
+    (pid_t * pid, const char *file, const posix_spawn_file_actions_t *actions,                     \
+     const posix_spawnattr_t *attr, char *const *argv, char *const *envp),                         \
+    (pid, file, actions, attr, argv, envp))                                                        \
+  X(int, posix_spawn_file_actions_adddup2,                                                         \
+    (posix_spawn_file_actions_t * actions, int fd, int new_fd), (actions, fd, new_fd))             \
+  X(int, posix_spawn_file_actions_destroy, (posix_spawn_file_actions_t * actions), (actions))

@@ -1,0 +1,85 @@
+#include "sys/owned_fds.h"
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+
+#include "sys/real_calls.h"
+
+namespace loopfast::sys {
+namespace {
+
+// One bit per descriptor, in chunks made on first use; a test of an untouched chunk is one load.
+constexpr unsigned kChunkBits = 12;  // 4096 descriptors per chunk
+constexpr unsigned kWordsPerChunk = (1u << kChunkBits) / 64;
+constexpr unsigned kMaxChunks = 1u << 12;  // 16M descriptors
+
+struct Chunk {
+  std::atomic<uint64_t> words[kWordsPerChunk] = {};
+};
+
+std::atomic<Chunk *> chunks[kMaxChunks];
+
+Chunk *ChunkFor(unsigned fd, bool create) {
+  const unsigned index = fd >> kChunkBits;
+  if (index >= kMaxChunks) return nullptr;
+  Chunk *chunk = chunks[index].load(std::memory_order_acquire);
+  if (chunk != nullptr || !create) return chunk;
+  auto *fresh = new Chunk();  // never freed: descriptors are reused for the process's life
+  if (chunks[index].compare_exchange_strong(chunk, fresh, std::memory_order_acq_rel)) return fresh;
+  delete fresh;
+  return chunk;
+}
+
+uint64_t BitOf(unsigned fd) { return uint64_t{1} << (fd % 64); }
+unsigned WordOf(unsigned fd) { return (fd & ((1u << kChunkBits) - 1)) / 64; }
+
+}  // namespace
+
+void Own(int fd) {
+  if (fd < 0) return;
+  if (Chunk *chunk = ChunkFor(static_cast<unsigned>(fd), true)) {
+    chunk->words[WordOf(fd)].fetch_or(BitOf(fd), std::memory_order_release);
+  }
+}
+
+void CloseOwned(int fd) {
+  if (fd < 0) return;
+  if (Chunk *chunk = ChunkFor(static_cast<unsigned>(fd), false)) {
+    chunk->words[WordOf(fd)].fetch_and(~BitOf(fd), std::memory_order_release);
+  }
+  const int saved_errno = errno;
+  Real().close(fd);
+  errno = saved_errno;
+}
+
+bool IsOwned(int fd) {
+  if (fd < 0) return false;
+  const Chunk *chunk = ChunkFor(static_cast<unsigned>(fd), false);
+  return chunk != nullptr &&
+         (chunk->words[WordOf(fd)].load(std::memory_order_acquire) & BitOf(fd)) != 0;
+}
+
+int NextOwned(unsigned from, unsigned to) {
+  const unsigned last_fd = (kMaxChunks << kChunkBits) - 1;
+  if (to > last_fd) to = last_fd;
+  unsigned fd = from;
+  while (fd <= to) {
+    const Chunk *chunk = ChunkFor(fd, false);
+    if (chunk == nullptr) {
+      fd = ((fd >> kChunkBits) + 1) << kChunkBits;  // skip the whole chunk
+      if (fd == 0) break;                           // wrapped past the last chunk
+      continue;
+    }
+    uint64_t word = chunk->words[WordOf(fd)].load(std::memory_order_acquire);
+    word &= ~uint64_t{0} << (fd % 64);  // only descriptors >= fd
+    if (word != 0) {
+      const unsigned found = (fd & ~63u) + static_cast<unsigned>(__builtin_ctzll(word));
+      return found <= to ? static_cast<int>(found) : -1;
+    }
+    fd = (fd & ~63u) + 64;
+  }
+  return -1;
+}
+
+}  // namespace loopfast::sys

@@ -1,0 +1,23 @@
+// Descriptors loopfast opened for itself and keeps across calls: doorbells, rendezvous
+// channels, shadow epoll sets. Programs that close "every other descriptor" (close_range,
+// closefrom, a loop over /proc/self/fd) or dup2 onto a number they did not open must not take
+// them away: the interposer asks here and leaves these alone.
+//
+// Thread rules: any thread; lock-free. The set is process memory, so a forked child inherits it
+// together with the descriptors; exec drops both (every owned descriptor is close-on-exec).
+#ifndef LOOPFAST_SYS_OWNED_FDS_H_
+#define LOOPFAST_SYS_OWNED_FDS_H_
+
+namespace loopfast::sys {
+
+// Marks `fd` as loopfast's (negative descriptors are ignored).
+void Own(int fd);
+// Unmarks and really closes `fd`, keeping errno. For every descriptor loopfast closes itself.
+void CloseOwned(int fd);
+bool IsOwned(int fd);
+// The smallest owned descriptor in [from, to], or -1.
+int NextOwned(unsigned from, unsigned to);
+
+}  // namespace loopfast::sys
+
+#endif  // LOOPFAST_SYS_OWNED_FDS_H_
