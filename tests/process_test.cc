@@ -414,14 +414,20 @@ TEST(ProcessTest, VforkThenExitOrExecLeavesTheConnectionFast) {
   close(pair.server);
 }
 
-TEST(EpollDescriptorTest, InheritedAcrossForkKeepsWorkingInTheChild) {
-  Pair pair = FastPair();
+// A new epoll set watching `fd` for input with `data`; -1 on failure.
+int EpollWatching(int fd, uint64_t data) {
   const int epfd = epoll_create1(0);
-  ASSERT_GE(epfd, 0);
   struct epoll_event event = {};
   event.events = EPOLLIN;
-  event.data.u64 = 77;
-  ASSERT_EQ(epoll_ctl(epfd, EPOLL_CTL_ADD, pair.server, &event), 0);
+  event.data.u64 = data;
+  if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) != 0) return -1;
+  return epfd;
+}
+
+TEST(EpollDescriptorTest, InheritedAcrossForkKeepsWorkingInTheChild) {
+  Pair pair = FastPair();
+  const int epfd = EpollWatching(pair.server, 77);
+  ASSERT_GE(epfd, 0);
   const pid_t child = Spawn([&] {
     size_t total = 0;
     std::vector<uint8_t> buffer(1 << 16);
@@ -448,12 +454,8 @@ TEST(EpollDescriptorTest, InheritedAcrossForkKeepsWorkingInTheChild) {
 
 TEST(EpollDescriptorTest, CopiesOfAnEpollDescriptorReportTheProgramsData) {
   Pair pair = FastPair();
-  const int epfd = epoll_create1(0);
+  const int epfd = EpollWatching(pair.server, 1234);
   ASSERT_GE(epfd, 0);
-  struct epoll_event event = {};
-  event.events = EPOLLIN;
-  event.data.u64 = 1234;
-  ASSERT_EQ(epoll_ctl(epfd, EPOLL_CTL_ADD, pair.server, &event), 0);
   const int copy = dup(epfd);
   const int copy2 = fcntl(epfd, F_DUPFD_CLOEXEC, 500);
   ASSERT_GE(copy, 0);
