@@ -3,6 +3,8 @@
 // carried no data); where the answer is an errno, kernel TCP is run too as the reference.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -15,6 +17,7 @@
 #include <chrono>
 #include <cstring>
 #include <random>
+#include <string>
 #include <thread>
 
 #include "loopfast/loopfast.h"
@@ -451,8 +454,8 @@ TEST(DataPathTest, ThousandRandomTransfersAreByteExact) {
   const char *forced = std::getenv("LOOPFAST_TEST_SEED");
   const unsigned base =
       forced ? unsigned(std::strtoul(forced, nullptr, 10)) : unsigned(std::random_device{}());
-  SCOPED_TRACE("seed " + std::to_string(base) + " (reproduce: LOOPFAST_TEST_SEED=" +
-               std::to_string(base) + ")");
+  SCOPED_TRACE("seed " + std::to_string(base) +
+               " (reproduce: LOOPFAST_TEST_SEED=" + std::to_string(base) + ")");
   const int descriptors_before = OpenDescriptorCount();
   constexpr int kConnections = 50;
   constexpr int kTransfersPerDirection = 10;  // 50 × 10 × 2 directions = 1,000 transfers
@@ -519,6 +522,100 @@ TEST(DataPathTest, ThousandRandomTransfersAreByteExact) {
   EXPECT_EQ(OpenDescriptorCount(), descriptors_before);
   EXPECT_EQ(LeftoverFiles(), 0);
 }
+
+// Non-blocking mode set each way a program sets it: EAGAIN exactly where kernel TCP gives it
+// (nothing to read; no room), a partial write before it, and blocking again once cleared.
+enum class NonBlockingWay { kSocketFlag, kAccept4Flag, kFcntl, kIoctl };
+
+struct NonBlockingStory {
+  int empty_recv_errno = 0;
+  bool partial_write_seen = false;
+  int full_send_errno = 0;
+  bool blocks_again = false;
+  std::string path;
+};
+
+NonBlockingStory RunNonBlocking(bool fast, NonBlockingWay way) {
+  NonBlockingStory story;
+  uint16_t port = 0;
+  const int listener = Listen(AF_INET, "127.0.0.1", fast, &port);
+  int client = -1;
+  if (way == NonBlockingWay::kSocketFlag) {
+    client = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (fast) EXPECT_EQ(loopfast_set_fast_path(client, 1), 0);
+    struct sockaddr_in address = {};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(connect(client, reinterpret_cast<sockaddr *>(&address), sizeof address), -1);
+    EXPECT_EQ(errno, EINPROGRESS);
+  } else {
+    client = Connect({AF_INET, "127.0.0.1", port}, fast);
+  }
+  const int server =
+      accept4(listener, nullptr, nullptr, way == NonBlockingWay::kAccept4Flag ? SOCK_NONBLOCK : 0);
+  close(listener);
+  // The socket under test: the client for the socket flag, else the server.
+  const int fd = way == NonBlockingWay::kSocketFlag ? client : server;
+  const int peer = fd == client ? server : client;
+  int on = 1;
+  if (way == NonBlockingWay::kFcntl) EXPECT_EQ(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+  if (way == NonBlockingWay::kIoctl) EXPECT_EQ(ioctl(fd, FIONBIO, &on), 0);
+  struct pollfd writable = {fd, POLLOUT, 0};
+  EXPECT_EQ(poll(&writable, 1, 5000), 1);  // the non-blocking connect, if any, is done
+  char byte = 'x';
+  // Settle the rendezvous with one byte each way.
+  EXPECT_TRUE(WriteAll(peer, &byte, 1));
+  EXPECT_TRUE(ReadAll(fd, &byte, 1));
+  EXPECT_TRUE(WriteAll(fd, &byte, 1));
+  EXPECT_TRUE(ReadAll(peer, &byte, 1));
+  story.path = ObservedPath(fd);
+  EXPECT_EQ(recv(fd, &byte, 1, 0), -1);
+  story.empty_recv_errno = errno;
+  std::vector<char> chunk(100000, 'p');
+  for (int i = 0; i < 10000; ++i) {
+    const ssize_t n = send(fd, chunk.data(), chunk.size(), 0);
+    if (n < 0) {
+      story.full_send_errno = errno;
+      break;
+    }
+    if (size_t(n) < chunk.size()) story.partial_write_seen = true;
+  }
+  // Blocking again: a receive waits (here until its 100 ms timeout).
+  on = 0;
+  EXPECT_EQ(ioctl(fd, FIONBIO, &on), 0);
+  EXPECT_EQ(fcntl(fd, F_SETFL, 0), 0);
+  const struct timeval timeout = {0, 100000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(recv(fd, &byte, 1, 0), -1);
+  story.blocks_again = std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(90);
+  close(client);
+  close(server);
+  return story;
+}
+
+class NonBlockingTest : public ::testing::TestWithParam<NonBlockingWay> {};
+
+TEST_P(NonBlockingTest, EagainAndPartialWritesAsOnKernelTcp) {
+  const NonBlockingStory kernel = RunNonBlocking(false, GetParam());
+  const NonBlockingStory fast = RunNonBlocking(true, GetParam());
+  EXPECT_EQ(kernel.path, "kernel");
+  EXPECT_EQ(fast.path, "fast");
+  EXPECT_EQ(kernel.empty_recv_errno, EAGAIN);
+  EXPECT_EQ(fast.empty_recv_errno, kernel.empty_recv_errno);
+  EXPECT_TRUE(kernel.partial_write_seen);
+  EXPECT_EQ(fast.partial_write_seen, kernel.partial_write_seen);
+  EXPECT_EQ(kernel.full_send_errno, EAGAIN);
+  EXPECT_EQ(fast.full_send_errno, kernel.full_send_errno);
+  EXPECT_TRUE(kernel.blocks_again);
+  EXPECT_EQ(fast.blocks_again, kernel.blocks_again);
+}
+
+INSTANTIATE_TEST_SUITE_P(Ways, NonBlockingTest,
+                         ::testing::Values(NonBlockingWay::kSocketFlag,
+                                           NonBlockingWay::kAccept4Flag, NonBlockingWay::kFcntl,
+                                           NonBlockingWay::kIoctl));
 
 }  // namespace
 }  // namespace loopfast::test
