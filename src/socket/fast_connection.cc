@@ -27,6 +27,46 @@ size_t TotalLength(const struct iovec *iov, size_t count) {
 
 SharedHeader *header_of(void *memory) { return static_cast<SharedHeader *>(memory); }
 
+// The wait of a call that has already moved `moved` bytes: a signal then ends it (see
+// WaitSpec::end_on_signal).
+WaitSpec WaitAfter(const WaitSpec &wait, size_t moved) {
+  WaitSpec spec = wait;
+  spec.end_on_signal = moved > 0;
+  return spec;
+}
+
+// Takes one end's lock for one call. A non-blocking call does not queue behind a call that
+// holds the lock while it sleeps (nothing can move now): it fails with EAGAIN at once, as on
+// kernel TCP, which releases the socket while a caller sleeps. Nor does a call from a signal
+// handler wait on the very call it interrupted: it fails with EAGAIN, blocking or not.
+class CallLock {
+ public:
+  explicit CallLock(std::atomic<uint32_t> *word) : lock_(word) {}
+  ~CallLock() {
+    if (held_) lock_.Unlock();
+  }
+  CallLock(const CallLock &) = delete;
+  CallLock &operator=(const CallLock &) = delete;
+
+  // False: the call should fail with EAGAIN.
+  template <typename CanMoveNow>
+  bool Enter(bool nonblocking, CanMoveNow can_move_now) {
+    if (lock_.TryLock()) {
+      held_ = true;
+      return true;
+    }
+    if (lock_.HeldByThisThread()) return false;
+    if (nonblocking && !can_move_now()) return false;
+    lock_.Lock();
+    held_ = true;
+    return true;
+  }
+
+ private:
+  SharedLock lock_;
+  bool held_ = false;
+};
+
 // This end's own reasons to stop writing or reading the rings.
 constexpr uint32_t kOwnWriteEnded = kSideWriteShut | kSideMoving;
 constexpr uint32_t kOwnReadEnded = kSideReadShut | kSideMoving;
@@ -184,7 +224,10 @@ void FastConnection::FlushUnreadToKernel(int kernel_fd) {
 
 Result<size_t> FastConnection::Send(int kernel_fd, const struct iovec *iov, size_t iov_count,
                                     const SendCall &call) {
-  SharedLockGuard lock(&self().send_lock);
+  CallLock lock(&self().send_lock);
+  if (!lock.Enter(call.nonblocking, [this] { return tx_.HasRoom() || PeerLeft(); })) {
+    return Errno{EAGAIN};
+  }
   const size_t length = TotalLength(iov, iov_count);
   size_t sent = 0;
   for (;;) {
@@ -218,7 +261,7 @@ Result<size_t> FastConnection::Send(int kernel_fd, const struct iovec *iov, size
           return tx_.WritableBytes() != 0 || ((PeerFlags() & kSideClosed) != 0) || PeerLeft() ||
                  ((OwnFlags() & kOwnWriteEnded) != 0);
         },
-        &tx_.control()->producer_waiting, call.wait);
+        &tx_.control()->producer_waiting, WaitAfter(call.wait, sent));
     switch (reason) {
       case WakeReason::kReady:
         break;
@@ -237,7 +280,10 @@ Result<size_t> FastConnection::Send(int kernel_fd, const struct iovec *iov, size
 
 Result<size_t> FastConnection::Recv(const struct iovec *iov, size_t iov_count,
                                     const RecvCall &call) {
-  SharedLockGuard lock(&self().recv_lock);
+  CallLock lock(&self().recv_lock);
+  if (!lock.Enter(call.nonblocking, [this] { return rx_.FillLevel() > 0 || PeerLeft(); })) {
+    return Errno{EAGAIN};
+  }
   const size_t length = TotalLength(iov, iov_count);
   if (length == 0) return size_t{0};
   size_t received = 0;
@@ -281,7 +327,7 @@ Result<size_t> FastConnection::Recv(const struct iovec *iov, size_t iov_count,
                      ? 1
                      : 0;
         },
-        &rx_.control()->consumer_waiting, call.wait);
+        &rx_.control()->consumer_waiting, WaitAfter(call.wait, received));
     switch (reason) {
       case WakeReason::kReady:
         break;

@@ -29,6 +29,9 @@ struct WaitSpec {
   uint32_t spin_ns = 0;
   // Zero means no timeout (as SO_RCVTIMEO/SO_SNDTIMEO 0 does).
   struct timeval timeout = {0, 0};
+  // A signal ends the wait even under SA_RESTART: the call has already moved bytes, and the
+  // kernel returns such a call's partial count instead of restarting it.
+  bool end_on_signal = false;
 };
 
 class Doorbell {
@@ -74,6 +77,10 @@ WakeReason Doorbell::Wait(Ready ready, std::atomic<uint32_t> *waiting_flag, cons
     }
   }
   const bool has_timeout = spec.timeout.tv_sec != 0 || spec.timeout.tv_usec != 0;
+  // The kernel never restarts a socket call that has a timeout (signal(7)), so sleeping with a
+  // long one makes a signal end the sleep with EINTR; it expiring only means "sleep again".
+  constexpr struct timeval kSignalWatch = {24 * 3600, 0};
+  const bool watch_signals = spec.end_on_signal && !has_timeout;
   const uint64_t timeout_ns =
       uint64_t(spec.timeout.tv_sec) * 1000000000u + uint64_t(spec.timeout.tv_usec) * 1000u;
   const uint64_t deadline = has_timeout ? NowNs() + timeout_ns : 0;
@@ -86,7 +93,7 @@ WakeReason Doorbell::Wait(Ready ready, std::atomic<uint32_t> *waiting_flag, cons
       waiting_flag->store(0, std::memory_order_relaxed);
       return WakeReason::kReady;
     }
-    struct timeval remaining = {0, 0};
+    struct timeval remaining = watch_signals ? kSignalWatch : timeval{0, 0};
     if (has_timeout) {
       const uint64_t now = NowNs();
       if (now >= deadline) {
@@ -100,6 +107,7 @@ WakeReason Doorbell::Wait(Ready ready, std::atomic<uint32_t> *waiting_flag, cons
     const WakeReason reason = Sleep(remaining);
     waiting_flag->store(0, std::memory_order_relaxed);
     if (ready() != 0) return WakeReason::kReady;
+    if (reason == WakeReason::kTimedOut && watch_signals) continue;
     if (reason != WakeReason::kReady) return reason;
   }
 }

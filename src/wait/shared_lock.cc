@@ -85,6 +85,15 @@ bool SharedLock::Lock() {
   return recovered;
 }
 
+bool SharedLock::TryLock() {
+  uint32_t expected = 0;
+  return word_->compare_exchange_strong(expected, CurrentTid(), std::memory_order_acquire);
+}
+
+bool SharedLock::HeldByThisThread() const {
+  return (word_->load(std::memory_order_relaxed) & ~kWaitersBit) == CurrentTid();
+}
+
 void SharedLock::Unlock() {
   // Release: our writes under the lock happen before the next owner's.
   const uint32_t previous = word_->exchange(0, std::memory_order_release);

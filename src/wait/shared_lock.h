@@ -18,6 +18,10 @@ class SharedLock {
   // Any thread. Blocks until the lock is ours (signals do not interrupt it: the sections it
   // guards never block for long). Returns true if the previous owner had died holding it.
   bool Lock();
+  // Any thread. Takes the lock only if it is free now; true when taken.
+  bool TryLock();
+  // Any thread. True when the calling thread owns the lock (its own signal handler asks).
+  bool HeldByThisThread() const;
   // Only the owning thread.
   void Unlock();
 
