@@ -76,13 +76,17 @@ int64_t SpscRing::FreeBytes(const RingMapping &mapping, uint64_t head, uint64_t 
   const uint64_t used = head - tail;
   if (used > mapping.window) return -1;  // the peer wrote nonsense (positions wrap modulo 2^64)
   uint64_t room = mapping.window - used;
-  if (control_->guard_bytes.load(std::memory_order_relaxed) != 0 &&
-      static_cast<int64_t>(tail - control_->guard_until.load(std::memory_order_relaxed)) < 0) {
+  if (GuardHolds(tail)) {
     // Stop at the end of the window: the moved bytes' old place comes right after it.
     const auto offset = static_cast<uint32_t>((head + mapping.shift) & (mapping.window - 1));
     room = offset == 0 ? 0 : std::min<uint64_t>(room, mapping.window - offset);
   }
   return static_cast<int64_t>(room);
+}
+
+bool SpscRing::GuardHolds(uint64_t tail) const {
+  return control_->guard_bytes.load(std::memory_order_relaxed) != 0 &&
+         static_cast<int64_t>(tail - control_->guard_until.load(std::memory_order_relaxed)) < 0;
 }
 
 int64_t SpscRing::Room(const RingMapping &mapping, size_t wanted) {
@@ -93,8 +97,7 @@ int64_t SpscRing::Room(const RingMapping &mapping, size_t wanted) {
     // Acquire pairs with the consumer's release of tail: its reads of the freed bytes are done.
     cached_tail_ = control_->tail.load(std::memory_order_acquire);
   }
-  if (guarded && static_cast<int64_t>(cached_tail_ -
-                                      control_->guard_until.load(std::memory_order_relaxed)) >= 0) {
+  if (guarded && !GuardHolds(cached_tail_)) {
     control_->guard_bytes.store(0, std::memory_order_relaxed);  // read past the old window
   }
   return FreeBytes(mapping, head, cached_tail_);

@@ -129,6 +129,8 @@ class SpscRing {
   int64_t Room(const RingMapping &mapping, size_t wanted);
   // Free bytes for positions `head` (producer) and `tail` (consumer), guard included.
   int64_t FreeBytes(const RingMapping &mapping, uint64_t head, uint64_t tail) const;
+  // True while the guard of the last growth still holds for a consumer at `tail`.
+  bool GuardHolds(uint64_t tail) const;
   // Consumer: readable bytes and the mapping they were placed with; -1 if corrupt.
   int64_t Readable(RingMapping *mapping);
   // Producer: whether a write of `wanted` bytes with `room` free asks for a larger window.

@@ -71,8 +71,6 @@ class CallLock {
 constexpr uint32_t kOwnWriteEnded = kSideWriteShut | kSideMoving;
 constexpr uint32_t kOwnReadEnded = kSideReadShut | kSideMoving;
 
-void CloseQuietly(int fd) { sys::CloseOwned(fd); }
-
 }  // namespace
 
 Result<std::unique_ptr<FastConnection>> FastConnection::Create(uint32_t capacity_c2s,
@@ -89,13 +87,13 @@ Result<std::unique_ptr<FastConnection>> FastConnection::Create(uint32_t capacity
   if (ftruncate(memory_fd, static_cast<off_t>(bytes)) != 0 ||
       sys::Real().fcntl(memory_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
     const int error = errno;
-    CloseQuietly(memory_fd);
+    sys::CloseOwned(memory_fd);
     return Errno{error};
   }
   void *memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, memory_fd, 0);
   if (memory == MAP_FAILED) {
     const int error = errno;
-    CloseQuietly(memory_fd);
+    sys::CloseOwned(memory_fd);
     return Errno{error};
   }
   InitializeLayout(memory, capacity_c2s, capacity_s2c);
@@ -104,15 +102,15 @@ Result<std::unique_ptr<FastConnection>> FastConnection::Create(uint32_t capacity
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, data_pair) != 0) {
     const int error = errno;
     munmap(memory, bytes);
-    CloseQuietly(memory_fd);
+    sys::CloseOwned(memory_fd);
     return Errno{error};
   }
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, space_pair) != 0) {
     const int error = errno;
     munmap(memory, bytes);
-    CloseQuietly(memory_fd);
-    CloseQuietly(data_pair[0]);
-    CloseQuietly(data_pair[1]);
+    sys::CloseOwned(memory_fd);
+    sys::CloseOwned(data_pair[0]);
+    sys::CloseOwned(data_pair[1]);
     return Errno{error};
   }
   peer->memory_fd = memory_fd;
@@ -126,9 +124,9 @@ Result<std::unique_ptr<FastConnection>> FastConnection::Create(uint32_t capacity
 Result<std::unique_ptr<FastConnection>> FastConnection::Attach(int memory_fd, int data_bell_fd,
                                                                int space_bell_fd) {
   auto fail = [&](int error) -> Result<std::unique_ptr<FastConnection>> {
-    CloseQuietly(memory_fd);
-    CloseQuietly(data_bell_fd);
-    CloseQuietly(space_bell_fd);
+    sys::CloseOwned(memory_fd);
+    sys::CloseOwned(data_bell_fd);
+    sys::CloseOwned(space_bell_fd);
     return Errno{error};
   };
   struct stat info;
@@ -146,7 +144,7 @@ Result<std::unique_ptr<FastConnection>> FastConnection::Attach(int memory_fd, in
     munmap(memory, bytes);
     return fail(EPROTO);
   }
-  CloseQuietly(memory_fd);  // the mapping keeps the memory; no descriptor names it any more
+  sys::CloseOwned(memory_fd);  // the mapping keeps the memory; no descriptor names it any more
   header_of(memory)->side[kClientSide].pid = static_cast<uint32_t>(getpid());
   return std::unique_ptr<FastConnection>(
       new FastConnection(kClientSide, memory, bytes, data_bell_fd, space_bell_fd));
@@ -172,8 +170,8 @@ FastConnection::FastConnection(int side, void *memory, uint64_t bytes, int data_
 
 FastConnection::~FastConnection() {
   munmap(memory_, bytes_);
-  CloseQuietly(data_bell_.fd());
-  CloseQuietly(space_bell_.fd());
+  sys::CloseOwned(data_bell_.fd());
+  sys::CloseOwned(space_bell_.fd());
 }
 
 uint32_t FastConnection::PeerFlags() const { return peer().flags.load(std::memory_order_acquire); }
