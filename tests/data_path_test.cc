@@ -542,7 +542,9 @@ NonBlockingStory RunNonBlocking(bool fast, NonBlockingWay way) {
   int client = -1;
   if (way == NonBlockingWay::kSocketFlag) {
     client = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    if (fast) EXPECT_EQ(loopfast_set_fast_path(client, 1), 0);
+    if (fast) {
+      EXPECT_EQ(loopfast_set_fast_path(client, 1), 0);
+    }
     struct sockaddr_in address = {};
     address.sin_family = AF_INET;
     address.sin_port = htons(port);
@@ -559,8 +561,12 @@ NonBlockingStory RunNonBlocking(bool fast, NonBlockingWay way) {
   const int fd = way == NonBlockingWay::kSocketFlag ? client : server;
   const int peer = fd == client ? server : client;
   int on = 1;
-  if (way == NonBlockingWay::kFcntl) EXPECT_EQ(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
-  if (way == NonBlockingWay::kIoctl) EXPECT_EQ(ioctl(fd, FIONBIO, &on), 0);
+  if (way == NonBlockingWay::kFcntl) {
+    EXPECT_EQ(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+  }
+  if (way == NonBlockingWay::kIoctl) {
+    EXPECT_EQ(ioctl(fd, FIONBIO, &on), 0);
+  }
   struct pollfd writable = {fd, POLLOUT, 0};
   EXPECT_EQ(poll(&writable, 1, 5000), 1);  // the non-blocking connect, if any, is done
   char byte = 'x';

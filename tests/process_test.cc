@@ -39,13 +39,7 @@ Pair FastPair() {
   pair.client = Connect({AF_INET, "127.0.0.1", port}, true);
   pair.server = accept(listener, nullptr, nullptr);
   close(listener);
-  char byte = 'x';
-  EXPECT_TRUE(WriteAll(pair.client, &byte, 1));
-  EXPECT_TRUE(ReadAll(pair.server, &byte, 1));
-  EXPECT_TRUE(WriteAll(pair.server, &byte, 1));
-  EXPECT_TRUE(ReadAll(pair.client, &byte, 1));
-  EXPECT_EQ(ObservedPath(pair.client), "fast");
-  EXPECT_EQ(ObservedPath(pair.server), "fast");
+  Settle(pair.client, pair.server, true);
   return pair;
 }
 

@@ -43,14 +43,7 @@ void MakePair(bool fast, Pair *pair) {
   pair->server = accept(listener, nullptr, nullptr);
   ASSERT_GE(pair->server, 0);
   close(listener);
-  // One byte each way settles the rendezvous on both ends.
-  char byte = 'x';
-  ASSERT_TRUE(WriteAll(pair->client, &byte, 1));
-  ASSERT_TRUE(ReadAll(pair->server, &byte, 1));
-  ASSERT_TRUE(WriteAll(pair->server, &byte, 1));
-  ASSERT_TRUE(ReadAll(pair->client, &byte, 1));
-  ASSERT_EQ(ObservedPath(pair->client), fast ? "fast" : "kernel");
-  ASSERT_EQ(ObservedPath(pair->server), fast ? "fast" : "kernel");
+  Settle(pair->client, pair->server, fast);
 }
 
 short PollNow(int fd) {

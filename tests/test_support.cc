@@ -193,4 +193,14 @@ int LeftoverFiles() {
   return count;
 }
 
+void Settle(int client, int server, bool fast) {
+  char byte = 'x';
+  ASSERT_TRUE(WriteAll(client, &byte, 1));
+  ASSERT_TRUE(ReadAll(server, &byte, 1));
+  ASSERT_TRUE(WriteAll(server, &byte, 1));
+  ASSERT_TRUE(ReadAll(client, &byte, 1));
+  ASSERT_EQ(ObservedPath(client), fast ? "fast" : "kernel");
+  ASSERT_EQ(ObservedPath(server), fast ? "fast" : "kernel");
+}
+
 }  // namespace loopfast::test

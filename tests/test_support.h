@@ -34,6 +34,10 @@ uint64_t KernelDataTraffic(int fd);
 // says kernel; anything else is a description of the contradiction.
 std::string ObservedPath(int fd);
 
+// One byte each way settles the rendezvous on both ends of a connection made in this process;
+// then both ends must show the path asked for (ObservedPath). Fails the test otherwise.
+void Settle(int client, int server, bool fast);
+
 bool WriteAll(int fd, const void *data, size_t size);
 bool ReadAll(int fd, void *data, size_t size);
 // Deterministic test data: byte i of stream `seed`.

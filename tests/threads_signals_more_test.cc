@@ -81,24 +81,13 @@ struct Pair {
   }
 };
 
-// One byte each way settles the rendezvous on both ends; then the path must be the one asked.
-void Settle(bool fast, Pair *pair) {
-  char byte = 'x';
-  ASSERT_TRUE(WriteAll(pair->client, &byte, 1));
-  ASSERT_TRUE(ReadAll(pair->server, &byte, 1));
-  ASSERT_TRUE(WriteAll(pair->server, &byte, 1));
-  ASSERT_TRUE(ReadAll(pair->client, &byte, 1));
-  ASSERT_EQ(ObservedPath(pair->client), PathName(fast));
-  ASSERT_EQ(ObservedPath(pair->server), PathName(fast));
-}
-
 // A connection through `listener` (bound to `port`), settled and checked.
 void AcceptPair(int listener, uint16_t port, bool fast, Pair *pair) {
   pair->client = Connect({AF_INET, "127.0.0.1", port}, fast);
   ASSERT_GE(pair->client, 0);
   pair->server = accept(listener, nullptr, nullptr);
   ASSERT_GE(pair->server, 0) << std::strerror(errno);
-  Settle(fast, pair);
+  Settle(pair->client, pair->server, fast);
 }
 
 void MakePair(bool fast, Pair *pair) {
@@ -1095,7 +1084,7 @@ TEST(SignalTest, AcceptInterruptedFailsWithEintrOrWithSaRestartReturnsTheLaterCo
         ASSERT_TRUE(acceptor.Finished(1000)) << "accept did not return the new connection";
         ASSERT_GE(got.value, 0) << Describe(got);
         next.server = int(got.value);
-        ASSERT_NO_FATAL_FAILURE(Settle(fast, &next));
+        ASSERT_NO_FATAL_FAILURE(Settle(next.client, next.server, fast));
       }
     }
   }

@@ -45,13 +45,7 @@ Pair MakePair(bool fast, bool keep_listener = false) {
     close(pair.listener);
     pair.listener = -1;
   }
-  char byte = 'x';
-  EXPECT_TRUE(WriteAll(pair.client, &byte, 1));
-  EXPECT_TRUE(ReadAll(pair.server, &byte, 1));
-  EXPECT_TRUE(WriteAll(pair.server, &byte, 1));
-  EXPECT_TRUE(ReadAll(pair.client, &byte, 1));
-  EXPECT_EQ(ObservedPath(pair.client), fast ? "fast" : "kernel");
-  EXPECT_EQ(ObservedPath(pair.server), fast ? "fast" : "kernel");
+  Settle(pair.client, pair.server, fast);
   return pair;
 }
 
