@@ -821,11 +821,9 @@ void CloseUnderABlockedRecv(bool fast, CloseStory *story) {
   story->peer_after.error = errno;
 }
 
-// DISABLED until fixed (issue 3): on kernel TCP a blocked call holds the file, so close() from
-// another thread leaves it running on a live socket; loopfast ends the fast end and closes the
-// kernel socket under it, and the blocked recv sleeps on. Run it with
-// --gtest_also_run_disabled_tests.
-TEST(ThreadTest, DISABLED_CloseFromAnotherThreadLeavesABlockedRecvAsOnKernelTcp) {
+// loopfast keeps the connection for the blocked call (a private copy of the kernel socket) and
+// ends it when that call returns.
+TEST(ThreadTest, CloseFromAnotherThreadLeavesABlockedRecvAsOnKernelTcp) {
   InChild([] {
     CloseStory kernel, fast;
     ASSERT_NO_FATAL_FAILURE(CloseUnderABlockedRecv(false, &kernel));
@@ -839,6 +837,47 @@ TEST(ThreadTest, DISABLED_CloseFromAnotherThreadLeavesABlockedRecvAsOnKernelTcp)
     EXPECT_EQ(fast.bytes, kernel.bytes);
     EXPECT_EQ(fast.peer_after.value, kernel.peer_after.value)
         << "fast: " << Describe(fast) << "\nkernel: " << Describe(kernel);
+  });
+}
+
+// The same for a send blocked on a full connection: on Linux it goes on once the peer reads,
+// places every byte, and the peer then reads the whole stream and its end.
+void CloseUnderABlockedSend(bool fast, CallResult *sent, Drained *peer_read, uint64_t *offered) {
+  Pair pair;
+  ASSERT_NO_FATAL_FAILURE(MakePair(fast, &pair));
+  uint64_t offset = 0;
+  ASSERT_NO_FATAL_FAILURE(FillUntilFull(pair.client, 11, &offset));
+  const std::vector<uint8_t> last = Pattern(11, offset, 1 << 16);
+  *offered = offset + last.size();
+  {
+    BoundedThread writer(
+        [&, fd = pair.client] {
+          errno = 0;
+          sent->value = send(fd, last.data(), last.size(), MSG_NOSIGNAL);
+          sent->error = errno;
+        },
+        [&] { shutdown(pair.server, SHUT_RD); });
+    ASSERT_TRUE(writer.Blocked());
+    ASSERT_EQ(close(pair.client), 0);
+    pair.client = -1;
+    EXPECT_FALSE(writer.Finished(100)) << "send returned at the close: " << Describe(*sent);
+    DrainAndCheck(pair.server, 11, peer_read);
+    EXPECT_TRUE(writer.Finished(1000));
+  }
+}
+
+TEST(ThreadTest, CloseFromAnotherThreadLeavesABlockedSendAsOnKernelTcp) {
+  InChild([] {
+    for (const bool fast : {false, true}) {
+      SCOPED_TRACE(PathName(fast));
+      CallResult sent;
+      Drained peer_read;
+      uint64_t offered = 0;
+      ASSERT_NO_FATAL_FAILURE(CloseUnderABlockedSend(fast, &sent, &peer_read, &offered));
+      EXPECT_EQ(sent.value, 1 << 16) << Describe(sent);
+      EXPECT_EQ(peer_read.bytes, offered) << Describe(peer_read);
+      EXPECT_TRUE(peer_read.intact && peer_read.ended) << Describe(peer_read);
+    }
   });
 }
 

@@ -13,7 +13,7 @@
 namespace loopfast {
 
 inline constexpr uint32_t kLayoutMagic = 0x4c465354;  // "LFST"
-inline constexpr uint32_t kLayoutVersion = 3;  // 3: windows grow with unread bytes in place
+inline constexpr uint32_t kLayoutVersion = 3;         // 3: windows grow with unread bytes in place
 inline constexpr uint32_t kHeaderBytes = 4096;
 // Ring sizes: the smallest (also the most a connecting side buffers before the rendezvous
 // completes, so that its early bytes always fit), the default, the largest. A ring starts

@@ -4,6 +4,9 @@
 
 namespace loopfast {
 
-Socket::~Socket() { sys::CloseOwned(rendezvous_fd); }
+Socket::~Socket() {
+  sys::CloseOwned(rendezvous_fd);
+  sys::CloseOwned(kept_fd.load(std::memory_order_relaxed));
+}
 
 }  // namespace loopfast

@@ -55,6 +55,13 @@ struct Socket {
   // Set once, before path becomes kFast; lives as long as the Socket.
   std::atomic<FastConnection *> fast{nullptr};
   std::atomic<int> descriptors{1};  // descriptors in this process that refer to it
+  // send/recv calls under way. A close() that finds some (another thread closed the descriptor
+  // under a blocked call) keeps the connection for them, as the kernel's file reference does:
+  // the descriptor number is freed, the calls go on with `kept_fd`, and the last one to return
+  // ends the connection (FinishDeferredClose).
+  std::atomic<int> calls_in_flight{0};
+  std::atomic<bool> closed{false};  // the last descriptor was closed
+  std::atomic<int> kept_fd{-1};     // loopfast's private copy of the kernel socket meanwhile
 
   std::mutex mutex;  // guards everything below
   const char *fallback_reason = reason::kNone;
@@ -63,6 +70,7 @@ struct Socket {
   int rendezvous_fd = -1;                                // client's channel while pending
   std::vector<uint8_t> early_bytes;  // sent while pending, before the Offer arrived
   std::unique_ptr<FastConnection> fast_owner;
+  bool close_deferred = false;  // closed with calls in flight; kept_fd holds the kernel socket
   // The program's own settings, kept where the kernel's copy is not the whole story.
   struct timeval recv_timeout = {0, 0};
   struct timeval send_timeout = {0, 0};

@@ -392,6 +392,58 @@ size_t AppendFromIov(const struct msghdr *message, size_t skip, size_t room,
   return copied;
 }
 
+// This process lets go of a fast connection. Caller holds the mutex.
+void EndFast(Socket &socket, int kernel_fd) {
+  if (socket.fast_owner->Close()) {
+    // Unread bytes: TCP resets the connection; so do we, through the kernel connection.
+    const struct linger abort_linger = {1, 0};
+    Real().setsockopt(kernel_fd, SOL_SOCKET, SO_LINGER, &abort_linger, sizeof abort_linger);
+  }
+}
+
+// The last call that outlived its socket's close has returned: end the connection now.
+void FinishDeferredClose(Socket &socket) {
+  std::lock_guard<std::mutex> guard(socket.mutex);
+  if (!socket.close_deferred || socket.calls_in_flight.load() != 0) return;
+  socket.close_deferred = false;
+  const int kept = socket.kept_fd.exchange(-1);
+  EndFast(socket, kept);
+  sys::CloseOwned(kept);
+}
+
+// Counts one send/recv under way for as long as it lives (see Socket::calls_in_flight).
+class CallInFlight {
+ public:
+  CallInFlight(Socket &socket, int fd) : socket_(socket), fd_(fd) {
+    // seq_cst against ReleaseDescriptor's store to `closed`: either it sees this call, or this
+    // call sees the close.
+    socket_.calls_in_flight.fetch_add(1);
+  }
+  ~CallInFlight() {
+    if (socket_.calls_in_flight.fetch_sub(1) == 1 && socket_.closed.load()) {
+      FinishDeferredClose(socket_);
+    }
+  }
+  CallInFlight(const CallInFlight &) = delete;
+  CallInFlight &operator=(const CallInFlight &) = delete;
+
+  // False when the socket was closed before this call could count itself: EBADF, as the
+  // kernel answers a call that comes after close().
+  bool open() const {
+    return !socket_.closed.load() || socket_.kept_fd.load(std::memory_order_acquire) >= 0;
+  }
+  // The kernel socket to use: the program's descriptor, or loopfast's copy once another
+  // thread closed it (the number may already name another file).
+  int kernel_fd() const {
+    const int kept = socket_.kept_fd.load(std::memory_order_acquire);
+    return kept >= 0 ? kept : fd_;
+  }
+
+ private:
+  Socket &socket_;
+  const int fd_;
+};
+
 }  // namespace
 
 bool IsTracked(int fd) { return Table().Get(fd) != nullptr; }
@@ -401,6 +453,7 @@ bool IsTracked(int fd) { return Table().Get(fd) != nullptr; }
 void ReleaseDescriptor(const std::shared_ptr<Socket> &socket, int fd) {
   if (socket->descriptors.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   std::lock_guard<std::mutex> guard(socket->mutex);
+  socket->closed.store(true);
   // An Offer already waiting makes this a fast close (with its reset if bytes are unread).
   if (socket->path.load(std::memory_order_relaxed) == Path::kPending) {
     (void)ResolvePending(*socket, fd, -1);
@@ -412,13 +465,20 @@ void ReleaseDescriptor(const std::shared_ptr<Socket> &socket, int fd) {
     case Path::kConnecting:
       FailConnect(*socket, fd);
       break;
-    case Path::kFast:
-      if (socket->fast_owner->Close()) {
-        // Unread bytes: TCP resets the connection; so do we, through the kernel connection.
-        const struct linger abort_linger = {1, 0};
-        Real().setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_linger, sizeof abort_linger);
+    case Path::kFast: {
+      if (socket->calls_in_flight.load() > 0) {
+        // Another thread is inside a call on it: keep the connection for that call.
+        const int kept = Real().fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (kept >= 0) {
+          sys::Own(kept);
+          socket->kept_fd.store(kept, std::memory_order_release);
+          socket->close_deferred = true;
+          return;
+        }
       }
+      EndFast(*socket, fd);
       break;
+    }
     default:
       break;
   }
@@ -619,6 +679,11 @@ int Shutdown(int fd, int how) {
 ssize_t Send(int fd, const struct msghdr *message, int flags) {
   std::shared_ptr<Socket> socket = Table().Get(fd);
   if (!socket) return Real().sendmsg(fd, message, flags);
+  const CallInFlight in_flight(*socket, fd);
+  if (!in_flight.open()) {
+    errno = EBADF;
+    return -1;
+  }
   size_t sent_early = 0;
   for (;;) {
     switch (socket->path.load(std::memory_order_acquire)) {
@@ -633,9 +698,12 @@ ssize_t Send(int fd, const struct msghdr *message, int flags) {
             socket->nonblocking.load(std::memory_order_relaxed) || (flags & MSG_DONTWAIT) != 0;
         call.wait = WaitFor(socket->send_timeout);
         if (sent_early == 0) {
-          Result<size_t> sent = fast->Send(fd, message->msg_iov, message->msg_iovlen, call);
+          Result<size_t> sent =
+              fast->Send(in_flight.kernel_fd(), message->msg_iov, message->msg_iovlen, call);
           if (sent.ok()) return static_cast<ssize_t>(sent.value());
-          if (sent.error() == kUseKernel) return Real().sendmsg(fd, message, flags);
+          if (sent.error() == kUseKernel) {
+            return Real().sendmsg(in_flight.kernel_fd(), message, flags);
+          }
           errno = sent.error();
           return -1;
         }
@@ -644,7 +712,7 @@ ssize_t Send(int fd, const struct msghdr *message, int flags) {
         std::vector<uint8_t> rest;
         AppendFromIov(message, sent_early, IovLength(message) - sent_early, rest);
         struct iovec iov = {rest.data(), rest.size()};
-        Result<size_t> sent = fast->Send(fd, &iov, 1, call);
+        Result<size_t> sent = fast->Send(in_flight.kernel_fd(), &iov, 1, call);
         return static_cast<ssize_t>(sent_early + (sent.ok() ? sent.value() : 0));
       }
       case Path::kConnecting:
@@ -701,10 +769,16 @@ ssize_t Send(int fd, const struct msghdr *message, int flags) {
 ssize_t Recv(int fd, struct msghdr *message, int flags) {
   std::shared_ptr<Socket> socket = Table().Get(fd);
   if (!socket) return Real().recvmsg(fd, message, flags);
+  const CallInFlight in_flight(*socket, fd);
+  if (!in_flight.open()) {
+    errno = EBADF;
+    return -1;
+  }
   for (;;) {
     switch (socket->path.load(std::memory_order_acquire)) {
       case Path::kFast: {
-        if ((flags & MSG_ERRQUEUE) != 0) return Real().recvmsg(fd, message, flags);
+        if ((flags & MSG_ERRQUEUE) != 0)
+          return Real().recvmsg(in_flight.kernel_fd(), message, flags);
         if ((flags & MSG_OOB) != 0) {
           errno = EINVAL;  // as TCP says when no urgent byte is waiting
           return -1;
@@ -720,8 +794,8 @@ ssize_t Recv(int fd, struct msghdr *message, int flags) {
         if (!got.ok() && got.error() == kUseKernel) {
           // A peer that left cannot read what is still in our ring: hand it to the kernel
           // connection before waiting there for the reply.
-          fast->SettleIfPeerLeft(fd);
-          return Real().recvmsg(fd, message, flags);
+          fast->SettleIfPeerLeft(in_flight.kernel_fd());
+          return Real().recvmsg(in_flight.kernel_fd(), message, flags);
         }
         if (!got.ok()) {
           errno = got.error();

@@ -79,7 +79,7 @@ WakeReason Doorbell::Wait(Ready ready, std::atomic<uint32_t> *waiting_flag, cons
   const bool has_timeout = spec.timeout.tv_sec != 0 || spec.timeout.tv_usec != 0;
   // The kernel never restarts a socket call that has a timeout (signal(7)), so sleeping with a
   // long one makes a signal end the sleep with EINTR; it expiring only means "sleep again".
-  constexpr struct timeval kSignalWatch = {24 * 3600, 0};
+  constexpr struct timeval kSignalWatch = {24L * 3600, 0};
   const bool watch_signals = spec.end_on_signal && !has_timeout;
   const uint64_t timeout_ns =
       uint64_t(spec.timeout.tv_sec) * 1000000000u + uint64_t(spec.timeout.tv_usec) * 1000u;
