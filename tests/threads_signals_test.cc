@@ -881,6 +881,93 @@ TEST(ThreadTest, CloseFromAnotherThreadLeavesABlockedSendAsOnKernelTcp) {
   });
 }
 
+// close() of a listening socket another thread is blocked accepting on: on Linux the accept
+// goes on (it holds the socket, which stays listening) and returns the next connection.
+struct AcceptStory {
+  bool returned_at_close = false;
+  CallResult accepted;
+  bool exchanged = false;  // a byte each way over the connection it returned
+};
+
+void CloseUnderABlockedAccept(bool fast, AcceptStory *story) {
+  uint16_t port = 0;
+  int listener = Listen(AF_INET, "127.0.0.1", fast, &port);
+  ASSERT_GE(listener, 0);
+  {
+    BoundedThread acceptor([&, fd = listener] {
+      errno = 0;
+      story->accepted.value = accept(fd, nullptr, nullptr);
+      story->accepted.error = errno;
+    });
+    ASSERT_TRUE(acceptor.Blocked());
+    ASSERT_EQ(close(listener), 0);
+    story->returned_at_close = acceptor.Finished(200);
+    if (!story->returned_at_close) {
+      const ScopedFd client(Connect({AF_INET, "127.0.0.1", port}, fast));
+      ASSERT_GE(client.fd, 0);
+      ASSERT_TRUE(acceptor.Finished(1000)) << "accept ignored the connection";
+      const ScopedFd served(int(story->accepted.value));
+      char byte = 0;
+      story->exchanged = served.fd >= 0 && send(client.fd, "c", 1, MSG_NOSIGNAL) == 1 &&
+                         recv(served.fd, &byte, 1, 0) == 1 && byte == 'c' &&
+                         send(served.fd, "s", 1, MSG_NOSIGNAL) == 1 &&
+                         recv(client.fd, &byte, 1, 0) == 1 && byte == 's';
+    }
+  }
+}
+
+TEST(ThreadTest, CloseFromAnotherThreadLeavesABlockedAcceptAsOnKernelTcp) {
+  InChild([] {
+    AcceptStory kernel, fast;
+    ASSERT_NO_FATAL_FAILURE(CloseUnderABlockedAccept(false, &kernel));
+    ASSERT_TRUE(!kernel.returned_at_close && kernel.accepted.value >= 0 && kernel.exchanged)
+        << "kernel: " << Describe(kernel.accepted);
+    ASSERT_NO_FATAL_FAILURE(CloseUnderABlockedAccept(true, &fast));
+    EXPECT_FALSE(fast.returned_at_close) << Describe(fast.accepted);
+    EXPECT_GE(fast.accepted.value, 0) << Describe(fast.accepted);
+    EXPECT_TRUE(fast.exchanged);
+  });
+}
+
+// close() of a socket in an epoll set while another thread waits on the set: on Linux the
+// close removes the socket from the set (no other descriptor holds it), the wait does not end,
+// and the peer's bytes arriving later are no event. The wait then times out.
+void CloseUnderABlockedEpollWait(bool fast, bool *returned_at_close, CallResult *waited) {
+  Pair pair;
+  ASSERT_NO_FATAL_FAILURE(MakePair(fast, &pair));
+  const ScopedFd epfd(epoll_create1(EPOLL_CLOEXEC));
+  ASSERT_GE(epfd.fd, 0);
+  epoll_event interest = {};
+  interest.events = EPOLLIN | EPOLLRDHUP;
+  ASSERT_EQ(epoll_ctl(epfd.fd, EPOLL_CTL_ADD, pair.client, &interest), 0);
+  epoll_event event = {};
+  {
+    BoundedThread waiter([&] {
+      errno = 0;
+      waited->value = epoll_wait(epfd.fd, &event, 1, 600);
+      waited->error = errno;
+    });
+    ASSERT_TRUE(waiter.Blocked());
+    ASSERT_EQ(close(pair.client), 0);
+    pair.client = -1;
+    *returned_at_close = waiter.Finished(100);
+    ASSERT_EQ(send(pair.server, "late", 4, MSG_NOSIGNAL), 4);
+    ASSERT_TRUE(waiter.Finished(2000));
+  }
+}
+
+TEST(ThreadTest, CloseFromAnotherThreadUnderABlockedEpollWaitAsOnKernelTcp) {
+  InChild([] {
+    bool kernel_at_close = true, fast_at_close = true;
+    CallResult kernel, fast;
+    ASSERT_NO_FATAL_FAILURE(CloseUnderABlockedEpollWait(false, &kernel_at_close, &kernel));
+    ASSERT_TRUE(!kernel_at_close && kernel.value == 0) << "kernel: " << Describe(kernel);
+    ASSERT_NO_FATAL_FAILURE(CloseUnderABlockedEpollWait(true, &fast_at_close, &fast));
+    EXPECT_FALSE(fast_at_close) << Describe(fast);
+    EXPECT_EQ(fast.value, 0) << Describe(fast);
+  });
+}
+
 // ===================================== Signals =====================================
 
 TEST(SignalTest, RecvInterruptedWithoutSaRestartFailsWithEintr) {
