@@ -1172,6 +1172,80 @@ TEST(SignalTest, SendThatPlacedBytesReturnsTheirCountWhenInterruptedEvenWithSaRe
   }
 }
 
+// connect blocks while the listener's accept queue is full (the kernel drops the SYN and sends
+// it again after about a second). signal(7) lists connect among the calls SA_RESTART resumes;
+// without it connect fails with EINTR, the handshake goes on, and a second connect waits for it
+// and returns 0. Either way the connection then takes the path both ends chose.
+void ConnectBehindAFullBacklog(bool fast, bool restart, CallResult *first, CallResult *second) {
+  uint16_t port = 0;
+  const ScopedFd listener(Listen(AF_INET, "127.0.0.1", fast, &port, /*backlog=*/0));
+  ASSERT_GE(listener.fd, 0);
+  ScopedFd filler(Connect({AF_INET, "127.0.0.1", port}, fast));  // fills the accept queue
+  ASSERT_GE(filler.fd, 0);
+  SleepMs(5);
+  const ScopedFd client(TcpSocket(AF_INET, fast));
+  sockaddr_in address = {};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const auto *to = reinterpret_cast<const sockaddr *>(&address);
+  ScopedHandler handler(SIGUSR1, CountSignal, restart);
+  {
+    BoundedThread connector([&] {
+      errno = 0;
+      first->value = connect(client.fd, to, sizeof address);
+      first->error = errno;
+    });
+    ASSERT_TRUE(connector.Blocked());
+    connector.Signal(SIGUSR1);
+    ASSERT_TRUE(WaitFor([] { return handled.load() == 1; }, 1000));
+    if (restart) {
+      EXPECT_FALSE(connector.Finished(100)) << "connect ended on the signal: " << Describe(*first);
+    } else {
+      EXPECT_TRUE(connector.Finished(500)) << "connect went on after the signal";
+    }
+    const ScopedFd served_filler(accept(listener.fd, nullptr, nullptr));  // makes room
+    ASSERT_GE(served_filler.fd, 0);
+    ASSERT_TRUE(connector.Finished(4000)) << "connect never completed";
+  }
+  if (first->value != 0) {
+    errno = 0;
+    second->value = connect(client.fd, to, sizeof address);
+    second->error = errno;
+  }
+  const int server = accept(listener.fd, nullptr, nullptr);
+  ASSERT_GE(server, 0);
+  const ScopedFd served(server);
+  Settle(client.fd, served.fd, fast);
+}
+
+void ConnectInterruptedBesideKernelTcp(bool restart) {
+  InChild([restart] {
+    CallResult kernel_first, kernel_second, fast_first, fast_second;
+    ASSERT_NO_FATAL_FAILURE(
+        ConnectBehindAFullBacklog(false, restart, &kernel_first, &kernel_second));
+    ASSERT_NO_FATAL_FAILURE(ConnectBehindAFullBacklog(true, restart, &fast_first, &fast_second));
+    if (restart) {
+      EXPECT_EQ(kernel_first.value, 0) << "kernel: " << Describe(kernel_first);
+    } else {
+      EXPECT_EQ(kernel_first.error, EINTR) << "kernel: " << Describe(kernel_first);
+      EXPECT_EQ(kernel_second.value, 0) << "kernel: " << Describe(kernel_second);
+    }
+    EXPECT_EQ(fast_first.value, kernel_first.value) << "fast: " << Describe(fast_first);
+    EXPECT_EQ(fast_first.error, kernel_first.error) << "fast: " << Describe(fast_first);
+    EXPECT_EQ(fast_second.value, kernel_second.value) << "fast: " << Describe(fast_second);
+    EXPECT_EQ(fast_second.error, kernel_second.error) << "fast: " << Describe(fast_second);
+  });
+}
+
+TEST(SignalTest, ConnectInterruptedWithoutSaRestartFailsWithEintrAndTheHandshakeGoesOn) {
+  ConnectInterruptedBesideKernelTcp(false);
+}
+
+TEST(SignalTest, ConnectInterruptedWithSaRestartResumes) {
+  ConnectInterruptedBesideKernelTcp(true);
+}
+
 // accept on a fast listener: EINTR without SA_RESTART (and the listener goes on working); with
 // SA_RESTART it goes on waiting and returns the connection that comes later, fast.
 TEST(SignalTest, AcceptInterruptedFailsWithEintrOrWithSaRestartReturnsTheLaterConnection) {

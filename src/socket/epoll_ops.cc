@@ -121,8 +121,18 @@ void EpollSet::Forget(Interest &interest) {
   errno = saved_errno;
 }
 
+// EPOLLEXCLUSIVE as the kernel allows it (fs/eventpoll.c): only when adding, only beside these
+// bits; an exclusive interest cannot be modified.
+constexpr uint32_t kExclusiveOkBits =
+    EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLWAKEUP | EPOLLET | EPOLLEXCLUSIVE;
+
 int EpollSet::Control(int op, int fd, const std::shared_ptr<Socket> &socket,
                       struct epoll_event *event) {
+  if (op != EPOLL_CTL_DEL && (event->events & EPOLLEXCLUSIVE) != 0 &&
+      (op == EPOLL_CTL_MOD || (event->events & ~kExclusiveOkBits) != 0)) {
+    errno = EINVAL;
+    return -1;
+  }
   std::lock_guard<std::mutex> guard(mutex_);
   auto found = interests_.find(fd);
   switch (op) {
@@ -142,6 +152,10 @@ int EpollSet::Control(int op, int fd, const std::shared_ptr<Socket> &socket,
     case EPOLL_CTL_MOD: {
       if (found == interests_.end()) {
         errno = ENOENT;
+        return -1;
+      }
+      if ((found->second.events & EPOLLEXCLUSIVE) != 0) {
+        errno = EINVAL;
         return -1;
       }
       found->second.events = event->events;
