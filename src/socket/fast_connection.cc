@@ -68,7 +68,7 @@ class CallLock {
 };
 
 // This end's own reasons to stop writing or reading the rings.
-constexpr uint32_t kOwnWriteEnded = kSideWriteShut | kSideMoving;
+constexpr uint32_t kOwnWriteEnded = kSideWriteShut | kSideMoving | kSideSwitching | kSideRingDone;
 constexpr uint32_t kOwnReadEnded = kSideReadShut | kSideMoving;
 
 }  // namespace
@@ -223,7 +223,8 @@ void FastConnection::FlushUnreadToKernel(int kernel_fd) {
 Result<size_t> FastConnection::Send(int kernel_fd, const struct iovec *iov, size_t iov_count,
                                     const SendCall &call) {
   CallLock lock(&self().send_lock);
-  if (!lock.Enter(call.nonblocking, [this] { return tx_.HasRoom() || PeerLeft(); })) {
+  if (!lock.Enter(call.nonblocking,
+                  [this] { return tx_.HasRoom() || PeerLeft() || WritesGoToKernel(); })) {
     return Errno{EAGAIN};
   }
   const size_t length = TotalLength(iov, iov_count);
@@ -242,6 +243,11 @@ Result<size_t> FastConnection::Send(int kernel_fd, const struct iovec *iov, size
       if (sent > 0) return sent;
       return Errno{kUseKernel};
     }
+    if (WritesGoToKernel()) {
+      FinishRingWrites();  // holding the send lock: no writer of this end is in the ring
+      if (sent > 0) return sent;
+      return Errno{kUseKernel};
+    }
     const int64_t written = tx_.Write(iov, iov_count, sent, length - sent);
     if (written < 0) return sent > 0 ? Result<size_t>(sent) : Errno{ECONNRESET};
     if (written > 0) {
@@ -257,7 +263,7 @@ Result<size_t> FastConnection::Send(int kernel_fd, const struct iovec *iov, size
     const WakeReason reason = space_bell_.Wait(
         [this] {
           return tx_.WritableBytes() != 0 || ((PeerFlags() & kSideClosed) != 0) || PeerLeft() ||
-                 ((OwnFlags() & kOwnWriteEnded) != 0);
+                 ((OwnFlags() & kOwnWriteEnded) != 0) || PeerRingDone();
         },
         &tx_.control()->producer_waiting, WaitAfter(call.wait, sent));
     switch (reason) {
@@ -279,7 +285,8 @@ Result<size_t> FastConnection::Send(int kernel_fd, const struct iovec *iov, size
 Result<size_t> FastConnection::Recv(const struct iovec *iov, size_t iov_count,
                                     const RecvCall &call) {
   CallLock lock(&self().recv_lock);
-  if (!lock.Enter(call.nonblocking, [this] { return rx_.FillLevel() > 0 || PeerLeft(); })) {
+  if (!lock.Enter(call.nonblocking,
+                  [this] { return rx_.FillLevel() > 0 || PeerLeft() || PeerRingDone(); })) {
     return Errno{EAGAIN};
   }
   const size_t length = TotalLength(iov, iov_count);
@@ -291,8 +298,8 @@ Result<size_t> FastConnection::Recv(const struct iovec *iov, size_t iov_count,
       return received > 0 ? Result<size_t>(received) : Errno{kUseKernel};
     }
     // Read the flags before the ring: the peer publishes its last bytes before it sets them.
-    const bool ended =
-        (PeerFlags() & kSideWriteShut) != 0 || PeerLeft() || (OwnFlags() & kSideReadShut) != 0;
+    const bool ended = (PeerFlags() & (kSideWriteShut | kSideRingDone)) != 0 || PeerLeft() ||
+                       (OwnFlags() & kSideReadShut) != 0;
     int64_t got;
     if (call.peek) {
       got = rx_.Read(iov, iov_count, 0, length, /*peek=*/true);
@@ -320,7 +327,7 @@ Result<size_t> FastConnection::Recv(const struct iovec *iov, size_t iov_count,
         [this, needed] {
           const int64_t readable = rx_.ReadableBytes();
           if (readable < 0 || static_cast<size_t>(readable) >= needed) return 1;
-          return ((PeerFlags() & kSideWriteShut) != 0 || PeerLeft() ||
+          return ((PeerFlags() & (kSideWriteShut | kSideRingDone)) != 0 || PeerLeft() ||
                   (OwnFlags() & kOwnReadEnded) != 0)
                      ? 1
                      : 0;
@@ -351,8 +358,11 @@ FastConnection::Look FastConnection::LookNow() const {
   const uint32_t peer_flags = PeerFlags();
   const bool left = PeerLeft();
   const bool moving = (own & kSideMoving) != 0;
-  look.in_ended = (peer_flags & kSideWriteShut) != 0 || left || (own & kOwnReadEnded) != 0;
-  look.out_ended = (own & kOwnWriteEnded) != 0 || (peer_flags & kSideClosed) != 0 || left;
+  look.in_ended =
+      (peer_flags & (kSideWriteShut | kSideRingDone)) != 0 || left || (own & kOwnReadEnded) != 0;
+  // The peer switched: this end's next send follows it to the kernel connection.
+  look.out_ended = (own & kOwnWriteEnded) != 0 ||
+                   (peer_flags & (kSideClosed | kSideRingDone)) != 0 || left;
   const uint64_t readable = rx_.FillLevel();
   look.corrupt = !moving && (tx_.Window() == 0 || rx_.Window() == 0);
   // Once moving, what is left in the ring is the peer's to hand to the kernel connection.
@@ -403,12 +413,12 @@ void FastConnection::PrepareToSleep(bool for_input, bool for_output, bool drain)
 
 int FastConnection::InputBellFd() const {
   const bool shut = (OwnFlags() & kOwnReadEnded) != 0;
-  return PeerLeft() || shut ? -1 : data_bell_.fd();
+  return PeerLeft() || shut || PeerRingDone() ? -1 : data_bell_.fd();
 }
 
 int FastConnection::OutputBellFd() const {
   const bool shut = (OwnFlags() & kOwnWriteEnded) != 0;
-  return PeerLeft() || shut ? -1 : space_bell_.fd();
+  return PeerLeft() || shut || PeerRingDone() ? -1 : space_bell_.fd();
 }
 
 void FastConnection::SettleIfPeerLeft(int kernel_fd) {
@@ -443,6 +453,38 @@ void FastConnection::MoveToKernel() {
 }
 
 bool FastConnection::Moved() const { return (OwnFlags() & kSideMoving) != 0; }
+
+bool FastConnection::WritesGoToKernel() const {
+  return ((OwnFlags() & (kSideSwitching | kSideRingDone)) | (PeerFlags() & kSideRingDone)) != 0;
+}
+
+bool FastConnection::PeerRingDone() const { return (PeerFlags() & kSideRingDone) != 0; }
+
+void FastConnection::FinishRingWrites() {
+  if ((self().flags.fetch_or(kSideSwitching | kSideRingDone, std::memory_order_acq_rel) &
+       kSideRingDone) != 0) {
+    return;
+  }
+  data_bell_.Ring();   // the peer's reader: the ring's remainder, then the kernel connection
+  space_bell_.Ring();  // the peer's writer: its next send follows to the kernel connection
+}
+
+void FastConnection::SwitchToKernel() {
+  if ((self().flags.fetch_or(kSideSwitching, std::memory_order_acq_rel) &
+       (kSideSwitching | kSideRingDone)) != 0) {
+    return;
+  }
+  // A writer of this end asleep for room wakes, sees the flag and leaves the ring.
+  space_bell_.ShutLocal();
+  // Publish kSideRingDone only once no writer of this end is inside the ring, or the peer
+  // could take the ring for finished before the last bytes land. A writer this thread
+  // interrupted (a signal handler) publishes it itself when it looks again.
+  SharedLock lock(&self().send_lock);
+  if (lock.HeldByThisThread()) return;
+  lock.Lock();
+  FinishRingWrites();
+  lock.Unlock();
+}
 
 void FastConnection::AddHolder() { self().holders.fetch_add(1, std::memory_order_relaxed); }
 void FastConnection::DropHolder() { self().holders.fetch_sub(1, std::memory_order_relaxed); }

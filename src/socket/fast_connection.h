@@ -114,6 +114,15 @@ class FastConnection {
   // For exec and spawn: the new program holds the socket but not the rings. Any thread.
   void MoveToKernel();
   bool Moved() const;
+  // Moves this connection to kernel TCP while the program goes on (kSideSwitching, see
+  // shared_layout.h): from now on this end's sends take the kernel connection; its receives
+  // read what the peer already put in the ring, then the kernel connection. The peer follows
+  // on its next send. Every byte arrives once and in order. Any thread, not from a signal
+  // handler that interrupted a send on this end (that send finishes the switch).
+  void SwitchToKernel();
+  // Either end switched (or this end is switching): the connection is on its way to kernel
+  // TCP, and this end's sends take the kernel connection.
+  bool WritesGoToKernel() const;
 
   // fork: one more process holds this end (or, the fork failed, one less).
   void AddHolder();
@@ -138,6 +147,9 @@ class FastConnection {
     return peer_left_.load(std::memory_order_acquire) || (PeerFlags() & kSideMoved) != 0;
   }
   uint32_t OwnFlags() const { return self().flags.load(std::memory_order_acquire); }
+  bool PeerRingDone() const;
+  // Publishes kSideRingDone (caller holds the send lock) and wakes the peer.
+  void FinishRingWrites();
   void NotifyPeerReader();
   void NotifyPeerWriter();
   // Writes what the departed peer never read to the kernel connection.

@@ -191,5 +191,134 @@ TEST(FastConnectionTest, TimeoutAndNonBlockingMatchTcp) {
   EXPECT_EQ(sent.error(), EAGAIN);
 }
 
+
+// ---- Moving to kernel TCP while both programs go on (SwitchToKernel) ----
+
+uint8_t StreamByte(int direction, uint64_t i) { return uint8_t((i * 131 + direction * 7) % 251); }
+
+// Sends `total` bytes of stream `direction`: through the rings while they take them, then
+// through `kernel` (a socketpair standing in for the kernel connection). `switch_at`: this
+// writer switches the connection after that many bytes (0: never).
+bool WriteStream(FastConnection &end, int kernel, int direction, uint64_t total,
+                 uint64_t switch_at) {
+  std::vector<uint8_t> chunk(3001);
+  uint64_t sent = 0;
+  bool on_kernel = false;
+  while (sent < total) {
+    if (switch_at != 0 && sent >= switch_at) {
+      end.SwitchToKernel();
+      switch_at = 0;
+    }
+    const size_t want = size_t(std::min<uint64_t>(chunk.size(), total - sent));
+    for (size_t i = 0; i < want; ++i) chunk[i] = StreamByte(direction, sent + i);
+    if (!on_kernel) {
+      struct iovec out = {chunk.data(), want};
+      Result<size_t> n = end.Send(kernel, &out, 1, Blocking(0));
+      if (n.ok()) {
+        sent += n.value();
+        continue;
+      }
+      if (n.error() != kUseKernel) return false;
+      on_kernel = true;
+    }
+    const ssize_t n = send(kernel, chunk.data(), want, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    sent += uint64_t(n);
+  }
+  return true;
+}
+
+// Reads `total` bytes of stream `direction`, from the rings, then from `kernel`.
+bool ReadStream(FastConnection &end, int kernel, int direction, uint64_t total) {
+  std::vector<uint8_t> buffer(4099);
+  uint64_t received = 0;
+  bool on_kernel = false;
+  while (received < total) {
+    size_t got = 0;
+    if (!on_kernel) {
+      struct iovec in = {buffer.data(), buffer.size()};
+      Result<size_t> n = end.Recv(&in, 1, BlockingRecv(0));
+      if (!n.ok() && n.error() != kUseKernel) return false;
+      if (!n.ok()) {
+        on_kernel = true;
+        continue;
+      }
+      got = n.value();
+    } else {
+      const ssize_t n = recv(kernel, buffer.data(), buffer.size(), 0);
+      if (n <= 0) return false;
+      got = size_t(n);
+    }
+    for (size_t i = 0; i < got; ++i) {
+      if (buffer[i] != StreamByte(direction, received + i)) return false;
+    }
+    received += got;
+  }
+  return on_kernel;  // the stream must have ended up on the kernel connection
+}
+
+// Both directions stream through small rings; one writer switches half-way. Every byte of both
+// streams arrives once and in order, and both end up on the kernel connection.
+void SwitchMidStream(bool server_switches) {
+  constexpr uint64_t kTotal = 8 << 20;
+  int kernel[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, kernel), 0);
+  Pair pair = MakePair(16384);
+  const pid_t child = fork();
+  if (child == 0) {
+    close(kernel[0]);
+    auto client = AttachInChild(pair.peer);
+    bool read_ok = false;
+    std::thread reader([&] { read_ok = ReadStream(*client, kernel[1], 1, kTotal); });
+    const bool wrote = WriteStream(*client, kernel[1], 0, kTotal, server_switches ? 0 : kTotal / 2);
+    reader.join();
+    _exit(wrote && read_ok ? 0 : 7);
+  }
+  close(kernel[1]);
+  ClosePeerHandles(pair.peer);
+  bool read_ok = false;
+  std::thread reader([&] { read_ok = ReadStream(*pair.server, kernel[0], 0, kTotal); });
+  EXPECT_TRUE(WriteStream(*pair.server, kernel[0], 1, kTotal, server_switches ? kTotal / 2 : 0));
+  reader.join();
+  EXPECT_TRUE(read_ok);
+  EXPECT_TRUE(pair.server->WritesGoToKernel());
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  close(kernel[0]);
+}
+
+TEST(FastConnectionTest, SwitchToKernelMidStreamKeepsBothStreamsWhole) { SwitchMidStream(true); }
+TEST(FastConnectionTest, PeerSwitchingMidStreamKeepsBothStreamsWhole) { SwitchMidStream(false); }
+
+TEST(FastConnectionTest, SwitchWakesAReaderWaitingOnTheRing) {
+  // The peer switches while this end sleeps for ring data: it wakes, and once the peer's
+  // next bytes travel the kernel connection, reads them there.
+  int kernel[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, kernel), 0);
+  Pair pair = MakePair(16384);
+  auto client = FastConnection::Attach(dup(pair.peer.memory_fd), dup(pair.peer.data_bell_fd),
+                                       dup(pair.peer.space_bell_fd));
+  ClosePeerHandles(pair.peer);
+  ASSERT_TRUE(client.ok());
+  std::thread switcher([&] {
+    usleep(50 * 1000);
+    pair.server->SwitchToKernel();
+    usleep(20 * 1000);
+    EXPECT_EQ(send(kernel[0], "k", 1, 0), 1);
+  });
+  char byte = 0;
+  struct iovec in = {&byte, 1};
+  Result<size_t> got = client.value()->Recv(&in, 1, BlockingRecv(0));
+  switcher.join();
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.error(), kUseKernel);
+  EXPECT_EQ(recv(kernel[1], &byte, 1, 0), 1);
+  EXPECT_EQ(byte, 'k');
+  EXPECT_TRUE(client.value()->WritesGoToKernel());  // its next send follows
+  close(kernel[0]);
+  close(kernel[1]);
+}
+
 }  // namespace
 }  // namespace loopfast

@@ -44,6 +44,13 @@ enum SideFlag : uint32_t {
   // more; the peer writes what this side never read to the kernel connection and uses it.
   kSideMoving = 1u << 4,
   kSideMoved = 1u << 5,
+  // Moving to kernel TCP while this side's program goes on (an option or call the rings cannot
+  // honour): kSideSwitching stops this side's ring writes; kSideRingDone, set once no writer of
+  // this side is inside its ring, tells the peer that after the ring's remainder this side's
+  // bytes travel the kernel connection. This side still reads what the peer put in its ring;
+  // the peer follows (sets its own kSideRingDone) on its next send.
+  kSideSwitching = 1u << 6,
+  kSideRingDone = 1u << 7,
 };
 
 // Written by one endpoint only. Locks serialise threads/processes sharing that endpoint.
