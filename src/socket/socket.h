@@ -43,6 +43,11 @@ inline constexpr const char *kDisabled = "loopfast is disabled (LOOPFAST_DISABLE
 inline constexpr const char *kConnectFailed = "connect failed";
 inline constexpr const char *kBadOffer = "peer sent an invalid offer";
 inline constexpr const char *kHandedOver = "handed to a program that cannot see the rings (exec)";
+inline constexpr const char *kOptionNeedsKernel =
+    "moved to kernel TCP: a socket option the fast path cannot honour";
+inline constexpr const char *kUrgentData = "moved to kernel TCP: urgent data (MSG_OOB)";
+inline constexpr const char *kSplice = "moved to kernel TCP: splice from a pipe";
+inline constexpr const char *kPeerMoved = "moved to kernel TCP by the peer";
 }  // namespace reason
 
 struct Socket {
@@ -50,6 +55,9 @@ struct Socket {
 
   const int family;
   std::atomic<bool> opted_in{false};
+  // Opted in through the explicit API (not transparent mode): what the fast path cannot honour
+  // fails with EOPNOTSUPP instead of moving the connection to kernel TCP.
+  std::atomic<bool> opted_in_explicitly{false};
   std::atomic<bool> nonblocking{false};
   std::atomic<Path> path{Path::kUndecided};
   // Set once, before path becomes kFast; lives as long as the Socket.
@@ -71,6 +79,7 @@ struct Socket {
   std::vector<uint8_t> early_bytes;  // sent while pending, before the Offer arrived
   std::unique_ptr<FastConnection> fast_owner;
   bool close_deferred = false;  // closed with calls in flight; kept_fd holds the kernel socket
+  const char *kernel_wanted = nullptr;  // set while connecting: take kernel TCP when it ends
   // The program's own settings, kept where the kernel's copy is not the whole story.
   struct timeval recv_timeout = {0, 0};
   struct timeval send_timeout = {0, 0};

@@ -22,6 +22,7 @@
 #include "socket/address.h"
 #include "socket/config.h"
 #include "socket/fd_table.h"
+#include "socket/option_table.h"
 #include "sys/owned_fds.h"
 #include "sys/real_calls.h"
 
@@ -190,6 +191,11 @@ int TimevalMs(const struct timeval &timeout) {
 // The connection is established: read the listener's marker. Caller holds the mutex.
 void FinishConnect(Socket &socket, int fd) {
   rendezvous::RestoreClientMarker(fd, socket.family, socket.program_ttl, socket.program_hops);
+  if (socket.kernel_wanted != nullptr) {
+    // The program asked for something only kernel TCP does while the handshake ran.
+    AbandonPending(socket, fd, socket.kernel_wanted);
+    return;
+  }
   if (!rendezvous::ListenerMarkerSeen(fd)) {
     CloseRendezvous(socket);
     DecideKernel(socket, reason::kListenerNotOptedIn);
@@ -375,6 +381,18 @@ size_t IovLength(const struct msghdr *message) {
 
 // Copies up to `room` bytes of the message, starting `skip` bytes in, to `out`.
 size_t AppendFromIov(const struct msghdr *message, size_t skip, size_t room,
+                     std::vector<uint8_t> &out);
+
+// `done` bytes of the message went out already; the rest goes on the kernel connection.
+ssize_t SendRestToKernel(int kernel_fd, const struct msghdr *message, size_t done, int flags) {
+  std::vector<uint8_t> rest;
+  AppendFromIov(message, done, IovLength(message) - done, rest);
+  const ssize_t n = Real().send(kernel_fd, rest.data(), rest.size(), flags);
+  return static_cast<ssize_t>(done + (n > 0 ? static_cast<size_t>(n) : 0));
+}
+
+// Copies up to `room` bytes of the message, starting `skip` bytes in, to `out`.
+size_t AppendFromIov(const struct msghdr *message, size_t skip, size_t room,
                      std::vector<uint8_t> &out) {
   size_t copied = 0;
   for (size_t i = 0; i < message->msg_iovlen && copied < room; ++i) {
@@ -495,6 +513,60 @@ void MoveToKernel(Socket &socket, int fd) {
   if (socket.path.load(std::memory_order_relaxed) == Path::kFast) {
     socket.fast.load(std::memory_order_relaxed)->MoveToKernel();
     DecideKernel(socket, reason::kHandedOver);
+  }
+}
+
+bool WouldBeFast(Socket &socket) {
+  switch (socket.path.load(std::memory_order_acquire)) {
+    case Path::kFast:
+      return !socket.fast.load(std::memory_order_acquire)->WritesGoToKernel();
+    case Path::kPending:
+    case Path::kConnecting:
+      return true;
+    case Path::kListening: {
+      std::lock_guard<std::mutex> guard(socket.mutex);
+      return socket.channel != nullptr;
+    }
+    case Path::kUndecided:
+      return socket.opted_in.load(std::memory_order_relaxed);
+    default:
+      return false;
+  }
+}
+
+void GoKernel(Socket &socket, int fd, const char *why) {
+  std::lock_guard<std::mutex> guard(socket.mutex);
+  switch (socket.path.load(std::memory_order_relaxed)) {
+    case Path::kUndecided:
+      socket.opted_in.store(false, std::memory_order_relaxed);
+      socket.fallback_reason = why;
+      break;
+    case Path::kListening:
+      // Connections not yet accepted find no channel and take kernel TCP at once.
+      DisableListener(socket, fd);
+      socket.opted_in.store(false, std::memory_order_relaxed);
+      socket.fallback_reason = why;
+      break;
+    case Path::kConnecting:
+      socket.kernel_wanted = why;
+      break;
+    case Path::kPending:
+      if (ResolvePending(socket, fd, -1) == Resolve::kStillPending) {
+        AbandonPending(socket, fd, why);
+        break;
+      }
+      if (socket.path.load(std::memory_order_relaxed) != Path::kFast) break;
+      [[fallthrough]];
+    case Path::kFast: {
+      FastConnection *fast = socket.fast.load(std::memory_order_relaxed);
+      if (fast->WritesGoToKernel() && socket.fallback_reason != reason::kNone) break;
+      fast->SwitchToKernel();
+      socket.fallback_reason = why;
+      Log(LogLevel::kInfo, "%s", why);
+      break;
+    }
+    default:
+      break;
   }
 }
 
@@ -638,6 +710,8 @@ int Accept(int fd, struct sockaddr *address, socklen_t *length, int flags) {
     accepted->program_rcvbuf = listener->program_rcvbuf;
     accepted->opted_in.store(listener->opted_in.load(std::memory_order_relaxed),
                              std::memory_order_relaxed);
+    accepted->opted_in_explicitly.store(
+        listener->opted_in_explicitly.load(std::memory_order_relaxed), std::memory_order_relaxed);
   }
   {
     std::lock_guard<std::mutex> guard(accepted->mutex);
@@ -688,11 +762,18 @@ ssize_t Send(int fd, const struct msghdr *message, int flags) {
   for (;;) {
     switch (socket->path.load(std::memory_order_acquire)) {
       case Path::kFast: {
-        if ((flags & MSG_OOB) != 0) {
-          errno = EOPNOTSUPP;
-          return -1;
-        }
         FastConnection *fast = socket->fast.load(std::memory_order_acquire);
+        if ((flags & MSG_OOB) != 0 && sent_early == 0) {
+          // Urgent data exists only on kernel TCP. Transparent mode moves the connection there
+          // first (the urgent byte then follows every byte sent before it).
+          if (socket->opted_in_explicitly.load(std::memory_order_relaxed) &&
+              !fast->WritesGoToKernel()) {
+            errno = EOPNOTSUPP;
+            return -1;
+          }
+          GoKernel(*socket, fd, reason::kUrgentData);
+          return Real().sendmsg(in_flight.kernel_fd(), message, flags);
+        }
         SendCall call;
         call.nonblocking =
             socket->nonblocking.load(std::memory_order_relaxed) || (flags & MSG_DONTWAIT) != 0;
@@ -700,6 +781,12 @@ ssize_t Send(int fd, const struct msghdr *message, int flags) {
         if (sent_early == 0) {
           Result<size_t> sent =
               fast->Send(in_flight.kernel_fd(), message->msg_iov, message->msg_iovlen, call);
+          if (sent.ok() && !call.nonblocking && sent.value() < IovLength(message) &&
+              fast->WritesGoToKernel()) {
+            // The connection moved to kernel TCP during this blocking call: the rest goes
+            // there, as one blocking TCP send would have taken it all.
+            return SendRestToKernel(in_flight.kernel_fd(), message, sent.value(), flags);
+          }
           if (sent.ok()) return static_cast<ssize_t>(sent.value());
           if (sent.error() == kUseKernel) {
             return Real().sendmsg(in_flight.kernel_fd(), message, flags);
@@ -779,11 +866,14 @@ ssize_t Recv(int fd, struct msghdr *message, int flags) {
       case Path::kFast: {
         if ((flags & MSG_ERRQUEUE) != 0)
           return Real().recvmsg(in_flight.kernel_fd(), message, flags);
+        FastConnection *fast = socket->fast.load(std::memory_order_acquire);
         if ((flags & MSG_OOB) != 0) {
+          // Urgent data comes only on kernel TCP, and only once the connection moved there.
+          if (fast->WritesGoToKernel())
+            return Real().recvmsg(in_flight.kernel_fd(), message, flags);
           errno = EINVAL;  // as TCP says when no urgent byte is waiting
           return -1;
         }
-        FastConnection *fast = socket->fast.load(std::memory_order_acquire);
         RecvCall call;
         call.nonblocking =
             socket->nonblocking.load(std::memory_order_relaxed) || (flags & MSG_DONTWAIT) != 0;
@@ -855,6 +945,19 @@ ssize_t Recv(int fd, struct msghdr *message, int flags) {
 int SetSockOpt(int fd, int level, int name, const void *value, socklen_t length) {
   std::shared_ptr<Socket> socket = Table().Get(fd);
   if (!socket || value == nullptr) return Real().setsockopt(fd, level, name, value, length);
+  if (ClassOf(level, name) == OptionClass::kNeedsKernel && WouldBeFast(*socket)) {
+    const OptionInfo *info = FindOption(level, name);
+    if (socket->opted_in_explicitly.load(std::memory_order_relaxed)) {
+      Log(LogLevel::kInfo, "setsockopt(%s): not supported on the fast path",
+          info != nullptr ? info->option_name : "unknown option");
+      errno = EOPNOTSUPP;
+      return -1;
+    }
+    // Before the option takes effect: the kernel applies it to kernel TCP alone.
+    Log(LogLevel::kInfo, "setsockopt(%s, %s): %s", info != nullptr ? info->level_name : "?",
+        info != nullptr ? info->option_name : "unknown option", reason::kOptionNeedsKernel);
+    GoKernel(*socket, fd, reason::kOptionNeedsKernel);
+  }
   std::lock_guard<std::mutex> guard(socket->mutex);
   const Path path = socket->path.load(std::memory_order_relaxed);
   int int_value = 0;
@@ -883,8 +986,12 @@ int SetSockOpt(int fd, int level, int name, const void *value, socklen_t length)
     }
     return ret;
   }
-  if ((name == SO_RCVTIMEO || name == SO_SNDTIMEO) && length >= sizeof(struct timeval)) {
-    std::memcpy(name == SO_RCVTIMEO ? &socket->recv_timeout : &socket->send_timeout, value,
+  // SO_*TIMEO_NEW take a struct __kernel_sock_timeval: two 64-bit fields, as timeval here.
+  static_assert(sizeof(struct timeval) == 16 && sizeof(time_t) == 8);
+  const bool receive_timeout = name == SO_RCVTIMEO || name == SO_RCVTIMEO_NEW;
+  const bool send_timeout = name == SO_SNDTIMEO || name == SO_SNDTIMEO_NEW;
+  if ((receive_timeout || send_timeout) && length >= sizeof(struct timeval)) {
+    std::memcpy(receive_timeout ? &socket->recv_timeout : &socket->send_timeout, value,
                 sizeof(struct timeval));
   } else if (name == SO_RCVBUF || name == SO_RCVBUFFORCE) {
     socket->program_rcvbuf = int_value;
@@ -966,6 +1073,7 @@ int SetFastPath(int fd, bool enable) {
         return -1;
       }
       socket->opted_in.store(enable, std::memory_order_relaxed);
+      socket->opted_in_explicitly.store(enable, std::memory_order_relaxed);
       return 0;
     }
     case Path::kListening:
@@ -974,6 +1082,7 @@ int SetFastPath(int fd, bool enable) {
         return -1;
       }
       socket->opted_in.store(enable, std::memory_order_relaxed);
+      socket->opted_in_explicitly.store(enable, std::memory_order_relaxed);
       if (enable && !socket->channel) EnableListener(*socket, fd);
       if (!enable) DisableListener(*socket, fd);
       return 0;
@@ -995,7 +1104,8 @@ int PathOf(int fd) {
   MakeProgress(*socket, fd);
   switch (socket->path.load(std::memory_order_acquire)) {
     case Path::kFast:
-      return LOOPFAST_PATH_FAST;
+      return socket->fast.load(std::memory_order_acquire)->WritesGoToKernel() ? LOOPFAST_PATH_KERNEL
+                                                                              : LOOPFAST_PATH_FAST;
     case Path::kKernel:
     case Path::kPending:
       return LOOPFAST_PATH_KERNEL;
@@ -1008,6 +1118,10 @@ const char *FallbackReason(int fd) {
   std::shared_ptr<Socket> socket = Table().Get(fd);
   if (!socket) return "";
   std::lock_guard<std::mutex> guard(socket->mutex);
+  FastConnection *fast = socket->fast.load(std::memory_order_acquire);
+  if (socket->fallback_reason == reason::kNone && fast != nullptr && fast->WritesGoToKernel()) {
+    return reason::kPeerMoved;
+  }
   return socket->fallback_reason;
 }
 

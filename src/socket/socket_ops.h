@@ -68,6 +68,13 @@ void ForgetEpollRange(int first, int last);
 // `copy` names the same epoll instance as `epfd`.
 void AliasEpoll(int epfd, int copy);
 
+// Transparent mode's answer to what the fast path cannot do: from now on this socket is kernel
+// TCP (a fast connection switches mid-stream, keeping every byte; a listener stops offering
+// the fast path; a socket not yet connected will not take it). `why` is a reason:: string.
+void GoKernel(Socket &socket, int fd, const char *why);
+// True while the socket is fast, or may still become fast.
+bool WouldBeFast(Socket &socket);
+
 // Explicit API: turn the switch on or off (after validating like loopfast_ioctl).
 int SetFastPath(int fd, bool enable);
 // LOOPFAST_PATH_* of a descriptor, and why it is not fast.
