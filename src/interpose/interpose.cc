@@ -13,6 +13,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -224,6 +225,39 @@ LOOPFAST_EXPORT ssize_t __recvfrom_chk(int fd, void *buffer, size_t length, size
                                        int flags, sockaddr *address, socklen_t *address_length) {
   if (length > buffer_length) __builtin_trap();
   return RecvFrom(fd, buffer, length, flags, address, address_length);
+}
+
+LOOPFAST_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count) {
+  if (!ops::IsTracked(out_fd)) return Real().sendfile(out_fd, in_fd, offset, count);
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::SendFile(out_fd, in_fd, offset, count));
+}
+
+// The same function under its large-file name (off64_t is off_t on 64-bit Linux).
+LOOPFAST_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off_t *offset, size_t count) {
+  return sendfile(out_fd, in_fd, offset, count);
+}
+
+LOOPFAST_EXPORT ssize_t splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out,
+                               size_t length, unsigned flags) {
+  if (!ops::IsTracked(fd_in) && !ops::IsTracked(fd_out)) {
+    return Real().splice(fd_in, off_in, fd_out, off_out, length, flags);
+  }
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::Splice(fd_in, off_in, fd_out, off_out, length, flags));
+}
+
+LOOPFAST_EXPORT int sendmmsg(int fd, mmsghdr *messages, unsigned count, int flags) {
+  if (!ops::IsTracked(fd)) return Real().sendmmsg(fd, messages, count, flags);
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::SendMany(fd, messages, count, flags));
+}
+
+LOOPFAST_EXPORT int recvmmsg(int fd, mmsghdr *messages, unsigned count, int flags,
+                             timespec *timeout) {
+  if (!ops::IsTracked(fd)) return Real().recvmmsg(fd, messages, count, flags, timeout);
+  ErrnoKeeper keeper;
+  return keeper.Done(ops::RecvMany(fd, messages, count, flags));
 }
 
 LOOPFAST_EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t length) {

@@ -40,6 +40,14 @@ void CloseFrom(int first);
 // `copy` is a new descriptor for the same open file as `fd` (dup, F_DUPFD).
 void ShareDescriptor(int fd, int copy);
 
+// transfer_ops.cc: sendfile (emulated through the rings), splice (emulated out of a fast socket;
+// into one it moves the connection to kernel TCP first), sendmmsg and recvmmsg.
+ssize_t SendFile(int out_fd, int in_fd, off_t *offset, size_t count);
+ssize_t Splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t length,
+               unsigned flags);
+int SendMany(int fd, struct mmsghdr *messages, unsigned count, int flags);
+int RecvMany(int fd, struct mmsghdr *messages, unsigned count, int flags);
+
 // exec and spawn (descriptor_ops.cc). A socket that a new program image will hold, but whose
 // rings it cannot see, moves to kernel TCP with every byte first (FastConnection::MoveToKernel):
 // the ones without FD_CLOEXEC, and for spawn the ones its file actions dup2.

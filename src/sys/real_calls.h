@@ -4,11 +4,13 @@
 #ifndef LOOPFAST_SYS_REAL_CALLS_H_
 #define LOOPFAST_SYS_REAL_CALLS_H_
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>

@@ -28,6 +28,16 @@
   X(ssize_t, write, (int fd, const void *buf, size_t len), (fd, buf, len))                         \
   X(ssize_t, readv, (int fd, const struct iovec *iov, int count), (fd, iov, count))                \
   X(ssize_t, writev, (int fd, const struct iovec *iov, int count), (fd, iov, count))               \
+  X(ssize_t, sendfile, (int out_fd, int in_fd, off_t *offset, size_t count),                       \
+    (out_fd, in_fd, offset, count))                                                                \
+  X(ssize_t, splice,                                                                               \
+    (int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len, unsigned flags),          \
+    (fd_in, off_in, fd_out, off_out, len, flags))                                                  \
+  X(int, sendmmsg, (int fd, struct mmsghdr *msgs, unsigned count, int flags),                      \
+    (fd, msgs, count, flags))                                                                      \
+  X(int, recvmmsg,                                                                                 \
+    (int fd, struct mmsghdr *msgs, unsigned count, int flags, struct timespec *timeout),           \
+    (fd, msgs, count, flags, timeout))                                                             \
   X(int, setsockopt, (int fd, int level, int name, const void *val, socklen_t len),                \
     (fd, level, name, val, len))                                                                   \
   X(int, getsockopt, (int fd, int level, int name, void *val, socklen_t *len),                     \
