@@ -5,6 +5,7 @@
 //
 // errno: a call that succeeds leaves errno as it found it, as libc does; a call that fails sets
 // the errno the socket layer (or the real call) chose.
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -15,6 +16,7 @@
 #include <sys/select.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -225,6 +227,46 @@ LOOPFAST_EXPORT ssize_t __recvfrom_chk(int fd, void *buffer, size_t length, size
                                        int flags, sockaddr *address, socklen_t *address_length) {
   if (length > buffer_length) __builtin_trap();
   return RecvFrom(fd, buffer, length, flags, address, address_length);
+}
+
+// syscall(2) itself: a program (or a library such as liburing) that sets up an io_uring this
+// way will move bytes without libc; its sockets take kernel TCP. Six arguments are read, as
+// glibc's own syscall() does; the rest pass through untouched.
+LOOPFAST_EXPORT long syscall(long number, ...) {
+  va_list args;
+  va_start(args, number);
+  long a[6];
+  for (long &argument : a) argument = va_arg(args, long);
+  va_end(args);
+  const long ret = Real().syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+  if (number == SYS_io_uring_setup && ret >= 0) {
+    ErrnoKeeper keeper;
+    ops::NoteIoUring();
+    return keeper.Done(ret);
+  }
+  return ret;
+}
+
+// liburing's set-up calls, for programs that link liburing dynamically (it makes the system
+// call itself, not through syscall()). Absent liburing, these are never called.
+namespace {
+template <typename... Args>
+int LiburingSetUp(const char *name, Args... args) {
+  using SetUp = int (*)(Args...);
+  auto real = reinterpret_cast<SetUp>(dlsym(RTLD_NEXT, name));
+  if (real == nullptr) return -ENOSYS;
+  const int ret = real(args...);
+  if (ret == 0) ops::NoteIoUring();
+  return ret;
+}
+}  // namespace
+
+LOOPFAST_EXPORT int io_uring_queue_init(unsigned entries, void *ring, unsigned flags) {
+  return LiburingSetUp("io_uring_queue_init", entries, ring, flags);
+}
+
+LOOPFAST_EXPORT int io_uring_queue_init_params(unsigned entries, void *ring, void *params) {
+  return LiburingSetUp("io_uring_queue_init_params", entries, ring, params);
 }
 
 LOOPFAST_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count) {

@@ -361,8 +361,8 @@ FastConnection::Look FastConnection::LookNow() const {
   look.in_ended =
       (peer_flags & (kSideWriteShut | kSideRingDone)) != 0 || left || (own & kOwnReadEnded) != 0;
   // The peer switched: this end's next send follows it to the kernel connection.
-  look.out_ended = (own & kOwnWriteEnded) != 0 ||
-                   (peer_flags & (kSideClosed | kSideRingDone)) != 0 || left;
+  look.out_ended =
+      (own & kOwnWriteEnded) != 0 || (peer_flags & (kSideClosed | kSideRingDone)) != 0 || left;
   const uint64_t readable = rx_.FillLevel();
   look.corrupt = !moving && (tx_.Window() == 0 || rx_.Window() == 0);
   // Once moving, what is left in the ring is the peer's to hand to the kernel connection.

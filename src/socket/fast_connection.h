@@ -124,6 +124,10 @@ class FastConnection {
   // TCP, and this end's sends take the kernel connection.
   bool WritesGoToKernel() const;
 
+  // A send on the kernel connection found it full (after a move): the next writable state is
+  // a new edge for edge-triggered watchers, as after a full ring.
+  void NoteKernelFull() { no_space_.fetch_add(1, std::memory_order_release); }
+
   // fork: one more process holds this end (or, the fork failed, one less).
   void AddHolder();
   void DropHolder();

@@ -191,7 +191,6 @@ TEST(FastConnectionTest, TimeoutAndNonBlockingMatchTcp) {
   EXPECT_EQ(sent.error(), EAGAIN);
 }
 
-
 // ---- Moving to kernel TCP while both programs go on (SwitchToKernel) ----
 
 uint8_t StreamByte(int direction, uint64_t i) { return uint8_t((i * 131 + direction * 7) % 251); }

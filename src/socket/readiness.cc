@@ -5,6 +5,7 @@
 #include "socket/fast_connection.h"
 #include "socket/socket_ops.h"
 #include "sys/real_calls.h"
+#include "sys/tcp_counters.h"
 
 namespace loopfast::readiness {
 namespace {
@@ -51,6 +52,7 @@ State Look(Socket &socket, int fd, short wanted) {
       state.in_sequence = look.in_sequence;
       state.in_consumed = look.in_consumed;
       state.no_space = look.no_space;
+      if (look.in_ended) state.kernel_in = sys::KernelBytesReceived(fd);
       short events = 0;
       if (look.corrupt) {
         // A recv or send reports it (ECONNRESET); make sure one is made.
@@ -99,13 +101,16 @@ bool EdgeFired(const State &now, EdgeMemory *memory) {
     const bool input_again = (now.all_events & POLLIN) != 0 &&
                              now.in_sequence != memory->in_sequence &&
                              now.in_consumed >= memory->in_sequence;
+    const bool kernel_input_again =
+        (now.all_events & POLLIN) != 0 && now.kernel_in != memory->kernel_in;
     const bool output_again = (now.all_events & POLLOUT) != 0 && now.no_space != memory->no_space;
-    fired = rising != 0 || input_again || output_again;
+    fired = rising != 0 || input_again || kernel_input_again || output_again;
   }
   memory->looked = true;
   memory->all_events = now.all_events;
   memory->in_sequence = now.in_sequence;
   memory->no_space = now.no_space;
+  memory->kernel_in = now.kernel_in;
   return fired && now.events != 0;
 }
 

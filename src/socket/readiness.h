@@ -33,6 +33,9 @@ struct State {
   uint64_t in_sequence = 0;
   uint64_t in_consumed = 0;
   uint64_t no_space = 0;
+  // Bytes the kernel connection ever received, once input comes from it (a moved connection):
+  // each arrival is a new edge, as on kernel TCP.
+  uint64_t kernel_in = 0;
 };
 
 // What an edge-triggered watcher remembers between looks.
@@ -41,6 +44,7 @@ struct EdgeMemory {
   short all_events = 0;
   uint64_t in_sequence = 0;
   uint64_t no_space = 0;
+  uint64_t kernel_in = 0;
 };
 
 // True when `now` is a new edge after `memory` (then updated), as kernel TCP raises them:

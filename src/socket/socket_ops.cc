@@ -23,6 +23,7 @@
 #include "socket/config.h"
 #include "socket/fd_table.h"
 #include "socket/option_table.h"
+#include "socket/policy.h"
 #include "sys/owned_fds.h"
 #include "sys/real_calls.h"
 
@@ -39,6 +40,10 @@ constexpr int kOfferPatienceMs = 2000;
 
 FdTable &Table() { return FdTable::Instance(); }
 const sys::RealCalls &Real() { return sys::Real(); }
+
+// Set once the process has set up an io_uring: its operations bypass libc, and so loopfast.
+std::atomic<bool> io_uring_seen{false};
+bool IoUringSeen() { return io_uring_seen.load(std::memory_order_relaxed); }
 
 bool IsTcpSocket(int domain, int type, int protocol) {
   return (domain == AF_INET || domain == AF_INET6) && (type & 0xf) == SOCK_STREAM &&
@@ -256,6 +261,23 @@ uint16_t BoundPort(int fd) {
 // Makes a listening socket fast-capable: marker first, then the channel; kernel listen is the
 // caller's. Caller holds the mutex.
 void EnableListener(Socket &socket, int fd) {
+  if (IoUringSeen()) {
+    socket.fallback_reason = reason::kIoUring;
+    return;
+  }
+  {
+    // The bound address and port (a wildcard address is checked per connection at accept).
+    struct sockaddr_storage bound {};
+    socklen_t bound_length = sizeof bound;
+    if (getsockname(fd, reinterpret_cast<struct sockaddr *>(&bound), &bound_length) == 0) {
+      if (const char *denied = PolicyDenies(
+              GetPolicy(), reinterpret_cast<struct sockaddr *>(&bound), bound_length)) {
+        socket.fallback_reason = denied;
+        Log(LogLevel::kInfo, "listener stays on kernel TCP: %s", denied);
+        return;
+      }
+    }
+  }
   uint16_t port = BoundPort(fd);
   if (port == 0) {
     // listen() would bind a wildcard ephemeral port; do it first so the marker and channel
@@ -297,6 +319,24 @@ void DisableListener(Socket &socket, int fd) {
   socket.channel.reset();
 }
 
+// The policy's answer for an accepted connection: its local end (the address the client
+// dialled) and its remote end both count.
+const char *AcceptedDenied(int fd) {
+  struct sockaddr_storage address {};
+  socklen_t length = sizeof address;
+  if (getsockname(fd, reinterpret_cast<struct sockaddr *>(&address), &length) == 0) {
+    if (const char *denied =
+            PolicyDenies(GetPolicy(), reinterpret_cast<struct sockaddr *>(&address), length)) {
+      return denied;
+    }
+  }
+  length = sizeof address;
+  if (getpeername(fd, reinterpret_cast<struct sockaddr *>(&address), &length) == 0) {
+    return PolicyDenies(GetPolicy(), reinterpret_cast<struct sockaddr *>(&address), length);
+  }
+  return nullptr;
+}
+
 // The server half of the rendezvous for a freshly accepted socket.
 void RendezvousAccepted(Socket &accepted, int fd, rendezvous::ListenerChannel &channel) {
   if (!rendezvous::ClientMarkerSeen(fd)) {
@@ -306,6 +346,14 @@ void RendezvousAccepted(Socket &accepted, int fd, rendezvous::ListenerChannel &c
   Result<rendezvous::FoundHello> found = channel.FindHello(fd, kFindHelloTimeoutMs);
   if (!found.ok()) {
     DecideKernel(accepted, found.error() == EACCES ? reason::kOtherUser : reason::kRendezvousLost);
+    return;
+  }
+  if (const char *denied = AcceptedDenied(fd)) {
+    const rendezvous::Reject reject = {rendezvous::MakeHeader(Kind::kReject),
+                                       rendezvous::RejectReason::kPolicy, 0};
+    (void)rendezvous::SendMessage(found.value().channel_fd, &reject, sizeof reject, nullptr, 0);
+    rendezvous::CloseAll(&found.value().channel_fd, 1);
+    DecideKernel(accepted, denied);
     return;
   }
   const uint32_t wanted_rx = found.value().hello.rx_capacity;
@@ -516,6 +564,17 @@ void MoveToKernel(Socket &socket, int fd) {
   }
 }
 
+void NoteIoUring() {
+  if (io_uring_seen.exchange(true)) return;
+  Log(LogLevel::kInfo, "io_uring set up: every socket of this process takes kernel TCP");
+  std::vector<std::pair<int, std::shared_ptr<Socket>>> sockets;
+  Table().ForEach(
+      [&](int fd, const std::shared_ptr<Socket> &socket) { sockets.emplace_back(fd, socket); });
+  for (auto &[fd, socket] : sockets) {
+    if (WouldBeFast(*socket)) GoKernel(*socket, fd, reason::kIoUring);
+  }
+}
+
 bool WouldBeFast(Socket &socket) {
   switch (socket.path.load(std::memory_order_acquire)) {
     case Path::kFast:
@@ -620,6 +679,10 @@ int Connect(int fd, const struct sockaddr *address, socklen_t length) {
     plain_reason = reason::kDisabled;
   } else if (!IsLoopback(address, length)) {
     plain_reason = reason::kNotLoopback;
+  } else if (IoUringSeen()) {
+    plain_reason = reason::kIoUring;
+  } else if (const char *denied = PolicyDenies(GetPolicy(), address, length)) {
+    plain_reason = denied;
   }
   int channel = -1;
   if (plain_reason == nullptr) {
@@ -699,11 +762,14 @@ int Accept(int fd, struct sockaddr *address, socklen_t *length, int flags) {
   if (accepted_fd < 0 || !listener) return accepted_fd;
   const int saved_errno = errno;
   std::shared_ptr<rendezvous::ListenerChannel> channel;
+  const char *listener_reason = reason::kListenerNotOptedIn;
   auto accepted = NewSocket(listener->family, (flags & SOCK_NONBLOCK) != 0);
   {
     std::lock_guard<std::mutex> guard(listener->mutex);
     listener->has_accepted = true;
     channel = listener->channel;
+    // Why the listener offers no fast path (policy, an option) is why its connections do not.
+    if (listener->fallback_reason != reason::kNone) listener_reason = listener->fallback_reason;
     // The kernel copies these to the accepted socket; so do we.
     accepted->recv_timeout = listener->recv_timeout;
     accepted->send_timeout = listener->send_timeout;
@@ -718,7 +784,7 @@ int Accept(int fd, struct sockaddr *address, socklen_t *length, int flags) {
     if (channel) {
       RendezvousAccepted(*accepted, accepted_fd, *channel);
     } else {
-      DecideKernel(*accepted, reason::kListenerNotOptedIn);
+      DecideKernel(*accepted, listener_reason);
     }
   }
   Table().Set(accepted_fd, accepted);
@@ -789,7 +855,9 @@ ssize_t Send(int fd, const struct msghdr *message, int flags) {
           }
           if (sent.ok()) return static_cast<ssize_t>(sent.value());
           if (sent.error() == kUseKernel) {
-            return Real().sendmsg(in_flight.kernel_fd(), message, flags);
+            const ssize_t n = Real().sendmsg(in_flight.kernel_fd(), message, flags);
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) fast->NoteKernelFull();
+            return n;
           }
           errno = sent.error();
           return -1;

@@ -80,6 +80,9 @@ void AliasEpoll(int epfd, int copy);
 // TCP (a fast connection switches mid-stream, keeping every byte; a listener stops offering
 // the fast path; a socket not yet connected will not take it). `why` is a reason:: string.
 void GoKernel(Socket &socket, int fd, const char *why);
+// The process set up an io_uring (its operations never pass through libc): every socket moves
+// to kernel TCP, and new ones take it.
+void NoteIoUring();
 // True while the socket is fast, or may still become fast.
 bool WouldBeFast(Socket &socket);
 

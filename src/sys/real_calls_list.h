@@ -70,6 +70,8 @@
      const sigset_t *sigmask),                                                                     \
     (epfd, events, max, timeout, sigmask))                                                         \
   X(void, closefrom, (int first), (first))                                                         \
+  X(long, syscall, (long number, long a1, long a2, long a3, long a4, long a5, long a6),            \
+    (number, a1, a2, a3, a4, a5, a6))                                                              \
   X(pid_t, fork, (void), ())                                                                       \
   X(int, execve, (const char *path, char *const *argv, char *const *envp), (path, argv, envp))     \
   X(int, execvp, (const char *file, char *const *argv), (file, argv))                              \

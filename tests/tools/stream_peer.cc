@@ -1,23 +1,27 @@
 // A plain program (it does not link loopfast) for transparent-mode tests: run it under
 // LD_PRELOAD=libloopfast.so LOOPFAST_DEFAULT=1, as `loopfast run` does.
 //
-//   stream_peer listen [OPTIONS]       prints "port N", accepts one connection
+//   stream_peer listen [OPTIONS]       prints "port N", accepts one connection (--port N: on N)
 //   stream_peer connect PORT [OPTIONS]
 // Options:
 //   --bytes N        bytes each way (default 1 MiB); both directions stream at once
 //   --loop poll|epoll-et|blocking   how it waits (default poll)
 //   --move-at N      after N bytes sent, do --move-how (default: never)
-//   --move-how filter|rcvlowat|oob|splice
+//   --move-how filter|rcvlowat|splice|io_uring
+//   --io-uring-first yes   set up an io_uring before the connection exists
+// Exits 77 when this kernel refuses io_uring.
 // Prints one line: "ok sent=N received=N before=PATH after=PATH reason=..." and exits 0, or
 // "FAIL ..." and exits 1. Every received byte is checked against the peer's pattern.
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <linux/filter.h>
+#include <linux/io_uring.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -39,6 +43,16 @@ uint8_t PatternByte(int seed, uint64_t i) {
   std::printf("FAIL %s (errno %d %s)\n", what.c_str(), errno, std::strerror(errno));
   std::fflush(stdout);
   std::exit(1);
+}
+
+// Sets up an io_uring through syscall(2), as liburing-less programs do; it is left open.
+void SetUpIoUring() {
+  io_uring_params params = {};
+  if (syscall(SYS_io_uring_setup, 4, &params) < 0) {
+    std::printf("io_uring unavailable (errno %d %s)\n", errno, std::strerror(errno));
+    std::fflush(stdout);
+    std::exit(77);
+  }
 }
 
 // loopfast's own answer, when the library is loaded; "none" otherwise.
@@ -68,6 +82,8 @@ struct Options {
   std::string loop = "poll";
   uint64_t move_at = 0;
   std::string move_how = "filter";
+  bool io_uring_first = false;
+  uint16_t port = 0;
 };
 
 struct Stream {
@@ -94,6 +110,8 @@ struct Stream {
     } else if (options.move_how == "rcvlowat") {
       const int one = 1;
       if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one) != 0) Fail("SO_RCVLOWAT");
+    } else if (options.move_how == "io_uring") {
+      SetUpIoUring();
     } else if (options.move_how == "splice") {
       // The next 4 KiB of the stream go through a pipe and splice.
       int pipe_fds[2];
@@ -231,16 +249,24 @@ int main(int argc, char **argv) {
       options.move_at = std::strtoull(value.c_str(), nullptr, 10);
     } else if (name == "--move-how") {
       options.move_how = value;
+    } else if (name == "--port") {
+      options.port = static_cast<uint16_t>(std::atoi(value.c_str()));
+    } else if (name == "--io-uring-first") {
+      options.io_uring_first = value == "yes";
     } else {
       Fail("unknown option " + name);
     }
   }
+  if (options.io_uring_first) SetUpIoUring();
   sockaddr_in address = {};
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   int fd;
   if (listening) {
+    address.sin_port = htons(options.port);
     const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int one = 1;
+    setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (listener < 0 || bind(listener, reinterpret_cast<sockaddr *>(&address), sizeof address) ||
         listen(listener, 8) != 0) {
       Fail("listen");

@@ -1,0 +1,67 @@
+// Starting tests/tools/stream_peer (a plain program that does not link loopfast) as a separate
+// process under LD_PRELOAD, as `loopfast run` does, and reading what it reports.
+#ifndef LOOPFAST_TESTS_PEER_PROCESS_H_
+#define LOOPFAST_TESTS_PEER_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace loopfast::test {
+
+// One stream_peer process and the lines it prints.
+class Peer {
+ public:
+  // `etc_upper`: when set, the program runs in its own mount namespace where that directory's
+  // upper/ files (a loopfast.conf) lie over /etc (an overlay; work/ beside it), so a host
+  // policy can be tested without touching the host's /etc.
+  Peer(const std::vector<std::string> &args, const std::vector<std::string> &environment,
+       const std::string &etc_upper = "");
+  ~Peer();
+  Peer(const Peer &) = delete;
+  Peer &operator=(const Peer &) = delete;
+
+  // The next line it prints ("" at its end; the peer ends itself after 60 s).
+  std::string Line();
+  // Its exit status (128 + signal when killed).
+  int Wait();
+
+ private:
+  pid_t pid_ = -1;
+  FILE *output_ = nullptr;
+};
+
+// "ok sent=1 received=2 before=fast ..." → {"ok": "", "sent": "1", ...}; reason= takes the rest.
+std::map<std::string, std::string> Fields(const std::string &line);
+
+inline const std::vector<std::string> kTransparent = {"LOOPFAST_DEFAULT=1"};
+
+// How one side is started: its stream_peer options, environment, and /etc overlay.
+struct Side {
+  std::vector<std::string> options;
+  std::vector<std::string> environment = kTransparent;
+  std::string etc_upper;
+};
+
+struct Outcome {
+  std::map<std::string, std::string> server, client;
+  std::string server_line, client_line;
+  int server_status = -1, client_status = -1;
+};
+
+// A server and a client, one connection, both directions streamed; fails the test unless both
+// report "ok".
+Outcome RunSides(const Side &server, const Side &client);
+Outcome RunPair(const std::vector<std::string> &server_options,
+                const std::vector<std::string> &client_options);
+
+// Both sides sent and received `bytes`, every one checked, and exited 0.
+void ExpectWholeStreams(const Outcome &outcome, uint64_t bytes);
+
+}  // namespace loopfast::test
+
+#endif  // LOOPFAST_TESTS_PEER_PROCESS_H_
