@@ -11,7 +11,8 @@
 namespace loopfast::test {
 
 Peer::Peer(const std::vector<std::string> &args, const std::vector<std::string> &environment,
-           const std::string &etc_upper) {
+           const std::string &etc_upper, const std::vector<std::string> &launcher,
+           bool preload_library) {
   int out[2];
   EXPECT_EQ(pipe2(out, O_CLOEXEC), 0);
   pid_ = fork();
@@ -20,8 +21,12 @@ Peer::Peer(const std::vector<std::string> &args, const std::vector<std::string> 
     std::vector<std::string> words;
     std::vector<std::string> env = environment;
     const std::string preload = std::string("LD_PRELOAD=") + LOOPFAST_LIBRARY;
-    if (etc_upper.empty()) {
-      env.push_back(preload);
+    if (!launcher.empty()) {
+      words.push_back(LOOPFAST_TOOL);
+      words.insert(words.end(), launcher.begin(), launcher.end());
+      words.push_back("--");
+    } else if (etc_upper.empty()) {
+      if (preload_library) env.push_back(preload);
     } else {
       words = {"/usr/bin/unshare",
                "--mount",
@@ -88,12 +93,14 @@ Outcome RunSides(const Side &server_side, const Side &client_side) {
   Outcome outcome;
   std::vector<std::string> server_args = {"listen"};
   server_args.insert(server_args.end(), server_side.options.begin(), server_side.options.end());
-  Peer server(server_args, server_side.environment, server_side.etc_upper);
+  Peer server(server_args, server_side.environment, server_side.etc_upper, server_side.launcher,
+              server_side.preload);
   const std::string port_line = server.Line();
   EXPECT_EQ(port_line.rfind("port ", 0), 0u) << port_line;
   std::vector<std::string> client_args = {"connect", port_line.substr(5)};
   client_args.insert(client_args.end(), client_side.options.begin(), client_side.options.end());
-  Peer client(client_args, client_side.environment, client_side.etc_upper);
+  Peer client(client_args, client_side.environment, client_side.etc_upper, client_side.launcher,
+              client_side.preload);
   outcome.client_line = client.Line();
   outcome.server_line = server.Line();
   outcome.client = Fields(outcome.client_line);

@@ -19,8 +19,12 @@ class Peer {
   // `etc_upper`: when set, the program runs in its own mount namespace where that directory's
   // upper/ files (a loopfast.conf) lie over /etc (an overlay; work/ beside it), so a host
   // policy can be tested without touching the host's /etc.
+  // `launcher`: when set, the program is started by `loopfast <launcher...> --` (the real
+  // tool) instead of with LD_PRELOAD in `environment`.
+  // `preload` false: a plain program, loopfast not loaded at all.
   Peer(const std::vector<std::string> &args, const std::vector<std::string> &environment,
-       const std::string &etc_upper = "");
+       const std::string &etc_upper = "", const std::vector<std::string> &launcher = {},
+       bool preload = true);
   ~Peer();
   Peer(const Peer &) = delete;
   Peer &operator=(const Peer &) = delete;
@@ -45,6 +49,8 @@ struct Side {
   std::vector<std::string> options;
   std::vector<std::string> environment = kTransparent;
   std::string etc_upper;
+  std::vector<std::string> launcher;  // e.g. {"run", "--log", "info"}: started by the tool
+  bool preload = true;                // false: loopfast not loaded at all
 };
 
 struct Outcome {

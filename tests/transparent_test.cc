@@ -3,7 +3,9 @@
 // moving a fast connection to kernel TCP mid-stream, in both directions at once, with every
 // byte checked and the event loops' wake-ups kept.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -67,6 +69,40 @@ TEST(TransparentMoveTest, AProcessThatSetsUpIoUringTakesKernelTcp) {
   ASSERT_NO_FATAL_FAILURE(ExpectWholeStreams(midway, 4 << 20));
   EXPECT_EQ(midway.client.at("before"), "fast");
   EXPECT_EQ(midway.client.at("after"), "kernel");
+}
+
+// `loopfast run` itself: both ends under it go fast; one end plain is kernel TCP (S3); its
+// options narrow; --log info gives the start-up line.
+TEST(LauncherTest, BothEndsUnderLoopfastRunGoFastAndOneEndPlainIsKernelTcp) {
+  const std::vector<std::string> bytes = {"--bytes", std::to_string(1 << 20)};
+  const std::vector<std::string> plain_environment;  // no LD_PRELOAD, no LOOPFAST_*
+  char log_name[] = "/tmp/lf-test-launcher.XXXXXX";
+  close(mkstemp(log_name));
+  const Outcome both =
+      RunSides({bytes, plain_environment, "", {"run", "--log", "info", "--log-file", log_name}},
+               {bytes, plain_environment, "", {"run"}});
+  ASSERT_NO_FATAL_FAILURE(ExpectWholeStreams(both, 1 << 20));
+  EXPECT_EQ(both.client.at("after"), "fast");
+  EXPECT_EQ(both.server.at("after"), "fast");
+  std::ifstream log(log_name);
+  std::string first_line;
+  std::getline(log, first_line);
+  unlink(log_name);
+  EXPECT_NE(first_line.find("loaded: transparent mode"), std::string::npos) << first_line;
+
+  const Outcome one_plain = RunSides({bytes, plain_environment, "", {"run"}},
+                                     {bytes, plain_environment, "", {}, /*preload=*/false});
+  ASSERT_NO_FATAL_FAILURE(ExpectWholeStreams(one_plain, 1 << 20));
+  EXPECT_EQ(one_plain.client.at("after"), "none");  // loopfast is not even loaded there
+  EXPECT_EQ(one_plain.server.at("after"), "kernel");
+
+  const Outcome excluded =
+      RunSides({bytes, plain_environment, "", {"run"}},
+               {bytes, plain_environment, "", {"run", "--exclude-port", "1-65535"}});
+  ASSERT_NO_FATAL_FAILURE(ExpectWholeStreams(excluded, 1 << 20));
+  EXPECT_EQ(excluded.client.at("after"), "kernel");
+  EXPECT_NE(excluded.client.at("reason").find("EXCLUDE"), std::string::npos)
+      << excluded.client_line;
 }
 
 TEST(TransparentMoveTest, WithoutAMoveBothEndsStayFast) {

@@ -23,6 +23,7 @@
 #include <cerrno>
 
 #include "socket/socket_ops.h"
+#include "socket/startup.h"
 #include "sys/real_calls.h"
 
 namespace {
@@ -227,6 +228,14 @@ LOOPFAST_EXPORT ssize_t __recvfrom_chk(int fd, void *buffer, size_t length, size
                                        int flags, sockaddr *address, socklen_t *address_length) {
   if (length > buffer_length) __builtin_trap();
   return RecvFrom(fd, buffer, length, flags, address, address_length);
+}
+
+// One line at LOOPFAST_LOG=info, when the library is loaded (preloaded or linked). The
+// `loopfast` tool defines loopfast_quiet_startup: its own copy only launches the program, whose
+// copy speaks.
+extern "C" __attribute__((weak)) const int loopfast_quiet_startup;
+__attribute__((constructor)) void AnnounceStartup() {
+  if (&loopfast_quiet_startup == nullptr) loopfast::LogStartup();
 }
 
 // syscall(2) itself: a program (or a library such as liburing) that sets up an io_uring this

@@ -5,6 +5,10 @@
 #include "commands.h"
 #include "loopfast/loopfast.h"
 
+// Read by the library: this process only launches or measures; the startup line belongs to
+// the programs it runs.
+extern "C" __attribute__((visibility("default"))) const int loopfast_quiet_startup = 1;
+
 namespace {
 
 void Usage(FILE *out) {

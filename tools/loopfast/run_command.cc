@@ -15,22 +15,70 @@ namespace loopfast::tool {
 namespace {
 
 void RunUsage(FILE *out) {
-  std::fprintf(out,
-               "usage: loopfast run [OPTIONS] -- PROGRAM [ARGS...]\n"
-               "\n"
-               "Runs PROGRAM with loopfast preloaded and the fast-path switch on by default for\n"
-               "its TCP sockets. A connection is fast only when its other end also runs under\n"
-               "loopfast (or sets SIO_LOOPBACK_FAST_PATH); otherwise it is plain kernel TCP.\n"
-               "\n"
-               "options:\n"
-               "  --spin-us N     spin up to N microseconds before sleeping (LOOPFAST_SPIN_US,\n"
-               "                  default 50; 0 sleeps at once and spends no CPU waiting)\n"
-               "  --log LEVEL     off|error|info|debug (LOOPFAST_LOG, default error)\n"
-               "  --log-file PATH write the log there instead of stderr (LOOPFAST_LOG_FILE)\n"
-               "  --disable       everything off: plain kernel TCP (LOOPFAST_DISABLE=1)\n"
-               "  -h, --help      this text\n"
-               "\n"
-               "Setting the same variables and LD_PRELOAD=libloopfast.so by hand does the same.\n");
+  std::fprintf(
+      out,
+      "NAME\n"
+      "    loopfast run - run a program with the TCP loopback fast path\n"
+      "\n"
+      "SYNOPSIS\n"
+      "    loopfast run [OPTIONS] [--] PROGRAM [ARGS...]\n"
+      "\n"
+      "DESCRIPTION\n"
+      "    Runs PROGRAM, unmodified and dynamically linked, with libloopfast.so preloaded and\n"
+      "    the fast-path switch on by default for its TCP sockets. A loopback connection whose\n"
+      "    other end also runs under loopfast (or sets SIO_LOOPBACK_FAST_PATH) moves its data\n"
+      "    through shared memory; the program still sees an ordinary TCP socket. Every other\n"
+      "    connection - a peer without loopfast, a remote address, a port the host policy\n"
+      "    inspects - is plain kernel TCP, with no error and no delay.\n"
+      "\n"
+      "    Options become LOOPFAST_* environment variables; setting them and\n"
+      "    LD_PRELOAD=libloopfast.so by hand does the same. Statically linked programs and\n"
+      "    programs that make their own system calls (Go) never opt in and keep working.\n"
+      "\n"
+      "OPTIONS\n"
+      "    --include-port LIST     only these ports may go fast, e.g. 6379,8000-8099\n"
+      "                            (LOOPFAST_INCLUDE_PORTS); repeatable\n"
+      "    --exclude-port LIST     these ports never go fast (LOOPFAST_EXCLUDE_PORTS)\n"
+      "    --include-address LIST  only these addresses, e.g. 127.0.0.1,::1,127.0.1.0/24\n"
+      "                            (LOOPFAST_INCLUDE_ADDRESSES)\n"
+      "    --exclude-address LIST  never these addresses (LOOPFAST_EXCLUDE_ADDRESSES)\n"
+      "    --spin-us N             a waiter spins up to N microseconds before it sleeps\n"
+      "                            (LOOPFAST_SPIN_US, default 50; 0 sleeps at once and spends\n"
+      "                            no CPU waiting, at the price of ~30 us per wake-up)\n"
+      "    --log LEVEL             off|error|info|debug (LOOPFAST_LOG, default error); info\n"
+      "                            prints one start-up line and one line per connection that\n"
+      "                            could not go fast, with the reason\n"
+      "    --log-file PATH         write the log there instead of stderr (LOOPFAST_LOG_FILE)\n"
+      "    --disable               everything off: plain kernel TCP (LOOPFAST_DISABLE=1)\n"
+      "    -h, --help              this text\n"
+      "\n"
+      "    The environment can only narrow what the host policy allows, never widen it.\n"
+      "\n"
+      "FILES\n"
+      "    /etc/loopfast.conf      the host policy: ports, addresses, users and programs whose\n"
+      "                            connections always take kernel TCP (docs/configuration.md).\n"
+      "                            It must be root's alone; otherwise nothing goes fast.\n"
+      "\n"
+      "EXIT STATUS\n"
+      "    PROGRAM's own; 127 if it cannot be run, 2 for a usage error.\n"
+      "\n"
+      "EXAMPLES\n"
+      "    loopfast run -- redis-server --port 6379 &\n"
+      "    loopfast run -- redis-benchmark -p 6379 -q     # fast: both ends opted in\n"
+      "    redis-benchmark -p 6379 -q                     # plain kernel TCP\n"
+      "    loopfast run --log info --exclude-port 5432 -- ./service\n"
+      "\n"
+      "SEE ALSO\n"
+      "    loopfast bench --help, docs/options.md, docs/configuration.md\n");
+}
+
+// Adds LIST to a comma-separated variable (the option may be given more than once).
+void AppendList(const char *variable, const char *list) {
+  std::string value = list;
+  if (const char *existing = std::getenv(variable); existing != nullptr && *existing != '\0') {
+    value = std::string(existing) + "," + value;
+  }
+  setenv(variable, value.c_str(), 1);
 }
 
 // The library this tool is linked with: the one to preload.
@@ -67,6 +115,14 @@ int RunCommand(int argc, char **argv) {
       setenv("LOOPFAST_LOG", value(arg), 1);
     } else if (std::strcmp(arg, "--log-file") == 0) {
       setenv("LOOPFAST_LOG_FILE", value(arg), 1);
+    } else if (std::strcmp(arg, "--include-port") == 0) {
+      AppendList("LOOPFAST_INCLUDE_PORTS", value(arg));
+    } else if (std::strcmp(arg, "--exclude-port") == 0) {
+      AppendList("LOOPFAST_EXCLUDE_PORTS", value(arg));
+    } else if (std::strcmp(arg, "--include-address") == 0) {
+      AppendList("LOOPFAST_INCLUDE_ADDRESSES", value(arg));
+    } else if (std::strcmp(arg, "--exclude-address") == 0) {
+      AppendList("LOOPFAST_EXCLUDE_ADDRESSES", value(arg));
     } else if (std::strcmp(arg, "--disable") == 0) {
       setenv("LOOPFAST_DISABLE", "1", 1);
     } else if (arg[0] == '-') {
