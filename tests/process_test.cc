@@ -7,6 +7,7 @@
 #include <spawn.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -405,6 +406,36 @@ TEST(ProcessTest, VforkThenExitOrExecLeavesTheConnectionFast) {
   EXPECT_EQ(ObservedPath(pair.client), "fast");
   EXPECT_EQ(ObservedPath(pair.server), "fast");
   close(pair.client);
+  close(pair.server);
+}
+
+// A child that writes to an inherited fast socket with a raw system call puts bytes on the
+// kernel connection, past the rings (SPEC guarantee 4). Their place in the stream is
+// unknowable, so the reader must never receive them as data: when the ring stream ends and
+// they are found, the connection is reset (ECONNRESET on both ends), loudly.
+TEST(ProcessTest, BytesThatBypassTheRingsResetTheConnectionInsteadOfJoiningTheStream) {
+  Pair pair = FastPair();
+  const pid_t child = fork();
+  if (child == 0) {
+    const long n = syscall(SYS_write, pair.client, "bypass", 6);
+    close(pair.client);
+    close(pair.server);
+    _exit(n == 6 ? 0 : 1);
+  }
+  ASSERT_GT(child, 0);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_TRUE(WriteAll(pair.client, "ring", 4));
+  ASSERT_EQ(close(pair.client), 0);
+  std::string stream;
+  char buffer[64];
+  ssize_t n;
+  errno = 0;
+  while ((n = recv(pair.server, buffer, sizeof buffer, 0)) > 0) stream.append(buffer, size_t(n));
+  EXPECT_EQ(n, -1) << "the stream ended normally: \"" << stream << "\"";
+  EXPECT_EQ(errno, ECONNRESET);
+  EXPECT_EQ(stream.find("bypass"), std::string::npos) << stream;
   close(pair.server);
 }
 

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -230,6 +231,7 @@ Result<size_t> FastConnection::Send(int kernel_fd, const struct iovec *iov, size
   const size_t length = TotalLength(iov, iov_count);
   size_t sent = 0;
   for (;;) {
+    if (Broken()) return sent > 0 ? Result<size_t>(sent) : Errno{ECONNRESET};
     if ((OwnFlags() & kSideWriteShut) != 0 || (PeerFlags() & kSideClosed) != 0) {
       if (sent > 0) return sent;
       return Errno{kUseKernel};
@@ -293,6 +295,7 @@ Result<size_t> FastConnection::Recv(const struct iovec *iov, size_t iov_count,
   if (length == 0) return size_t{0};
   size_t received = 0;
   for (;;) {
+    if (Broken()) return received > 0 ? Result<size_t>(received) : Errno{ECONNRESET};
     // Moving to kernel TCP: the peer hands what is left in this ring to the kernel connection.
     if ((OwnFlags() & kSideMoving) != 0) {
       return received > 0 ? Result<size_t>(received) : Errno{kUseKernel};
@@ -364,7 +367,7 @@ FastConnection::Look FastConnection::LookNow() const {
   look.out_ended =
       (own & kOwnWriteEnded) != 0 || (peer_flags & (kSideClosed | kSideRingDone)) != 0 || left;
   const uint64_t readable = rx_.FillLevel();
-  look.corrupt = !moving && (tx_.Window() == 0 || rx_.Window() == 0);
+  look.corrupt = !moving && (tx_.Window() == 0 || rx_.Window() == 0 || Broken());
   // Once moving, what is left in the ring is the peer's to hand to the kernel connection.
   look.readable = !moving && (readable > 0 || look.corrupt);
   look.writable = tx_.HasRoom();
@@ -453,6 +456,36 @@ void FastConnection::MoveToKernel() {
 }
 
 bool FastConnection::Moved() const { return (OwnFlags() & kSideMoving) != 0; }
+
+bool FastConnection::Broken() const { return ((OwnFlags() | PeerFlags()) & kSideBroken) != 0; }
+
+bool FastConnection::BypassFound(int kernel_fd) {
+  if ((PeerFlags() & (kSideRingDone | kSideMoved)) != 0) return false;  // kernel bytes expected
+  // A connecting side that never attached (it gave up waiting for the Offer and wrote what it
+  // had buffered to the kernel connection) never used the rings: its bytes are all there.
+  if (peer().pid == 0) return false;
+  int queued = 0;
+  const int saved_errno = errno;
+  const bool has_bytes = sys::Real().ioctl(kernel_fd, FIONREAD, &queued) == 0 && queued > 0;
+  errno = saved_errno;
+  // Read the flags again: a peer that switched just now published that before its bytes.
+  if (!has_bytes || (PeerFlags() & (kSideRingDone | kSideMoved)) != 0) return false;
+  Break(kernel_fd);
+  return true;
+}
+
+void FastConnection::Break(int kernel_fd) {
+  if ((self().flags.fetch_or(kSideBroken, std::memory_order_acq_rel) & kSideBroken) != 0) return;
+  const int saved_errno = errno;
+  // A disconnect (connect with AF_UNSPEC) resets the kernel connection: the peer's kernel
+  // socket, and whoever wrote past the rings, see ECONNRESET too.
+  struct sockaddr unspecified = {};
+  unspecified.sa_family = AF_UNSPEC;
+  (void)sys::Real().connect(kernel_fd, &unspecified, sizeof unspecified);
+  errno = saved_errno;
+  data_bell_.Ring();
+  space_bell_.Ring();
+}
 
 bool FastConnection::WritesGoToKernel() const {
   return ((OwnFlags() & (kSideSwitching | kSideRingDone)) | (PeerFlags() & kSideRingDone)) != 0;

@@ -124,6 +124,15 @@ class FastConnection {
   // TCP, and this end's sends take the kernel connection.
   bool WritesGoToKernel() const;
 
+  // This end is about to read the kernel connection because the peer's ring stream ended
+  // (close, shutdown). Kernel bytes there now can only have bypassed the rings, unless the
+  // peer moved to kernel TCP: then the connection is reset (Break) and this returns true.
+  bool BypassFound(int kernel_fd);
+  // Resets the connection for both ends: their calls fail with ECONNRESET, the kernel
+  // connection is reset. Any thread.
+  void Break(int kernel_fd);
+  bool Broken() const;
+
   // A send on the kernel connection found it full (after a move): the next writable state is
   // a new edge for edge-triggered watchers, as after a full ring.
   void NoteKernelFull() { no_space_.fetch_add(1, std::memory_order_release); }

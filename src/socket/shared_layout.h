@@ -51,6 +51,10 @@ enum SideFlag : uint32_t {
   // the peer follows (sets its own kSideRingDone) on its next send.
   kSideSwitching = 1u << 6,
   kSideRingDone = 1u << 7,
+  // This side found bytes on the kernel connection that bypassed the rings (a raw system call,
+  // a child without loopfast): their order against the ring's bytes is unknowable, so the
+  // connection is reset for both sides (SPEC guarantee 4: fail loudly, never corrupt).
+  kSideBroken = 1u << 8,
 };
 
 // Written by one endpoint only. Locks serialise threads/processes sharing that endpoint.

@@ -950,6 +950,13 @@ ssize_t Recv(int fd, struct msghdr *message, int flags) {
         call.wait = WaitFor(socket->recv_timeout);
         Result<size_t> got = fast->Recv(message->msg_iov, message->msg_iovlen, call);
         if (!got.ok() && got.error() == kUseKernel) {
+          // The ring stream ended; the kernel connection holds the rest. Bytes already there
+          // that the peer did not move there bypassed the rings: reset, never reorder.
+          if (fast->BypassFound(in_flight.kernel_fd())) {
+            Log(LogLevel::kError, "bytes bypassed the fast path; connection reset");
+            errno = ECONNRESET;
+            return -1;
+          }
           // A peer that left cannot read what is still in our ring: hand it to the kernel
           // connection before waiting there for the reply.
           fast->SettleIfPeerLeft(in_flight.kernel_fd());
