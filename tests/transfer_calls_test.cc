@@ -5,6 +5,7 @@
 #include <linux/filter.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -178,6 +179,13 @@ TEST(TransferCallsTest, ExplicitApiRefusesWhatTheRingsCannotHonourAndStaysFast) 
   EXPECT_EQ(errno, EOPNOTSUPP);
   errno = 0;
   EXPECT_EQ(send(pair.client, "!", 1, MSG_OOB), -1);
+  EXPECT_EQ(errno, EOPNOTSUPP);
+  // Signal-driven I/O: SIGIO comes from kernel traffic the fast path does not have.
+  errno = 0;
+  EXPECT_EQ(fcntl(pair.client, F_SETFL, O_ASYNC), -1);
+  EXPECT_EQ(errno, EOPNOTSUPP);
+  errno = 0;
+  EXPECT_EQ(ioctl(pair.client, FIOASYNC, &one), -1);
   EXPECT_EQ(errno, EOPNOTSUPP);
   // Options that change nothing on the rings are accepted and kept on the kernel socket.
   EXPECT_EQ(setsockopt(pair.client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);

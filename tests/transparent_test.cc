@@ -71,6 +71,19 @@ TEST(TransparentMoveTest, AProcessThatSetsUpIoUringTakesKernelTcp) {
   EXPECT_EQ(midway.client.at("after"), "kernel");
 }
 
+// Signal-driven I/O needs the kernel socket's traffic: FIOASYNC moves the connection, and SIGIO
+// then comes as on kernel TCP while the stream goes on whole.
+TEST(TransparentMoveTest, SignalDrivenIoMovesTheConnectionAndSigioArrives) {
+  const std::string bytes = std::to_string(16 << 20);
+  const Outcome o = RunPair({"--bytes", bytes, "--loop", "poll"},
+                            {"--bytes", bytes, "--loop", "poll", "--move-at",
+                             std::to_string(4 << 20), "--move-how", "fioasync"});
+  ASSERT_NO_FATAL_FAILURE(ExpectWholeStreams(o, 16 << 20));
+  EXPECT_EQ(o.client.at("before"), "fast");
+  EXPECT_EQ(o.client.at("after"), "kernel");
+  EXPECT_GT(std::stoi(o.client.at("sigio")), 0) << o.client_line;
+}
+
 // `loopfast run` itself: both ends under it go fast; one end plain is kernel TCP (S3); its
 // options narrow; --log info gives the start-up line.
 TEST(LauncherTest, BothEndsUnderLoopfastRunGoFastAndOneEndPlainIsKernelTcp) {

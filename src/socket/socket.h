@@ -48,6 +48,7 @@ inline constexpr const char *kOptionNeedsKernel =
 inline constexpr const char *kUrgentData = "moved to kernel TCP: urgent data (MSG_OOB)";
 inline constexpr const char *kSplice = "moved to kernel TCP: splice from a pipe";
 inline constexpr const char *kPeerMoved = "moved to kernel TCP by the peer";
+inline constexpr const char *kSignalDrivenIo = "moved to kernel TCP: signal-driven I/O (O_ASYNC)";
 inline constexpr const char *kIoUring = "the process uses io_uring, which bypasses loopfast";
 }  // namespace reason
 

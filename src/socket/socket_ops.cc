@@ -1081,6 +1081,23 @@ int GetSockOpt(int fd, int level, int name, void *value, socklen_t *length) {
   return Real().getsockopt(fd, level, name, value, length);
 }
 
+namespace {
+
+// O_ASYNC / FIOASYNC: SIGIO comes from the kernel socket's own traffic, which a fast connection
+// does not have. Transparent mode moves the socket to kernel TCP first; the explicit API says
+// EOPNOTSUPP. Returns false (errno set) when the call must fail.
+bool AllowSignalDrivenIo(Socket &socket, int fd) {
+  if (!WouldBeFast(socket)) return true;
+  if (socket.opted_in_explicitly.load(std::memory_order_relaxed)) {
+    errno = EOPNOTSUPP;
+    return false;
+  }
+  GoKernel(socket, fd, reason::kSignalDrivenIo);
+  return true;
+}
+
+}  // namespace
+
 int Ioctl(int fd, unsigned long request, void *argument) {
   std::shared_ptr<Socket> socket = Table().Get(fd);
   if (!socket) return Real().ioctl(fd, request, argument);
@@ -1097,6 +1114,11 @@ int Ioctl(int fd, unsigned long request, void *argument) {
     std::memcpy(argument, &value, sizeof value);
     return 0;
   }
+  if (request == FIOASYNC && argument != nullptr) {
+    int on = 0;
+    std::memcpy(&on, argument, sizeof on);
+    if (on != 0 && !AllowSignalDrivenIo(*socket, fd)) return -1;
+  }
   const int ret = Real().ioctl(fd, request, argument);
   if (ret == 0 && request == FIONBIO && argument != nullptr) {
     int on;
@@ -1107,6 +1129,11 @@ int Ioctl(int fd, unsigned long request, void *argument) {
 }
 
 int Fcntl(int fd, int command, long argument) {
+  if (command == F_SETFL && (argument & O_ASYNC) != 0) {
+    if (std::shared_ptr<Socket> socket = Table().Get(fd)) {
+      if (!AllowSignalDrivenIo(*socket, fd)) return -1;
+    }
+  }
   const int ret = Real().fcntl(fd, command, argument);
   if (ret < 0) return ret;
   if (command == F_DUPFD || command == F_DUPFD_CLOEXEC) {

@@ -7,7 +7,7 @@
 //   --bytes N        bytes each way (default 1 MiB); both directions stream at once
 //   --loop poll|epoll-et|blocking   how it waits (default poll)
 //   --move-at N      after N bytes sent, do --move-how (default: never)
-//   --move-how filter|rcvlowat|splice|io_uring
+//   --move-how filter|rcvlowat|splice|io_uring|fioasync   (fioasync: SIGIO counted, "sigio=N")
 //   --io-uring-first yes   set up an io_uring before the connection exists
 // Exits 77 when this kernel refuses io_uring.
 // Prints one line: "ok sent=N received=N before=PATH after=PATH reason=..." and exits 0, or
@@ -20,6 +20,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -34,6 +35,9 @@
 #include <vector>
 
 namespace {
+
+volatile sig_atomic_t sigio_count = 0;
+void CountSigio(int) { sigio_count = sigio_count + 1; }
 
 uint8_t PatternByte(int seed, uint64_t i) {
   return static_cast<uint8_t>((i * 131 + uint64_t(seed) * 7 + (i >> 13)) % 251);
@@ -110,6 +114,14 @@ struct Stream {
     } else if (options.move_how == "rcvlowat") {
       const int one = 1;
       if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one) != 0) Fail("SO_RCVLOWAT");
+    } else if (options.move_how == "fioasync") {
+      struct sigaction action = {};
+      action.sa_handler = CountSigio;
+      action.sa_flags = SA_RESTART;
+      sigaction(SIGIO, &action, nullptr);
+      if (fcntl(fd, F_SETOWN, getpid()) != 0) Fail("F_SETOWN");
+      int on = 1;
+      if (ioctl(fd, FIOASYNC, &on) != 0) Fail("FIOASYNC");
     } else if (options.move_how == "io_uring") {
       SetUpIoUring();
     } else if (options.move_how == "splice") {
@@ -298,10 +310,10 @@ int main(int argc, char **argv) {
   }
   const std::string after = PathOf(fd);
   if (!stream.moved) stream.before = after;
-  std::printf("ok sent=%llu received=%llu before=%s after=%s reason=%s\n",
+  std::printf("ok sent=%llu received=%llu before=%s after=%s sigio=%d reason=%s\n",
               static_cast<unsigned long long>(stream.sent),
               static_cast<unsigned long long>(stream.received), stream.before.c_str(),
-              after.c_str(), ReasonOf(fd).c_str());
+              after.c_str(), static_cast<int>(sigio_count), ReasonOf(fd).c_str());
   std::fflush(stdout);
   close(fd);
   return 0;
