@@ -55,6 +55,14 @@ struct Policy {
   // Environment narrowing; an empty include list means "no restriction".
   std::vector<PortRange> include_ports, exclude_ports;
   std::vector<AddressRange> include_addresses, exclude_addresses;
+
+  // True when some rule looks at a connection's addresses or ports (else PolicyDenies needs
+  // no address: callers skip looking them up).
+  bool HasConnectionRules() const {
+    return off_reason != nullptr || !inspected_ports.empty() || !inspected_addresses.empty() ||
+           !include_ports.empty() || !exclude_ports.empty() || !include_addresses.empty() ||
+           !exclude_addresses.empty();
+  }
 };
 
 inline constexpr const char *kHostPolicyPath = "/etc/loopfast.conf";
