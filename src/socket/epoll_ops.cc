@@ -75,7 +75,16 @@ class EpollSet {
   int Control(int op, int fd, const std::shared_ptr<Socket> &socket, struct epoll_event *event);
   bool Holds(int fd) {
     std::lock_guard<std::mutex> guard(mutex_);
-    return interests_.count(fd) != 0;
+    auto found = interests_.find(fd);
+    if (found == interests_.end()) return false;
+    // Closed without EPOLL_CTL_DEL, the number perhaps re-used: the kernel dropped it from its
+    // set at the close; so do we, before the number is added again.
+    if (FdTable::Instance().Get(fd) != found->second.socket) {
+      Forget(found->second);
+      interests_.erase(found);
+      return false;
+    }
+    return true;
   }
   int Wait(struct epoll_event *events, int max, const struct timespec *timeout,
            const sigset_t *sigmask);

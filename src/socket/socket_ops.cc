@@ -670,11 +670,14 @@ int Connect(int fd, const struct sockaddr *address, socklen_t length) {
     errno = error;
     return ret;
   }
+  if (path != Path::kUndecided) {
+    // Connected (or listening) already: the kernel answers — 0 once after a non-blocking
+    // connect completed (hiredis asks that way), then EISCONN — and the path stays as it is.
+    return Real().connect(fd, address, length);
+  }
   const bool opted_in = socket->opted_in.load(std::memory_order_relaxed);
   const char *plain_reason = nullptr;
-  if (path != Path::kUndecided) {
-    plain_reason = socket->fallback_reason;
-  } else if (!opted_in) {
+  if (!opted_in) {
     plain_reason = reason::kNotOptedIn;
   } else if (GetConfig().disabled) {
     plain_reason = reason::kDisabled;
