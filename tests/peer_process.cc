@@ -12,13 +12,14 @@ namespace loopfast::test {
 
 Peer::Peer(const std::vector<std::string> &args, const std::vector<std::string> &environment,
            const std::string &etc_upper, const std::vector<std::string> &launcher,
-           bool preload_library) {
+           bool preload_library, const std::vector<std::string> &wrapper,
+           const std::string &program) {
   int out[2];
   EXPECT_EQ(pipe2(out, O_CLOEXEC), 0);
   pid_ = fork();
   if (pid_ == 0) {
     dup2(out[1], STDOUT_FILENO);
-    std::vector<std::string> words;
+    std::vector<std::string> words = wrapper;
     std::vector<std::string> env = environment;
     const std::string preload = std::string("LD_PRELOAD=") + LOOPFAST_LIBRARY;
     if (!launcher.empty()) {
@@ -38,7 +39,7 @@ Peer::Peer(const std::vector<std::string> &args, const std::vector<std::string> 
                    "/upper,workdir=" + etc_upper + "/work /etc && export " + preload +
                    " && exec \"$0\" \"$@\""};
     }
-    words.push_back(LOOPFAST_STREAM_PEER);
+    words.push_back(program);
     words.insert(words.end(), args.begin(), args.end());
     std::vector<char *> argv;
     for (std::string &word : words) argv.push_back(word.data());
@@ -46,7 +47,7 @@ Peer::Peer(const std::vector<std::string> &args, const std::vector<std::string> 
     std::vector<char *> envp;
     for (std::string &entry : env) envp.push_back(entry.data());
     envp.push_back(nullptr);
-    execve(argv[0], argv.data(), envp.data());
+    execvpe(argv[0], argv.data(), envp.data());
     _exit(127);
   }
   close(out[1]);
@@ -94,13 +95,13 @@ Outcome RunSides(const Side &server_side, const Side &client_side) {
   std::vector<std::string> server_args = {"listen"};
   server_args.insert(server_args.end(), server_side.options.begin(), server_side.options.end());
   Peer server(server_args, server_side.environment, server_side.etc_upper, server_side.launcher,
-              server_side.preload);
+              server_side.preload, server_side.wrapper, server_side.program);
   const std::string port_line = server.Line();
   EXPECT_EQ(port_line.rfind("port ", 0), 0u) << port_line;
   std::vector<std::string> client_args = {"connect", port_line.substr(5)};
   client_args.insert(client_args.end(), client_side.options.begin(), client_side.options.end());
   Peer client(client_args, client_side.environment, client_side.etc_upper, client_side.launcher,
-              client_side.preload);
+              client_side.preload, client_side.wrapper, client_side.program);
   outcome.client_line = client.Line();
   outcome.server_line = server.Line();
   outcome.client = Fields(outcome.client_line);

@@ -21,10 +21,13 @@ class Peer {
   // policy can be tested without touching the host's /etc.
   // `launcher`: when set, the program is started by `loopfast <launcher...> --` (the real
   // tool) instead of with LD_PRELOAD in `environment`.
-  // `preload` false: a plain program, loopfast not loaded at all.
+  // `preload` false: a plain program, loopfast not loaded at all. `wrapper`: words run before
+  // everything else (e.g. {"ip", "netns", "exec", "NAME"}). `program`: another build of
+  // stream_peer (e.g. the statically linked one).
   Peer(const std::vector<std::string> &args, const std::vector<std::string> &environment,
        const std::string &etc_upper = "", const std::vector<std::string> &launcher = {},
-       bool preload = true);
+       bool preload = true, const std::vector<std::string> &wrapper = {},
+       const std::string &program = LOOPFAST_STREAM_PEER);
   ~Peer();
   Peer(const Peer &) = delete;
   Peer &operator=(const Peer &) = delete;
@@ -51,6 +54,8 @@ struct Side {
   std::string etc_upper;
   std::vector<std::string> launcher;  // e.g. {"run", "--log", "info"}: started by the tool
   bool preload = true;                // false: loopfast not loaded at all
+  std::vector<std::string> wrapper;   // words before everything else
+  std::string program = LOOPFAST_STREAM_PEER;
 };
 
 struct Outcome {

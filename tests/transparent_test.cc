@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -116,6 +117,42 @@ TEST(LauncherTest, BothEndsUnderLoopfastRunGoFastAndOneEndPlainIsKernelTcp) {
   EXPECT_EQ(excluded.client.at("after"), "kernel");
   EXPECT_NE(excluded.client.at("reason").find("EXCLUDE"), std::string::npos)
       << excluded.client_line;
+}
+
+// A statically linked program (like a Go program, which makes its own system calls) never
+// loads loopfast: it talks plain TCP, also to a fast listener, which then takes kernel TCP.
+TEST(LauncherTest, AStaticallyLinkedProgramTalksPlainTcpToAFastListener) {
+  const std::vector<std::string> bytes = {"--bytes", std::to_string(4 << 20)};
+  Side client{bytes};
+  client.program = LOOPFAST_STREAM_PEER_STATIC;
+  const Outcome o = RunSides(Side{bytes}, client);
+  ASSERT_NO_FATAL_FAILURE(ExpectWholeStreams(o, 4 << 20));
+  EXPECT_EQ(o.client.at("after"), "none");  // no loopfast in that process at all
+  EXPECT_EQ(o.server.at("after"), "kernel");
+  EXPECT_NE(o.server.at("reason").find("did not opt in"), std::string::npos) << o.server_line;
+}
+
+// Pairing happens inside one network namespace: two programs in a namespace of their own go
+// fast there (the rendezvous channels are abstract Unix sockets, which belong to a namespace).
+TEST(LauncherTest, TwoProgramsInAnotherNetworkNamespaceGoFastThere) {
+  const char *ip = access("/usr/sbin/ip", X_OK) == 0 ? "/usr/sbin/ip"
+                   : access("/sbin/ip", X_OK) == 0   ? "/sbin/ip"
+                                                     : "/usr/bin/ip";
+  const std::string name = "lf-test-" + std::to_string(getpid());
+  if (geteuid() != 0 ||
+      std::system((std::string(ip) + " netns add " + name + " 2>/dev/null").c_str()) != 0) {
+    GTEST_SKIP() << "needs root and ip netns";
+  }
+  ASSERT_EQ(std::system((std::string(ip) + " -n " + name + " link set lo up").c_str()), 0);
+  const std::vector<std::string> in_namespace = {ip, "netns", "exec", name};
+  const std::vector<std::string> bytes = {"--bytes", std::to_string(4 << 20)};
+  Side server{bytes}, client{bytes};
+  server.wrapper = client.wrapper = in_namespace;
+  const Outcome o = RunSides(server, client);
+  (void)!std::system((std::string(ip) + " netns delete " + name).c_str());
+  ASSERT_NO_FATAL_FAILURE(ExpectWholeStreams(o, 4 << 20));
+  EXPECT_EQ(o.client.at("after"), "fast");
+  EXPECT_EQ(o.server.at("after"), "fast");
 }
 
 TEST(TransparentMoveTest, WithoutAMoveBothEndsStayFast) {
