@@ -72,6 +72,19 @@ TEST(TransparentMoveTest, AProcessThatSetsUpIoUringTakesKernelTcp) {
   EXPECT_EQ(midway.client.at("after"), "kernel");
 }
 
+// Urgent data exists only on kernel TCP: MSG_OOB moves the connection first, and the stream
+// around the urgent byte stays whole and in order.
+TEST(TransparentMoveTest, UrgentDataMovesTheConnectionWithEveryByteInOrder) {
+  const std::string bytes = std::to_string(16 << 20);
+  const Outcome o = RunPair({"--bytes", bytes, "--loop", "blocking"},
+                            {"--bytes", bytes, "--loop", "poll", "--move-at",
+                             std::to_string(5 << 20), "--move-how", "oob"});
+  ASSERT_NO_FATAL_FAILURE(ExpectWholeStreams(o, 16 << 20));
+  EXPECT_EQ(o.client.at("before"), "fast");
+  EXPECT_EQ(o.client.at("after"), "kernel");
+  EXPECT_NE(o.client.at("reason").find("MSG_OOB"), std::string::npos) << o.client_line;
+}
+
 // Signal-driven I/O needs the kernel socket's traffic: FIOASYNC moves the connection, and SIGIO
 // then comes as on kernel TCP while the stream goes on whole.
 TEST(TransparentMoveTest, SignalDrivenIoMovesTheConnectionAndSigioArrives) {

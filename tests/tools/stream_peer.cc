@@ -7,7 +7,7 @@
 //   --bytes N        bytes each way (default 1 MiB); both directions stream at once
 //   --loop poll|epoll-et|blocking   how it waits (default poll)
 //   --move-at N      after N bytes sent, do --move-how (default: never)
-//   --move-how filter|rcvlowat|splice|io_uring|fioasync   (fioasync: SIGIO counted, "sigio=N")
+//   --move-how filter|rcvlowat|splice|io_uring|oob|fioasync   (fioasync: SIGIO counted, "sigio=N")
 //   --io-uring-first yes   set up an io_uring before the connection exists
 // Exits 77 when this kernel refuses io_uring.
 // Prints one line: "ok sent=N received=N before=PATH after=PATH reason=..." and exits 0, or
@@ -114,6 +114,9 @@ struct Stream {
     } else if (options.move_how == "rcvlowat") {
       const int one = 1;
       if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one) != 0) Fail("SO_RCVLOWAT");
+    } else if (options.move_how == "oob") {
+      // One urgent byte: out of band, so the pattern stream is unchanged for the reader.
+      if (send(fd, "!", 1, MSG_OOB | MSG_NOSIGNAL) != 1) Fail("send MSG_OOB");
     } else if (options.move_how == "fioasync") {
       struct sigaction action = {};
       action.sa_handler = CountSigio;
