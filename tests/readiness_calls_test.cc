@@ -33,25 +33,13 @@ double MsSince(Clock::time_point start) {
 
 const char *PathName(bool fast) { return fast ? "fast" : "kernel"; }
 
-struct Pair {
-  int client = -1;
-  int server = -1;
-  ~Pair() {
-    if (client >= 0) close(client);
-    if (server >= 0) close(server);
-  }
-};
-
-void MakePair(bool fast, Pair *pair) {
-  uint16_t port = 0;
-  const int listener = Listen(AF_INET, "127.0.0.1", fast, &port);
-  ASSERT_GE(listener, 0);
-  pair->client = Connect({AF_INET, "127.0.0.1", port}, fast);
-  ASSERT_GE(pair->client, 0);
-  pair->server = accept(listener, nullptr, nullptr);
-  ASSERT_GE(pair->server, 0);
-  close(listener);
-  Settle(pair->client, pair->server, fast);
+// A new epoll set watching `fd` for EPOLLIN; -1 on failure.
+int EpollForInput(int fd) {
+  const int epfd = epoll_create1(EPOLL_CLOEXEC);
+  epoll_event interest = {};
+  interest.events = EPOLLIN;
+  if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &interest) != 0) return -1;
+  return epfd;
 }
 
 // ---- Signal masks: the call's mask lets SIGUSR1 in (the thread blocks it otherwise) ----
@@ -105,12 +93,10 @@ WaitResult WaitWithMask(const std::function<int(const sigset_t *)> &wait, bool s
 TEST(ReadinessCallsTest, PselectPpollAndEpollPwaitEndWithEintrWhenTheirMaskLetsASignalIn) {
   for (const bool fast : {false, true}) {
     SCOPED_TRACE(PathName(fast));
-    Pair pair;
-    ASSERT_NO_FATAL_FAILURE(MakePair(fast, &pair));
-    const int epfd = epoll_create1(EPOLL_CLOEXEC);
-    epoll_event interest = {};
-    interest.events = EPOLLIN;
-    ASSERT_EQ(epoll_ctl(epfd, EPOLL_CTL_ADD, pair.server, &interest), 0);
+    ConnectedPair pair;
+    ASSERT_NO_FATAL_FAILURE(MakeConnectedPair(fast, &pair));
+    const int epfd = EpollForInput(pair.server);
+    ASSERT_GE(epfd, 0);
     const timespec three_s = {3, 0};
     const std::vector<std::pair<std::string, std::function<int(const sigset_t *)>>> calls = {
         {"pselect",
@@ -159,12 +145,10 @@ TEST(ReadinessCallsTest, PselectPpollAndEpollPwaitEndWithEintrWhenTheirMaskLetsA
 TEST(ReadinessCallsTest, EpollPwait2TimesOutOnTimeWithNanosecondTimeouts) {
   for (const bool fast : {false, true}) {
     SCOPED_TRACE(PathName(fast));
-    Pair pair;
-    ASSERT_NO_FATAL_FAILURE(MakePair(fast, &pair));
-    const int epfd = epoll_create1(EPOLL_CLOEXEC);
-    epoll_event interest = {};
-    interest.events = EPOLLIN;
-    ASSERT_EQ(epoll_ctl(epfd, EPOLL_CTL_ADD, pair.server, &interest), 0);
+    ConnectedPair pair;
+    ASSERT_NO_FATAL_FAILURE(MakeConnectedPair(fast, &pair));
+    const int epfd = EpollForInput(pair.server);
+    ASSERT_GE(epfd, 0);
     epoll_event event;
     const timespec zero = {0, 0};
     EXPECT_EQ(epoll_pwait2(epfd, &event, 1, &zero, nullptr), 0);
@@ -193,8 +177,8 @@ struct ExclusiveStory {
 
 ExclusiveStory Exclusive(bool fast) {
   ExclusiveStory story;
-  Pair pair;
-  MakePair(fast, &pair);
+  ConnectedPair pair;
+  MakeConnectedPair(fast, &pair);
   int epfds[2];
   for (int &epfd : epfds) {
     epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -262,8 +246,8 @@ TEST(ReadinessCallsTest, EpollReportsAResetAsOnKernelTcp) {
   uint32_t masks[2] = {};
   for (const bool fast : {false, true}) {
     SCOPED_TRACE(PathName(fast));
-    Pair pair;
-    ASSERT_NO_FATAL_FAILURE(MakePair(fast, &pair));
+    ConnectedPair pair;
+    ASSERT_NO_FATAL_FAILURE(MakeConnectedPair(fast, &pair));
     const int epfd = epoll_create1(EPOLL_CLOEXEC);
     epoll_event interest = {};
     interest.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;  // ERR and HUP always reported
@@ -305,8 +289,8 @@ TEST(ReadinessCallsTest, SelectSeesDescriptorsPastFdSetsize) {
   ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &limit), 0);
   for (const bool fast : {false, true}) {
     SCOPED_TRACE(PathName(fast));
-    Pair pair;
-    ASSERT_NO_FATAL_FAILURE(MakePair(fast, &pair));
+    ConnectedPair pair;
+    ASSERT_NO_FATAL_FAILURE(MakeConnectedPair(fast, &pair));
     const int high = 2000 + int(fast) * 10;
     ASSERT_EQ(dup2(pair.server, high), high);
     int pipe_fds[2];

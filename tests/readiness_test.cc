@@ -25,28 +25,6 @@
 namespace loopfast::test {
 namespace {
 
-// Both ends in this process: lets a test put the connection in an exact state.
-struct Pair {
-  int client = -1;
-  int server = -1;
-  ~Pair() {
-    if (client >= 0) close(client);
-    if (server >= 0) close(server);
-  }
-};
-
-void MakePair(bool fast, Pair *pair) {
-  uint16_t port = 0;
-  const int listener = Listen(AF_INET, "127.0.0.1", fast, &port);
-  ASSERT_GE(listener, 0);
-  pair->client = Connect({AF_INET, "127.0.0.1", port}, fast);
-  ASSERT_GE(pair->client, 0);
-  pair->server = accept(listener, nullptr, nullptr);
-  ASSERT_GE(pair->server, 0);
-  close(listener);
-  Settle(pair->client, pair->server, fast);
-}
-
 short PollNow(int fd) {
   std::this_thread::sleep_for(std::chrono::milliseconds(5));  // let FIN/RST arrive
   struct pollfd entry = {fd, POLLIN | POLLOUT | POLLRDHUP | POLLPRI, 0};
@@ -88,8 +66,8 @@ void ExpectSameStory(const std::vector<Mask> &kernel, const std::vector<Mask> &f
 // The poll() masks both ends show through a life of states.
 std::vector<short> PollStory(bool fast) {
   std::vector<short> story;
-  Pair pair;
-  MakePair(fast, &pair);
+  ConnectedPair pair;
+  MakeConnectedPair(fast, &pair);
   story.push_back(PollNow(pair.client));
   story.push_back(PollNow(pair.server));
   EXPECT_TRUE(WriteAll(pair.client, "0123456789", 10));
@@ -120,8 +98,8 @@ TEST(ReadinessTest, PollMasksMatchKernelTcpThroughEveryState) {
 
 TEST(ReadinessTest, ResetByPeerShowsAsOnKernelTcp) {
   for (const bool fast : {false, true}) {
-    Pair pair;
-    MakePair(fast, &pair);
+    ConnectedPair pair;
+    MakeConnectedPair(fast, &pair);
     ASSERT_TRUE(WriteAll(pair.server, "unread", 6));
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     close(pair.client);  // with unread bytes: a reset
@@ -136,8 +114,8 @@ TEST(ReadinessTest, ResetByPeerShowsAsOnKernelTcp) {
 }
 
 TEST(ReadinessTest, SelectSeesFastAndOrdinaryDescriptorsTogether) {
-  Pair pair;
-  MakePair(true, &pair);
+  ConnectedPair pair;
+  MakeConnectedPair(true, &pair);
   int pipe_fds[2];
   ASSERT_EQ(pipe(pipe_fds), 0);
   fd_set read_set;
@@ -180,8 +158,8 @@ TEST(ReadinessTest, SelectSeesFastAndOrdinaryDescriptorsTogether) {
 // Epoll: level, edge and one-shot, on kernel TCP and on the fast path, must tell one story.
 std::vector<uint32_t> EpollStory(bool fast) {
   std::vector<uint32_t> story;
-  Pair pair;
-  MakePair(fast, &pair);
+  ConnectedPair pair;
+  MakeConnectedPair(fast, &pair);
   const int level = epoll_create1(EPOLL_CLOEXEC);
   const int edge = epoll_create1(EPOLL_CLOEXEC);
   const int oneshot = epoll_create1(EPOLL_CLOEXEC);
@@ -237,8 +215,8 @@ TEST(ReadinessTest, EpollLevelEdgeAndOneShotMatchKernelTcp) {
 }
 
 TEST(ReadinessTest, EpollMixesFastAndOrdinaryDescriptorsAndWakesFromSleep) {
-  Pair pair;
-  MakePair(true, &pair);
+  ConnectedPair pair;
+  MakeConnectedPair(true, &pair);
   int pipe_fds[2];
   ASSERT_EQ(pipe(pipe_fds), 0);
   const int epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -324,16 +302,16 @@ TEST(ReadinessTest, ANumberReusedAfterCloseWithoutEpollDelCanBeAddedAgain) {
     event.events = EPOLLIN;
     // A number above everything else in use, so that it is free when we want it again.
     const int number = 900;
-    Pair first;
-    MakePair(fast, &first);
+    ConnectedPair first;
+    MakeConnectedPair(fast, &first);
     ASSERT_EQ(dup2(first.server, number), number);
     close(first.server);
     first.server = -1;
     ASSERT_EQ(epoll_ctl(epfd, EPOLL_CTL_ADD, number, &event), 0);
     close(number);  // its last descriptor, and no EPOLL_CTL_DEL
     // Another connection's socket takes the number.
-    Pair second;
-    MakePair(fast, &second);
+    ConnectedPair second;
+    MakeConnectedPair(fast, &second);
     const int reused = dup2(second.server, number);
     ASSERT_EQ(reused, number);
     EXPECT_EQ(epoll_ctl(epfd, EPOLL_CTL_ADD, reused, &event), 0) << strerror(errno);

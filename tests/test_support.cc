@@ -193,6 +193,23 @@ int LeftoverFiles() {
   return count;
 }
 
+ConnectedPair::~ConnectedPair() {
+  if (client >= 0) close(client);
+  if (server >= 0) close(server);
+}
+
+void MakeConnectedPair(bool fast, ConnectedPair *pair) {
+  uint16_t port = 0;
+  const int listener = Listen(AF_INET, "127.0.0.1", fast, &port);
+  ASSERT_GE(listener, 0);
+  pair->client = Connect({AF_INET, "127.0.0.1", port}, fast);
+  ASSERT_GE(pair->client, 0);
+  pair->server = accept(listener, nullptr, nullptr);
+  close(listener);
+  ASSERT_GE(pair->server, 0);
+  Settle(pair->client, pair->server, fast);
+}
+
 void Settle(int client, int server, bool fast) {
   char byte = 'x';
   ASSERT_TRUE(WriteAll(client, &byte, 1));

@@ -38,6 +38,19 @@ std::string ObservedPath(int fd);
 // then both ends must show the path asked for (ObservedPath). Fails the test otherwise.
 void Settle(int client, int server, bool fast);
 
+// Both ends of one connection in this process; closed when it goes.
+struct ConnectedPair {
+  int client = -1;
+  int server = -1;
+  ConnectedPair() = default;
+  ~ConnectedPair();
+  ConnectedPair(const ConnectedPair &) = delete;
+  ConnectedPair &operator=(const ConnectedPair &) = delete;
+};
+// A listener on 127.0.0.1, a connection through it, accepted and settled (Settle) on the path
+// asked for; the listener is closed again. Fails the test on error.
+void MakeConnectedPair(bool fast, ConnectedPair *pair);
+
 bool WriteAll(int fd, const void *data, size_t size);
 bool ReadAll(int fd, void *data, size_t size);
 // Deterministic test data: byte i of stream `seed`.

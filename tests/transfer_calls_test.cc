@@ -21,27 +21,6 @@
 namespace loopfast::test {
 namespace {
 
-struct Pair {
-  int client = -1;
-  int server = -1;
-  ~Pair() {
-    if (client >= 0) close(client);
-    if (server >= 0) close(server);
-  }
-};
-
-void MakeFastPair(Pair *pair) {
-  uint16_t port = 0;
-  const int listener = Listen(AF_INET, "127.0.0.1", true, &port);
-  ASSERT_GE(listener, 0);
-  pair->client = Connect({AF_INET, "127.0.0.1", port}, true);
-  ASSERT_GE(pair->client, 0);
-  pair->server = accept(listener, nullptr, nullptr);
-  ASSERT_GE(pair->server, 0);
-  close(listener);
-  Settle(pair->client, pair->server, true);
-}
-
 // File and pipe versions of WriteAll/ReadAll (those use send/recv).
 bool WriteFile(int fd, const uint8_t *bytes, size_t size) {
   for (size_t done = 0; done < size;) {
@@ -75,8 +54,8 @@ struct TempFile {
 };
 
 TEST(TransferCallsTest, SendfileIntoAFastSocketStaysFastAndMovesTheFilePosition) {
-  Pair pair;
-  ASSERT_NO_FATAL_FAILURE(MakeFastPair(&pair));
+  ConnectedPair pair;
+  ASSERT_NO_FATAL_FAILURE(MakeConnectedPair(true, &pair));
   const std::vector<uint8_t> content = Pattern(21, 0, 3 << 20);
   TempFile file(content);
   // With an offset: the file position stays, *offset advances.
@@ -109,8 +88,8 @@ TEST(TransferCallsTest, SendfileIntoAFastSocketStaysFastAndMovesTheFilePosition)
 }
 
 TEST(TransferCallsTest, SpliceOutOfAFastSocketIntoAPipeStaysFast) {
-  Pair pair;
-  ASSERT_NO_FATAL_FAILURE(MakeFastPair(&pair));
+  ConnectedPair pair;
+  ASSERT_NO_FATAL_FAILURE(MakeConnectedPair(true, &pair));
   const std::vector<uint8_t> sent = Pattern(5, 0, 200000);
   ASSERT_TRUE(WriteAll(pair.client, sent.data(), sent.size()));
   int pipe_fds[2];
@@ -134,8 +113,8 @@ TEST(TransferCallsTest, SpliceOutOfAFastSocketIntoAPipeStaysFast) {
 }
 
 TEST(TransferCallsTest, SendmmsgAndRecvmmsgCarryEveryMessage) {
-  Pair pair;
-  ASSERT_NO_FATAL_FAILURE(MakeFastPair(&pair));
+  ConnectedPair pair;
+  ASSERT_NO_FATAL_FAILURE(MakeConnectedPair(true, &pair));
   char first[] = "first", second[] = "second!";
   iovec out_iov[2] = {{first, 5}, {second, 7}};
   mmsghdr out[2] = {};
@@ -166,8 +145,8 @@ TEST(TransferCallsTest, SendmmsgAndRecvmmsgCarryEveryMessage) {
 }
 
 TEST(TransferCallsTest, ExplicitApiRefusesWhatTheRingsCannotHonourAndStaysFast) {
-  Pair pair;
-  ASSERT_NO_FATAL_FAILURE(MakeFastPair(&pair));
+  ConnectedPair pair;
+  ASSERT_NO_FATAL_FAILURE(MakeConnectedPair(true, &pair));
   sock_filter accept_all[] = {{BPF_RET | BPF_K, 0, 0, 0xffffffff}};
   sock_fprog program = {1, accept_all};
   errno = 0;
