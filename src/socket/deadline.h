@@ -3,9 +3,12 @@
 #ifndef LOOPFAST_SOCKET_DEADLINE_H_
 #define LOOPFAST_SOCKET_DEADLINE_H_
 
+#include <sched.h>
 #include <time.h>
 
 #include <cstdint>
+
+#include "base/cacheline.h"
 
 namespace loopfast {
 
@@ -19,6 +22,8 @@ inline uint64_t MonotonicNs() {
 
 class Deadline {
  public:
+  static constexpr uint64_t kPureSpinNs = 2000;
+
   Deadline(const struct timespec *timeout, uint64_t spin_ns)
       : start_(MonotonicNs()),
         forever_(timeout == nullptr),
@@ -30,6 +35,12 @@ class Deadline {
   bool forever() const { return forever_; }
   bool Expired(uint64_t now) const { return !forever_ && now >= end_; }
   bool Spinning(uint64_t now) const { return now - start_ < spin_ns_; }
+  // One pause of the spin loop. Past the first two microseconds it also yields the CPU: a peer
+  // that shares this CPU then runs instead of watching this waiter spin its whole budget.
+  void PauseSpinning(uint64_t now) const {
+    if (now - start_ >= kPureSpinNs) sched_yield();
+    CpuRelax();
+  }
   uint64_t LeftNs() const {
     const uint64_t now = MonotonicNs();
     return now >= end_ ? 0 : end_ - now;

@@ -317,7 +317,7 @@ int EpollSet::Wait(struct epoll_event *events, int max, const struct timespec *t
       return round % kKernelLookInterval == 0 ? 0 : KernelLook(events, max, 0, nullptr);
     }
     if (deadline.Spinning(now)) {
-      CpuRelax();
+      deadline.PauseSpinning(now);
       continue;
     }
     PrepareSleep();

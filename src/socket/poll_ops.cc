@@ -96,7 +96,7 @@ int Poll(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
       return round % kKernelLookInterval == 0 ? 0 : LookKernel(fds, count, decided);
     }
     if (deadline.Spinning(now)) {
-      CpuRelax();
+      deadline.PauseSpinning(now);
       continue;
     }
     // Sleep: the ordinary descriptors as they are, plus what each fast socket names.

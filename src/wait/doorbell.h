@@ -8,6 +8,7 @@
 #ifndef LOOPFAST_WAIT_DOORBELL_H_
 #define LOOPFAST_WAIT_DOORBELL_H_
 
+#include <sched.h>
 #include <sys/time.h>
 
 #include <atomic>
@@ -69,10 +70,18 @@ template <typename Ready>
 WakeReason Doorbell::Wait(Ready ready, std::atomic<uint32_t> *waiting_flag, const WaitSpec &spec) {
   if (ready() != 0) return WakeReason::kReady;
   if (spec.spin_ns > 0) {
+    // Spin on the shared line first (a peer on another CPU answers in well under a
+    // microsecond); after that, also yield the CPU now and then: a peer that shares this CPU
+    // (or waits for one) gets to run instead of watching us spin our whole budget.
+    constexpr uint64_t kPureSpinNs = 2000;
     const uint64_t start = NowNs();
     for (uint32_t i = 1;; ++i) {
       if (ready() != 0) return WakeReason::kReady;
-      if ((i & 63) == 0 && NowNs() - start >= spec.spin_ns) break;
+      if ((i & 63) == 0) {
+        const uint64_t spun = NowNs() - start;
+        if (spun >= spec.spin_ns) break;
+        if (spun >= kPureSpinNs) sched_yield();
+      }
       CpuRelax();
     }
   }
