@@ -1,0 +1,93 @@
+// libFuzzer target for everything loopfast reads that another party wrote: rendezvous messages
+// (any local process can send them), the shared-memory header and ring positions (the peer
+// writes them, and a peer may be hostile), and the text inputs (policy file, environment lists,
+// /proc links). The first byte picks the input; the rest is it.
+//
+//   scripts/fuzz.sh --runs N | --seconds S      (builds with clang, keeps fuzz/corpus/)
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "rendezvous/peer_identity.h"
+#include "rendezvous/protocol.h"
+#include "ring/ring.h"
+#include "socket/policy.h"
+#include "socket/shared_layout.h"
+
+namespace {
+
+using namespace loopfast;
+
+void FuzzMessages(const uint8_t *data, size_t size) {
+  using rendezvous::Kind;
+  (void)rendezvous::IsMessage(data, size, Kind::kHello, sizeof(rendezvous::Hello));
+  (void)rendezvous::IsMessage(data, size, Kind::kOffer, sizeof(rendezvous::Offer));
+  (void)rendezvous::IsMessage(data, size, Kind::kReject, sizeof(rendezvous::Reject));
+  (void)rendezvous::IsMessage(data, size, Kind::kForward, sizeof(rendezvous::Forward));
+}
+
+// The input overwrites the header and ring controls of a real layout, as a hostile peer could;
+// a layout that passes validation is then used exactly as a connection uses it.
+void FuzzSharedMemory(const uint8_t *data, size_t size) {
+  const uint64_t bytes = LayoutBytes(kMinRingBytes, kMinRingBytes);
+  static std::vector<uint8_t> *memory = new std::vector<uint8_t>();
+  memory->assign(bytes + 64, 0);
+  void *base = memory->data() + (64 - reinterpret_cast<uintptr_t>(memory->data()) % 64) % 64;
+  InitializeLayout(base, kMinRingBytes, kMinRingBytes);
+  std::memcpy(base, data, std::min<size_t>(size, sizeof(SharedHeader)));
+  if (!ValidateLayout(base, bytes)) return;
+  auto *header = static_cast<SharedHeader *>(base);
+  for (int ring = 0; ring < 2; ++ring) {
+    SpscRing spsc(&header->ring[ring], static_cast<uint8_t *>(base) + header->ring_offset[ring],
+                  header->ring_capacity[ring]);
+    uint8_t buffer[4096];
+    (void)spsc.FillLevel();
+    (void)spsc.HasRoom();
+    (void)spsc.ReadableBytes();
+    (void)spsc.Read(buffer, sizeof buffer, /*peek=*/true);
+    (void)spsc.Read(buffer, sizeof buffer);
+    (void)spsc.WritableBytes();
+    std::memset(buffer, 0x5a, sizeof buffer);
+    (void)spsc.Write(buffer, size % sizeof buffer);
+    const uint8_t *span = nullptr;
+    (void)spsc.UnreadSpan(header->ring[ring].tail.load(), &span);
+  }
+}
+
+void FuzzText(const uint8_t *data, size_t size) {
+  const std::string text(reinterpret_cast<const char *>(data), size);
+  Policy policy;
+  std::string error;
+  (void)ParsePolicyText(text, &policy, &error);
+  std::vector<PortRange> ports;
+  std::vector<AddressRange> addresses;
+  (void)ParsePortList(text.c_str(), &ports);
+  (void)ParseAddressList(text.c_str(), &addresses);
+  (void)rendezvous::ParseSocketLink(text.data(), text.size());
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size == 0) return 0;
+  const uint8_t selector = data[0];
+  ++data;
+  --size;
+  switch (selector % 3) {
+    case 0:
+      FuzzMessages(data, size);
+      break;
+    case 1:
+      FuzzSharedMemory(data, size);
+      break;
+    default:
+      FuzzText(data, size);
+      break;
+  }
+  return 0;
+}
