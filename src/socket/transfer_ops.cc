@@ -20,7 +20,7 @@
 namespace loopfast::ops {
 namespace {
 
-constexpr size_t kChunkBytes = 256 * 1024;
+constexpr size_t kChunkBytes = size_t{256} * 1024;
 
 // A per-thread copy buffer: sendfile and splice run on the program's threads, often in loops.
 std::vector<uint8_t> &CopyBuffer() {
