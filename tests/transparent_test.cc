@@ -132,6 +132,18 @@ TEST(LauncherTest, BothEndsUnderLoopfastRunGoFastAndOneEndPlainIsKernelTcp) {
       << excluded.client_line;
 }
 
+// LOOPFAST_DISABLE=1 (`loopfast run --disable`) turns everything off at once.
+TEST(LauncherTest, DisableTurnsEverythingOff) {
+  const std::vector<std::string> bytes = {"--bytes", std::to_string(1 << 20)};
+  const std::vector<std::string> plain_environment;
+  const Outcome o = RunSides({bytes, plain_environment, "", {"run", "--disable"}},
+                             {bytes, {"LOOPFAST_DEFAULT=1", "LOOPFAST_DISABLE=1"}});
+  ASSERT_NO_FATAL_FAILURE(ExpectWholeStreams(o, 1 << 20));
+  EXPECT_EQ(o.client.at("after"), "kernel");
+  EXPECT_EQ(o.server.at("after"), "kernel");
+  EXPECT_NE(o.client.at("reason").find("disabled"), std::string::npos) << o.client_line;
+}
+
 // A statically linked program (like a Go program, which makes its own system calls) never
 // loads loopfast: it talks plain TCP, also to a fast listener, which then takes kernel TCP.
 TEST(LauncherTest, AStaticallyLinkedProgramTalksPlainTcpToAFastListener) {

@@ -61,7 +61,7 @@ std::shared_ptr<Socket> NewSocket(int family, bool nonblocking) {
 // Caller holds socket.mutex.
 void DecideKernel(Socket &socket, const char *why) {
   socket.path.store(Path::kKernel, std::memory_order_release);
-  if (socket.opted_in.load(std::memory_order_relaxed)) {
+  if (socket.opted_in.load(std::memory_order_relaxed) || why == reason::kDisabled) {
     socket.fallback_reason = why;
     Log(LogLevel::kInfo, "kernel TCP: %s", why);
   }
@@ -677,10 +677,10 @@ int Connect(int fd, const struct sockaddr *address, socklen_t length) {
   }
   const bool opted_in = socket->opted_in.load(std::memory_order_relaxed);
   const char *plain_reason = nullptr;
-  if (!opted_in) {
+  if (GetConfig().disabled) {
+    plain_reason = reason::kDisabled;  // said even where transparent mode would have opted in
+  } else if (!opted_in) {
     plain_reason = reason::kNotOptedIn;
-  } else if (GetConfig().disabled) {
-    plain_reason = reason::kDisabled;
   } else if (!IsLoopback(address, length)) {
     plain_reason = reason::kNotLoopback;
   } else if (IoUringSeen()) {
