@@ -94,7 +94,7 @@ __attribute__((constructor)) void Initialize() {
 // fork itself only to learn that it failed (the atfork handlers above do the rest).
 LOOPFAST_EXPORT pid_t fork() {
   const pid_t pid = Real().fork();
-  if (pid < 0) ops::ForkFailed();
+  if (pid != 0) ops::ForkReturned(/*failed=*/pid < 0);
   return pid;
 }
 

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "socket/deadline.h"
 #include "sys/owned_fds.h"
 #include "sys/real_calls.h"
 #include "wait/shared_lock.h"
@@ -243,6 +244,12 @@ Result<size_t> FastConnection::Send(int kernel_fd, const struct iovec *iov, size
     }
     if ((OwnFlags() & kSideMoving) != 0) {
       if (sent > 0) return sent;
+      return Errno{kUseKernel};
+    }
+    if (sent == 0 && peer().pid == 0) (void)PeerHungUpUnattached(0);  // then PeerLeft, above
+    if (PeerLeft()) {
+      if (sent > 0) return sent;
+      FlushUnreadToKernel(kernel_fd);
       return Errno{kUseKernel};
     }
     if (WritesGoToKernel()) {
@@ -522,11 +529,34 @@ void FastConnection::SwitchToKernel() {
 void FastConnection::AddHolder() { self().holders.fetch_add(1, std::memory_order_relaxed); }
 void FastConnection::DropHolder() { self().holders.fetch_sub(1, std::memory_order_relaxed); }
 
-bool FastConnection::Close() {
+bool FastConnection::PeerHungUpUnattached(int wait_ms) {
+  if (peer().pid != 0) return false;
+  // The peer's ends of the doorbells arrive with the Offer; they close, unread, when the
+  // connecting side takes kernel TCP instead. A poll sees that without taking wake-up bytes.
+  const uint64_t end = MonotonicNs() + uint64_t(wait_ms) * 1000000u;
+  for (;;) {
+    struct pollfd probe = {data_bell_.fd(), POLLRDHUP, 0};
+    const int saved_errno = errno;
+    const int n = sys::Real().poll(&probe, 1, wait_ms > 0 ? 5 : 0);
+    errno = saved_errno;
+    if (n == 1 && (probe.revents & (POLLRDHUP | POLLHUP)) != 0) {
+      peer_left_.store(true, std::memory_order_release);
+      return true;
+    }
+    if (peer().pid != 0 || MonotonicNs() >= end) return false;
+  }
+}
+
+bool FastConnection::Close(int kernel_fd) {
   // Another process (a fork) still holds this end: the connection goes on.
   if (self().holders.fetch_sub(1, std::memory_order_acq_rel) > 1) return false;
   // Moved: the kernel connection is the whole truth; the peer already stopped using the rings.
   if (Moved()) return false;
+  // Bytes the connecting side will never read from the ring (it took kernel TCP, or is about
+  // to): give it a moment to attach or hang up, and hand them to the kernel connection.
+  if (tx_.FillLevel() > 0 && PeerHungUpUnattached(kAttachGraceMs)) {
+    FlushUnreadToKernel(kernel_fd);
+  }
   const bool unread = rx_.FillLevel() > 0;
   self().flags.fetch_or(kSideWriteShut | kSideClosed | (unread ? kSideAborted : 0u),
                         std::memory_order_release);

@@ -143,7 +143,20 @@ class FastConnection {
   // This process lets go of this end. When it was the last holder, the peer sees the close;
   // returns true when unread bytes remain (the caller then resets the kernel connection, as
   // TCP does when closing with unread data).
-  bool Close();
+  // `kernel_fd`: where bytes go that a connecting side that never attached would lose.
+  bool Close(int kernel_fd);
+  // The connecting side never attached and hung up its doorbells (it took kernel TCP): waits
+  // up to `wait_ms` to know. Then this end acts as if the peer left (PeerLeft).
+  bool PeerHungUpUnattached(int wait_ms);
+  bool PeerAttached() const { return peer().pid != 0; }
+  // This end's data goes over the kernel connection now: either end switched, the peer was
+  // handed to a program without loopfast, or the connecting side never attached. (A peer that
+  // closed or died after using the rings leaves the connection as it was: fast, ended.)
+  bool UsesKernel() const {
+    return WritesGoToKernel() || (PeerFlags() & kSideMoved) != 0 ||
+           (peer_left_.load(std::memory_order_acquire) && !PeerAttached());
+  }
+  static constexpr int kAttachGraceMs = 100;
 
   uint64_t bytes_sent() const;
   uint64_t bytes_received() const;

@@ -48,6 +48,7 @@ inline constexpr const char *kOptionNeedsKernel =
 inline constexpr const char *kUrgentData = "moved to kernel TCP: urgent data (MSG_OOB)";
 inline constexpr const char *kSplice = "moved to kernel TCP: splice from a pipe";
 inline constexpr const char *kPeerMoved = "moved to kernel TCP by the peer";
+inline constexpr const char *kPeerNeverAttached = "the connecting side took kernel TCP";
 inline constexpr const char *kSignalDrivenIo = "moved to kernel TCP: signal-driven I/O (O_ASYNC)";
 inline constexpr const char *kIoUring = "the process uses io_uring, which bypasses loopfast";
 }  // namespace reason
@@ -86,7 +87,11 @@ struct Socket {
   struct timeval recv_timeout = {0, 0};
   struct timeval send_timeout = {0, 0};
   int program_rcvbuf = 0;  // SO_RCVBUF as the program set it (0: never)
-  int program_ttl = -1;    // IP_TTL / IPV6_UNICAST_HOPS deferred while the marker is on
+  // The kernel socket's SO_RCVBUF was raised above the program's: a fast listener's SYN-ACK
+  // window must stay large enough for its MSS marker (the client bounds the MSS it reads by
+  // half that window). getsockopt reports the program's value; kernel-TCP connections get it.
+  bool rcvbuf_raised = false;
+  int program_ttl = -1;  // IP_TTL / IPV6_UNICAST_HOPS deferred while the marker is on
   int program_hops = -1;
   int program_maxseg = 0;  // TCP_MAXSEG a fast listener keeps to itself
 

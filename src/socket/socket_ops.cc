@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <map>
 
@@ -37,6 +38,8 @@ constexpr int kFindHelloTimeoutMs = 1000;
 // How long a blocked call waits for the listener's Offer before the connection is moved to
 // kernel TCP (always safe: see AbandonPending).
 constexpr int kOfferPatienceMs = 2000;
+// How long a shutdown() of a pending connection waits for the Offer before taking kernel TCP.
+constexpr int kShutdownOfferWaitMs = 50;
 
 FdTable &Table() { return FdTable::Instance(); }
 const sys::RealCalls &Real() { return sys::Real(); }
@@ -48,6 +51,34 @@ bool IoUringSeen() { return io_uring_seen.load(std::memory_order_relaxed); }
 bool IsTcpSocket(int domain, int type, int protocol) {
   return (domain == AF_INET || domain == AF_INET6) && (type & 0xf) == SOCK_STREAM &&
          (protocol == 0 || protocol == IPPROTO_TCP);
+}
+
+// The smallest SO_RCVBUF that keeps a listener's SYN-ACK window at its 65535 maximum, so a
+// client reading the marker MSS (bounded by half the peer's window) sees it whole.
+constexpr int kMarkerSafeRcvbuf = 128 * 1024;
+
+// What the kernel reports for SO_RCVBUF after a program set `value` (it doubles it, within
+// net.core.rmem_max unless forced, and never below its minimum).
+int KernelStyleRcvbuf(int value) {
+  static const int rmem_max = [] {
+    int max = 212992;
+    if (FILE *file = std::fopen("/proc/sys/net/core/rmem_max", "r")) {
+      if (std::fscanf(file, "%d", &max) != 1) max = 212992;
+      std::fclose(file);
+    }
+    return max;
+  }();
+  const long doubled = 2L * std::min(value, rmem_max);
+  return static_cast<int>(std::max<long>(doubled, 2304));
+}
+
+// A connection that ends on kernel TCP gets the receive buffer its program asked for.
+void ApplyProgramRcvbuf(const Socket &socket, int fd) {
+  if (!socket.rcvbuf_raised || socket.program_rcvbuf <= 0) return;
+  const int saved_errno = errno;
+  Real().setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &socket.program_rcvbuf,
+                    sizeof socket.program_rcvbuf);
+  errno = saved_errno;
 }
 
 std::shared_ptr<Socket> NewSocket(int family, bool nonblocking) {
@@ -306,12 +337,18 @@ void EnableListener(Socket &socket, int fd) {
     return;
   }
   if (!rendezvous::SetListenerMarker(fd).ok()) return;
+  if (socket.program_rcvbuf > 0 && socket.program_rcvbuf < kMarkerSafeRcvbuf) {
+    Real().setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kMarkerSafeRcvbuf, sizeof kMarkerSafeRcvbuf);
+    socket.rcvbuf_raised = true;
+  }
   socket.channel = channel.value();
   Log(LogLevel::kDebug, "listener on port %u opted in", port);
 }
 
 void DisableListener(Socket &socket, int fd) {
   if (!socket.channel) return;
+  ApplyProgramRcvbuf(socket, fd);
+  socket.rcvbuf_raised = false;
   const int zero = 0;
   Real().setsockopt(fd, IPPROTO_TCP, TCP_SAVE_SYN, &zero, sizeof zero);
   Real().setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &socket.program_maxseg,
@@ -461,7 +498,7 @@ size_t AppendFromIov(const struct msghdr *message, size_t skip, size_t room,
 
 // This process lets go of a fast connection. Caller holds the mutex.
 void EndFast(Socket &socket, int kernel_fd) {
-  if (socket.fast_owner->Close()) {
+  if (socket.fast_owner->Close(kernel_fd)) {
     // Unread bytes: TCP resets the connection; so do we, through the kernel connection.
     const struct linger abort_linger = {1, 0};
     Real().setsockopt(kernel_fd, SOL_SOCKET, SO_LINGER, &abort_linger, sizeof abort_linger);
@@ -778,6 +815,7 @@ int Accept(int fd, struct sockaddr *address, socklen_t *length, int flags) {
     accepted->recv_timeout = listener->recv_timeout;
     accepted->send_timeout = listener->send_timeout;
     accepted->program_rcvbuf = listener->program_rcvbuf;
+    accepted->rcvbuf_raised = listener->rcvbuf_raised;
     accepted->opted_in.store(listener->opted_in.load(std::memory_order_relaxed),
                              std::memory_order_relaxed);
     accepted->opted_in_explicitly.store(
@@ -789,6 +827,9 @@ int Accept(int fd, struct sockaddr *address, socklen_t *length, int flags) {
       RendezvousAccepted(*accepted, accepted_fd, *channel);
     } else {
       DecideKernel(*accepted, listener_reason);
+    }
+    if (accepted->path.load(std::memory_order_relaxed) == Path::kKernel) {
+      ApplyProgramRcvbuf(*accepted, accepted_fd);
     }
   }
   Table().Set(accepted_fd, accepted);
@@ -803,10 +844,12 @@ int Shutdown(int fd, int how) {
   {
     std::lock_guard<std::mutex> guard(socket->mutex);
     CheckConnectProgress(*socket, fd);
-    // A half-close before the Offer arrived: the fast end would not know of it, so this
-    // connection stays on kernel TCP (always safe, see AbandonPending).
+    // A half-close before the Offer arrived: the fast end would not know of it. An Offer is
+    // usually microseconds away (the server's accept runs): wait for it briefly; otherwise
+    // this connection stays on kernel TCP (always safe, see AbandonPending).
     if (socket->path.load(std::memory_order_relaxed) == Path::kPending &&
-        ResolvePending(*socket, fd, -1) == Resolve::kStillPending) {
+        ResolvePending(*socket, fd, -1) == Resolve::kStillPending &&
+        ResolvePending(*socket, fd, kShutdownOfferWaitMs) != Resolve::kResolved) {
       AbandonPending(*socket, fd, reason::kRendezvousLost);
     }
   }
@@ -1074,6 +1117,13 @@ int SetSockOpt(int fd, int level, int name, const void *value, socklen_t length)
                 sizeof(struct timeval));
   } else if (name == SO_RCVBUF || name == SO_RCVBUFFORCE) {
     socket->program_rcvbuf = int_value;
+    if (socket->channel && int_value < kMarkerSafeRcvbuf) {
+      // A fast listener keeps its window large enough for its marker (see rcvbuf_raised).
+      Real().setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kMarkerSafeRcvbuf, sizeof kMarkerSafeRcvbuf);
+      socket->rcvbuf_raised = true;
+    } else {
+      socket->rcvbuf_raised = false;
+    }
   }
   return ret;
 }
@@ -1082,7 +1132,16 @@ int GetSockOpt(int fd, int level, int name, void *value, socklen_t *length) {
   std::shared_ptr<Socket> socket = Table().Get(fd);
   // A program polling SO_ERROR after a non-blocking connect moves the rendezvous along.
   if (socket && level == SOL_SOCKET && name == SO_ERROR) MakeProgress(*socket, fd);
-  return Real().getsockopt(fd, level, name, value, length);
+  const int ret = Real().getsockopt(fd, level, name, value, length);
+  if (ret == 0 && socket && level == SOL_SOCKET && name == SO_RCVBUF && value != nullptr &&
+      *length >= sizeof(int)) {
+    std::lock_guard<std::mutex> guard(socket->mutex);
+    if (socket->rcvbuf_raised && socket->path.load(std::memory_order_relaxed) != Path::kKernel) {
+      const int reported = KernelStyleRcvbuf(socket->program_rcvbuf);
+      std::memcpy(value, &reported, sizeof reported);
+    }
+  }
+  return ret;
 }
 
 namespace {
@@ -1210,8 +1269,8 @@ int PathOf(int fd) {
   MakeProgress(*socket, fd);
   switch (socket->path.load(std::memory_order_acquire)) {
     case Path::kFast:
-      return socket->fast.load(std::memory_order_acquire)->WritesGoToKernel() ? LOOPFAST_PATH_KERNEL
-                                                                              : LOOPFAST_PATH_FAST;
+      return socket->fast.load(std::memory_order_acquire)->UsesKernel() ? LOOPFAST_PATH_KERNEL
+                                                                        : LOOPFAST_PATH_FAST;
     case Path::kKernel:
     case Path::kPending:
       return LOOPFAST_PATH_KERNEL;
@@ -1225,15 +1284,17 @@ const char *FallbackReason(int fd) {
   if (!socket) return "";
   std::lock_guard<std::mutex> guard(socket->mutex);
   FastConnection *fast = socket->fast.load(std::memory_order_acquire);
-  if (socket->fallback_reason == reason::kNone && fast != nullptr && fast->WritesGoToKernel()) {
-    return reason::kPeerMoved;
+  if (socket->fallback_reason == reason::kNone && fast != nullptr && fast->UsesKernel()) {
+    return fast->PeerAttached() ? reason::kPeerMoved : reason::kPeerNeverAttached;
   }
   return socket->fallback_reason;
 }
 
 namespace {
 // The connections BeforeFork counted the coming child in, to take back if fork fails.
-thread_local std::vector<std::shared_ptr<Socket>> held_for_child;
+// Weak: a parent that closes its copy right after fork must free it (a strong reference kept
+// the doorbells open until the next fork — found by the kill -9 campaign).
+thread_local std::vector<std::weak_ptr<Socket>> held_for_child;
 }  // namespace
 
 void BeforeFork() {
@@ -1247,9 +1308,13 @@ void BeforeFork() {
   });
 }
 
-void ForkFailed() {
-  for (const std::shared_ptr<Socket> &socket : held_for_child) {
-    socket->fast.load(std::memory_order_acquire)->DropHolder();
+void ForkReturned(bool failed) {
+  if (failed) {
+    for (const std::weak_ptr<Socket> &held : held_for_child) {
+      if (std::shared_ptr<Socket> socket = held.lock()) {
+        socket->fast.load(std::memory_order_acquire)->DropHolder();
+      }
+    }
   }
   held_for_child.clear();
 }

@@ -93,10 +93,11 @@ int PathOf(int fd);
 const char *FallbackReason(int fd);
 
 // fork: BeforeFork in the parent before the child exists; AfterFork in both processes after
-// fork returns (both now hold every socket and channel); ForkFailed when no child came.
+// fork returns (both now hold every socket and channel); ForkReturned in the parent once fork()
+// returned (`failed`: no child came, the holders counted for it are given back).
 void BeforeFork();
 void AfterFork(bool in_child);
-void ForkFailed();
+void ForkReturned(bool failed);
 
 // True if `fd` is tracked by loopfast (the interposer's fast test).
 bool IsTracked(int fd);
