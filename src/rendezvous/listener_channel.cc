@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +20,36 @@
 
 namespace loopfast::rendezvous {
 namespace {
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+// PeerPidfd: a pidfd for the process at the other end of a Unix socket; kPidfdUnsupported on a
+// kernel without SO_PEERPIDFD (before 6.5: then only the /proc check stands), kPidfdRefused when
+// the kernel has none to give (the sender is gone).
+constexpr int kPidfdUnsupported = -1;
+constexpr int kPidfdRefused = -2;
+
+int PeerPidfd(int fd) {
+  int pidfd = -1;
+  socklen_t length = sizeof pidfd;
+  const int saved_errno = errno;
+  const int ret = sys::Real().getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &length);
+  const int error = errno;
+  errno = saved_errno;
+  if (ret == 0 && pidfd >= 0) return pidfd;
+  return error == ENOPROTOOPT || error == EOPNOTSUPP ? kPidfdUnsupported : kPidfdRefused;
+}
+
+// True while the process a pidfd names has not exited (signal 0 checks without sending).
+bool ProcessAlive(int pidfd) {
+  const int saved_errno = errno;
+  const long ret = syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0);
+  const bool alive = ret == 0 || errno == EPERM;  // EPERM: it exists, another user's
+  errno = saved_errno;
+  return alive;
+}
 
 constexpr size_t kPruneThreshold = 64;
 // Hellos one process keeps for connections it has not accepted yet: enough for a burst of
@@ -116,9 +147,22 @@ bool ListenerChannel::ReadHello(Held &held) {
     Drop(held, RejectReason::kUnverified);
     return false;
   }
+  // The pid names the sender only while the sender lives: one that sent a Hello and exited
+  // could have its pid taken by the real client, whose socket then sits at the claimed
+  // number (a process of any user can arrange that by cycling pids, then receive the Offer
+  // on the channel connection it kept). A pidfd pins the sender itself: taken before the
+  // /proc lookup and found alive after it, the pid cannot have changed hands in between.
+  const int sender_pidfd = PeerPidfd(held.channel_fd);
+  if (sender_pidfd == kPidfdRefused) {
+    Drop(held, RejectReason::kUnverified);
+    return false;
+  }
   Result<uint64_t> inode = SocketInodeOf(sender.pid, hello.client_fd);
-  if (!inode.ok()) {
-    // Not a socket the sender holds, or a process we may not inspect: never trusted.
+  const bool sender_alive = sender_pidfd < 0 || ProcessAlive(sender_pidfd);
+  if (sender_pidfd >= 0) sys::Real().close(sender_pidfd);
+  if (!inode.ok() || !sender_alive) {
+    // Not a socket the sender holds, a process we may not inspect, or a sender that is gone:
+    // never trusted.
     Drop(held, RejectReason::kUnverified);
     return false;
   }
