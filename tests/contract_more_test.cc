@@ -45,19 +45,6 @@ constexpr int kFast = 0, kKernel = 1;
 constexpr int kDataError = 200, kContradiction = 201, kDisagree = 202, kNoConnection = 203,
               kTimedOut = 204, kWrongReason = 205;
 
-int64_t NowMs() {
-  timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return int64_t(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
-}
-
-// Every blocking call on `fd` returns within `ms` (EAGAIN): no test waits forever.
-void Bound(int fd, int ms = 10000) {
-  const timeval timeout = {ms / 1000, (ms % 1000) * 1000};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-}
-
 // The path of a connection that has carried data both ways, from the library and from the
 // kernel's counters, which must say the same: kFast (no kernel data), kKernel (kernel data),
 // or kContradiction.

@@ -62,18 +62,6 @@ long Attacks(long short_form) {
   return n > 0 ? n : short_form;
 }
 
-int64_t NowMs() {
-  timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return int64_t(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
-}
-
-void Bound(int fd, int ms = 10000) {
-  const timeval timeout = {ms / 1000, (ms % 1000) * 1000};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-}
-
 bool Fast(int fd) { return ObservedPath(fd) == "fast"; }
 
 // Drops root for good, then becomes dumpable again as an exec'd program of that user is.

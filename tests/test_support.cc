@@ -193,6 +193,18 @@ int LeftoverFiles() {
   return count;
 }
 
+void Bound(int fd, int ms) {
+  const timeval timeout = {ms / 1000, (ms % 1000) * 1000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+}
+
+int64_t NowMs() {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return int64_t(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
+}
+
 ConnectedPair::~ConnectedPair() {
   if (client >= 0) close(client);
   if (server >= 0) close(server);

@@ -51,6 +51,11 @@ struct ConnectedPair {
 // asked for; the listener is closed again. Fails the test on error.
 void MakeConnectedPair(bool fast, ConnectedPair *pair);
 
+// Every blocking call on `fd` returns within `ms` (EAGAIN): no test waits forever.
+void Bound(int fd, int ms = 10000);
+// CLOCK_MONOTONIC in milliseconds.
+int64_t NowMs();
+
 bool WriteAll(int fd, const void *data, size_t size);
 bool ReadAll(int fd, void *data, size_t size);
 // Deterministic test data: byte i of stream `seed`.
