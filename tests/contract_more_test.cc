@@ -145,15 +145,6 @@ uint16_t PortOf(int fd) {
   return ntohs(at.sin_port);
 }
 
-// The listener channel's abstract address for `port`, as a client's library computes it.
-socklen_t ChannelOf(uint16_t port, sockaddr_un *channel) {
-  *channel = sockaddr_un{};
-  channel->sun_family = AF_UNIX;
-  const std::string name = "loopfast.v1." + std::to_string(port);
-  std::memcpy(channel->sun_path + 1, name.data(), name.size());
-  return socklen_t(offsetof(sockaddr_un, sun_path) + 1 + name.size());
-}
-
 // True when the read end of a "done" pipe says stop (its writers closed it).
 bool Stopped(int done_fd) {
   pollfd p = {done_fd, POLLIN, 0};

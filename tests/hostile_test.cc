@@ -83,14 +83,6 @@ sockaddr_in Loopback4(uint16_t port) {
   return in;
 }
 
-socklen_t ChannelOf(uint16_t port, sockaddr_un *channel) {
-  *channel = sockaddr_un{};
-  channel->sun_family = AF_UNIX;
-  const std::string name = "loopfast.v1." + std::to_string(port);
-  std::memcpy(channel->sun_path + 1, name.data(), name.size());
-  return socklen_t(offsetof(sockaddr_un, sun_path) + 1 + name.size());
-}
-
 // The start address of the first loopfast shared-memory mapping in `pid`, or 0.
 uintptr_t MemfdMapping(pid_t pid) {
   std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");

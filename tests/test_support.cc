@@ -199,6 +199,14 @@ void Bound(int fd, int ms) {
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
 }
 
+socklen_t ChannelOf(uint16_t port, sockaddr_un *channel) {
+  *channel = sockaddr_un{};
+  channel->sun_family = AF_UNIX;
+  const std::string name = "loopfast.v1." + std::to_string(port);
+  std::memcpy(channel->sun_path + 1, name.data(), name.size());
+  return socklen_t(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+}
+
 int64_t NowMs() {
   timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);

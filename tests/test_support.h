@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 
 #include <cstdint>
 #include <functional>
@@ -53,6 +54,9 @@ void MakeConnectedPair(bool fast, ConnectedPair *pair);
 
 // Every blocking call on `fd` returns within `ms` (EAGAIN): no test waits forever.
 void Bound(int fd, int ms = 10000);
+// The listener channel's abstract address for `port`, computed as the protocol documents it
+// (independently of the library's own code).
+socklen_t ChannelOf(uint16_t port, struct sockaddr_un *channel);
 // CLOCK_MONOTONIC in milliseconds.
 int64_t NowMs();
 

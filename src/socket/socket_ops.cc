@@ -467,18 +467,6 @@ size_t IovLength(const struct msghdr *message) {
 
 // Copies up to `room` bytes of the message, starting `skip` bytes in, to `out`.
 size_t AppendFromIov(const struct msghdr *message, size_t skip, size_t room,
-                     std::vector<uint8_t> &out);
-
-// `done` bytes of the message went out already; the rest goes on the kernel connection.
-ssize_t SendRestToKernel(int kernel_fd, const struct msghdr *message, size_t done, int flags) {
-  std::vector<uint8_t> rest;
-  AppendFromIov(message, done, IovLength(message) - done, rest);
-  const ssize_t n = Real().send(kernel_fd, rest.data(), rest.size(), flags);
-  return static_cast<ssize_t>(done + (n > 0 ? static_cast<size_t>(n) : 0));
-}
-
-// Copies up to `room` bytes of the message, starting `skip` bytes in, to `out`.
-size_t AppendFromIov(const struct msghdr *message, size_t skip, size_t room,
                      std::vector<uint8_t> &out) {
   size_t copied = 0;
   for (size_t i = 0; i < message->msg_iovlen && copied < room; ++i) {
@@ -494,6 +482,14 @@ size_t AppendFromIov(const struct msghdr *message, size_t skip, size_t room,
     skip = 0;
   }
   return copied;
+}
+
+// `done` bytes of the message went out already; the rest goes on the kernel connection.
+ssize_t SendRestToKernel(int kernel_fd, const struct msghdr *message, size_t done, int flags) {
+  std::vector<uint8_t> rest;
+  AppendFromIov(message, done, IovLength(message) - done, rest);
+  const ssize_t n = Real().send(kernel_fd, rest.data(), rest.size(), flags);
+  return static_cast<ssize_t>(done + (n > 0 ? static_cast<size_t>(n) : 0));
 }
 
 // This process lets go of a fast connection. Caller holds the mutex.
