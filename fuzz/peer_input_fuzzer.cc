@@ -29,6 +29,7 @@ void FuzzMessages(const uint8_t *data, size_t size) {
   (void)rendezvous::IsMessage(data, size, Kind::kOffer, sizeof(rendezvous::Offer));
   (void)rendezvous::IsMessage(data, size, Kind::kReject, sizeof(rendezvous::Reject));
   (void)rendezvous::IsMessage(data, size, Kind::kForward, sizeof(rendezvous::Forward));
+  (void)rendezvous::IsMessage(data, size, Kind::kForwardUnread, sizeof(rendezvous::ForwardUnread));
 }
 
 // The input overwrites the header and ring controls of a real layout, as a hostile peer could;

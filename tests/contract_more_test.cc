@@ -1038,6 +1038,54 @@ TEST(ContractMoreTest, ForgedHellosAreNotHoardedByASingleProcessServer) {
   for (int fd : strangers) close(fd);
 }
 
+// Campaign defect (rendezvous miss under load): a client preempted between its channel
+// connect and its Hello was answered with a Reject by whichever search accepted its channel
+// connection once that search's own grace had run out, and its server later waited a second
+// for a Hello that was gone. A silent channel connection is now held unread for its own grace
+// period (from when it was accepted), and dropped only when still silent after it.
+TEST(ContractMoreTest, SilentChannelConnectionIsHeldForItsOwnGracePeriod) {
+  uint16_t port = 0;
+  const int listener = Listen(AF_INET, "127.0.0.1", true, &port);
+  ASSERT_GE(listener, 0);
+  Bound(listener);
+  sockaddr_un channel;
+  const socklen_t length = ChannelOf(port, &channel);
+  const int silent = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(connect(silent, reinterpret_cast<const sockaddr *>(&channel), length), 0);
+  auto connect_and_accept = [&](int *client, int *server) {
+    *client = TryConnect("127.0.0.1", port, true);
+    ASSERT_GE(*client, 0);
+    *server = accept(listener, nullptr, nullptr);
+    ASSERT_GE(*server, 0);
+  };
+  // A real connection's search accepts the silent one on its way.
+  int client = -1, server = -1;
+  connect_and_accept(&client, &server);
+  EXPECT_EQ(ObservedPath(server), "fast");
+  char answer[64];
+  EXPECT_EQ(recv(silent, answer, sizeof answer, MSG_DONTWAIT), -1)
+      << "the silent connection was answered (rejected) inside its grace period";
+  EXPECT_EQ(errno, EAGAIN);
+  close(client);
+  close(server);
+  // Still silent well past its grace: the next search drops it with a Reject.
+  usleep(250 * 1000);
+  connect_and_accept(&client, &server);
+  EXPECT_EQ(ObservedPath(server), "fast");
+  pollfd pfd = {silent, POLLIN, 0};
+  ASSERT_EQ(poll(&pfd, 1, 5000), 1);
+  const ssize_t got = recv(silent, answer, sizeof answer, MSG_DONTWAIT);
+  ASSERT_EQ(got, ssize_t(sizeof(rendezvous::Reject)));
+  rendezvous::Reject reject;
+  std::memcpy(&reject, answer, sizeof reject);
+  EXPECT_EQ(reject.header.magic, rendezvous::kMessageMagic);
+  EXPECT_EQ(reject.header.kind, rendezvous::Kind::kReject);
+  close(client);
+  close(server);
+  close(silent);
+  close(listener);
+}
+
 bool HasMemfdDescriptor(pid_t pid) {
   const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
   DIR *d = opendir(dir.c_str());

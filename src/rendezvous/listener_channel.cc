@@ -174,22 +174,41 @@ bool ListenerChannel::ReadHello(Held &held) {
   return true;
 }
 
+bool ListenerChannel::ReadHeldHello(Held &held) {
+  if (!ReadHello(held)) return false;
+  if (held.hello_read || NowMs() - held.accepted_ms <= kHelloGraceMs) return true;
+  // A client sends its Hello microseconds after its connect; this one said nothing for the
+  // whole grace period: not a client, never hold it.
+  Drop(held, RejectReason::kUnverified);
+  return false;
+}
+
 void ListenerChannel::ForwardToGroup(Held &held) {
-  Forward forward{};
-  forward.header = MakeHeader(Kind::kForward);
-  forward.hello = held.hello;
-  forward.client_pid = held.pid;
-  forward.client_uid = held.uid;
-  forward.client_inode = held.inode;
   const int fds[2] = {held.channel_fd, listen_fd_};
-  if (SendMessage(group_tx_, &forward, sizeof forward, fds, 2).ok()) {
+  Status sent;
+  if (held.hello_read) {
+    Forward forward{};
+    forward.header = MakeHeader(Kind::kForward);
+    forward.hello = held.hello;
+    forward.client_pid = held.pid;
+    forward.client_uid = held.uid;
+    forward.client_inode = held.inode;
+    sent = SendMessage(group_tx_, &forward, sizeof forward, fds, 2);
+  } else {
+    const ForwardUnread forward = {MakeHeader(Kind::kForwardUnread), held.accepted_ms};
+    sent = SendMessage(group_tx_, &forward, sizeof forward, fds, 2);
+  }
+  if (sent.ok()) {
     CloseAll(&held.channel_fd, 1);
     held.channel_fd = -1;
   }
 }
 
 bool ListenerChannel::ReceiveForwarded(Held *held) {
-  Forward forward;
+  union {
+    Forward read;
+    ForwardUnread unread;
+  } forward;
   int fds[kMaxMessageFds];
   int fd_count = 0;
   for (;;) {
@@ -199,33 +218,48 @@ bool ListenerChannel::ReceiveForwarded(Held *held) {
     if (!got.ok() || got.value() == 0) return false;
     // Only a process holding this very channel can attach it: that is the membership proof.
     const bool member = fd_count == 2 && InodeOf(fds[1]) == channel_inode_;
-    if (!member || !IsMessage(&forward, got.value(), Kind::kForward, sizeof forward) ||
-        !IsMessage(&forward.hello, sizeof forward.hello, Kind::kHello, sizeof(Hello))) {
+    const bool read = IsMessage(&forward, got.value(), Kind::kForward, sizeof(Forward)) &&
+                      IsMessage(&forward.read.hello, sizeof(Hello), Kind::kHello, sizeof(Hello));
+    const bool unread =
+        IsMessage(&forward, got.value(), Kind::kForwardUnread, sizeof(ForwardUnread));
+    if (!member || !(read || unread)) {
       CloseAll(fds, fd_count);
       CountRejected();
       continue;
     }
     CloseAll(&fds[1], 1);
+    *held = Held{};
     held->channel_fd = fds[0];
     sys::Own(fds[0]);
+    if (unread) {
+      held->accepted_ms = forward.unread.accepted_ms;
+      return true;
+    }
     held->hello_read = true;
-    held->hello = forward.hello;
-    held->pid = forward.client_pid;
-    held->uid = forward.client_uid;
-    held->inode = forward.client_inode;
+    held->hello = forward.read.hello;
+    held->pid = forward.read.client_pid;
+    held->uid = forward.read.client_uid;
+    held->inode = forward.read.client_inode;
     return true;
   }
 }
 
 void ListenerChannel::HandOnToGroup() {
   if (!shared_) return;
-  for (Held &held : held_) {
-    if (held.hello_read) ForwardToGroup(held);
-  }
+  for (Held &held : held_) ForwardToGroup(held);
   std::erase_if(held_, [](const Held &held) { return held.channel_fd < 0; });
 }
 
 void ListenerChannel::DropBeyondCap() {
+  // Silent connections go first: a stranger opening many cannot push out real clients' Hellos.
+  for (size_t i = 0; held_.size() > kMaxHeld && i < held_.size();) {
+    if (held_[i].hello_read) {
+      ++i;
+      continue;
+    }
+    Drop(held_[i], RejectReason::kResources);
+    held_.erase(held_.begin() + static_cast<std::ptrdiff_t>(i));
+  }
   while (held_.size() > kMaxHeld) {
     Drop(held_.front(), RejectReason::kResources);
     held_.erase(held_.begin());
@@ -256,8 +290,6 @@ Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
   const bool unverifiable = self != 0 && peer.value().uid != self;
   const uint64_t expected_inode = peer.value().inode;
   const int64_t deadline = NowMs() + timeout_ms;
-  // One grace period per search, shared by every silent channel connection it meets.
-  const int64_t grace_deadline = NowMs() + kHelloGraceMs;
   std::lock_guard<std::mutex> guard(mutex_);
   auto take = [this](size_t index) {
     FoundHello found;
@@ -273,7 +305,7 @@ Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
   };
   for (;;) {
     for (size_t i = 0; i < held_.size();) {
-      if (!held_[i].hello_read && !ReadHello(held_[i])) {
+      if (!held_[i].hello_read && !ReadHeldHello(held_[i])) {
         held_.erase(held_.begin() + static_cast<std::ptrdiff_t>(i));
         continue;
       }
@@ -282,8 +314,11 @@ Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
     }
     Held forwarded;
     while (ReceiveForwarded(&forwarded)) {
+      if (!forwarded.hello_read && !ReadHeldHello(forwarded)) continue;
       held_.push_back(forwarded);
-      if (forwarded.inode == expected_inode) return take(held_.size() - 1);
+      if (forwarded.hello_read && forwarded.inode == expected_inode) {
+        return take(held_.size() - 1);
+      }
     }
     for (;;) {
       const int channel =
@@ -291,19 +326,11 @@ Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
       if (channel < 0) break;
       Held held;
       held.channel_fd = channel;
+      held.accepted_ms = NowMs();
       sys::Own(channel);
+      // Accepted between a client's connect and its send, it is still silent: held unread
+      // (its Hello is microseconds away; later passes, or the group, read it).
       if (!ReadHello(held)) continue;
-      if (!held.hello_read) {
-        // Accepted between the client's connect and its send: the Hello is microseconds away.
-        // Read it now, so that it can be handed to the rest of the group if it is not ours.
-        struct pollfd pfd = {channel, POLLIN, 0};
-        sys::Real().poll(&pfd, 1, static_cast<int>(std::max<int64_t>(grace_deadline - NowMs(), 1)));
-        if (!ReadHello(held)) continue;
-        if (!held.hello_read) {  // still silent: not a client about to send; never hold it
-          Drop(held, RejectReason::kUnverified);
-          continue;
-        }
-      }
       held_.push_back(held);
       if (held.hello_read && held.inode == expected_inode) return take(held_.size() - 1);
     }

@@ -57,6 +57,7 @@ class ListenerChannel {
     pid_t pid = 0;
     uid_t uid = 0;
     uint64_t inode = 0;
+    int64_t accepted_ms = 0;  // when the group accepted the channel connection (its grace)
   };
 
   ListenerChannel(uint16_t port, int listen_fd, int group_rx, int group_tx, uint64_t inode);
@@ -64,8 +65,11 @@ class ListenerChannel {
   bool ReadHello(Held &held);
   void Drop(Held &held, RejectReason reason);
   void ForwardToGroup(Held &held);
-  // In a group: forwards every Hello held here that has been read.
+  // In a group: forwards every channel connection held here, read or not.
   void HandOnToGroup();
+  // Reads a held channel that may still be silent. False: drop it (answered, gone, or silent
+  // for longer than a client takes between its connect and its Hello).
+  bool ReadHeldHello(Held &held);
   bool ReceiveForwarded(Held *held);
   void PruneGone();
   void DropBeyondCap();

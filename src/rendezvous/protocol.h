@@ -34,6 +34,7 @@ enum class Kind : uint16_t {
   kOffer = 2,
   kReject = 3,
   kForward = 4,
+  kForwardUnread = 5,
 };
 
 struct MessageHeader {
@@ -83,6 +84,15 @@ struct Forward {
   uint64_t client_inode;  // inode of the socket behind client_fd, read from /proc
 };
 static_assert(sizeof(Forward) == 40);
+
+// A channel connection whose Hello has not arrived yet, handed on to the group so that it is
+// not stranded in a process that goes back to other work; the receiver reads and checks the
+// Hello itself. Comes with the same two descriptors as a Forward.
+struct ForwardUnread {
+  MessageHeader header;
+  int64_t accepted_ms;  // CLOCK_MONOTONIC ms when the group accepted it (its grace runs from then)
+};
+static_assert(sizeof(ForwardUnread) == 16);
 
 inline MessageHeader MakeHeader(Kind kind) { return {kMessageMagic, kProtocolVersion, kind}; }
 

@@ -36,6 +36,15 @@ inline constexpr const char *kListenerNotOptedIn = "listener did not opt in";
 inline constexpr const char *kChannelBusy = "port's rendezvous channel belongs to another group";
 inline constexpr const char *kRefused = "peer refused the fast path";
 inline constexpr const char *kRendezvousLost = "rendezvous did not complete";
+// The rendezvous' own fallbacks, told apart (each is safe: both ends stay on kernel TCP).
+inline constexpr const char *kShutBeforeAccept =
+    "shut down before the listening program accepted the connection";
+inline constexpr const char *kNotAcceptedInTime =
+    "the listening program did not accept the connection within 2 s";
+inline constexpr const char *kClosedBeforeAccept =
+    "closed before the listening program accepted the connection";
+inline constexpr const char *kPeerGaveUp = "the connecting side gave up before this accept";
+inline constexpr const char *kHelloNotFound = "no rendezvous message for this connection";
 inline constexpr const char *kUnverified = "could not verify the peer";
 inline constexpr const char *kOtherUser = "peer runs as another user";
 inline constexpr const char *kResources = "out of resources for the fast path";

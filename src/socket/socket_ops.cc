@@ -200,7 +200,7 @@ Resolve ResolvePending(Socket &socket, int fd, int wait_ms) {
     if (got.error() == EAGAIN || got.error() == EWOULDBLOCK) {
       if (!blocking) return Resolve::kStillPending;
       if (wait_ms != 0 && wait_ms < kOfferPatienceMs) return Resolve::kTimedOut;
-      AbandonPending(socket, fd, reason::kRendezvousLost);
+      AbandonPending(socket, fd, reason::kNotAcceptedInTime);
       return Resolve::kResolved;
     }
     AbandonPending(socket, fd, reason::kRendezvousLost);
@@ -383,7 +383,11 @@ void RendezvousAccepted(Socket &accepted, int fd, rendezvous::ListenerChannel &c
   }
   Result<rendezvous::FoundHello> found = channel.FindHello(fd, kFindHelloTimeoutMs);
   if (!found.ok()) {
-    DecideKernel(accepted, found.error() == EACCES ? reason::kOtherUser : reason::kRendezvousLost);
+    const int error = found.error();
+    DecideKernel(accepted, error == EACCES       ? reason::kOtherUser
+                           : error == ECONNRESET ? reason::kPeerGaveUp
+                           : error == ETIMEDOUT  ? reason::kHelloNotFound
+                                                 : reason::kRendezvousLost);
     return;
   }
   if (const char *denied = AcceptedDenied(fd)) {
@@ -560,7 +564,7 @@ void ReleaseDescriptor(const std::shared_ptr<Socket> &socket, int fd) {
   }
   switch (socket->path.load(std::memory_order_relaxed)) {
     case Path::kPending:
-      AbandonPending(*socket, fd, reason::kRendezvousLost);
+      AbandonPending(*socket, fd, reason::kClosedBeforeAccept);
       break;
     case Path::kConnecting:
       FailConnect(*socket, fd);
@@ -846,7 +850,7 @@ int Shutdown(int fd, int how) {
     if (socket->path.load(std::memory_order_relaxed) == Path::kPending &&
         ResolvePending(*socket, fd, -1) == Resolve::kStillPending &&
         ResolvePending(*socket, fd, kShutdownOfferWaitMs) != Resolve::kResolved) {
-      AbandonPending(*socket, fd, reason::kRendezvousLost);
+      AbandonPending(*socket, fd, reason::kShutBeforeAccept);
     }
   }
   const int ret = Real().shutdown(fd, how);
