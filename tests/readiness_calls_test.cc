@@ -11,11 +11,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -268,6 +270,67 @@ TEST(ReadinessCallsTest, EpollReportsAResetAsOnKernelTcp) {
     close(epfd);
   }
   EXPECT_EQ(masks[1], masks[0]) << std::hex << "fast 0x" << masks[1] << ", kernel 0x" << masks[0];
+}
+
+// Defect found by `loopfast bench many`: with 64 or more fast connections in an epoll set whose
+// peers had closed, epoll_wait spun forever (draining the doorbells of gone peers, 64 at a
+// time, never fewer), even with a timeout. Each path must report every end at once.
+TEST(ReadinessCallsTest, EpollWaitReturnsWithSixtyFourOrMoreClosedPeers) {
+  rlimit limit;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
+  limit.rlim_cur = limit.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &limit);
+  constexpr int kConnections = 80;
+  for (const bool fast : {false, true}) {
+    SCOPED_TRACE(PathName(fast));
+    uint16_t port = 0;
+    const int listener = Listen(AF_INET, "127.0.0.1", fast, &port, 256);
+    // The peers live in another process, answer once each, and exit (closing everything).
+    const pid_t peers = Spawn([&] {
+      close(listener);
+      std::vector<int> fds;
+      for (int i = 0; i < kConnections; ++i) fds.push_back(Connect({AF_INET, "127.0.0.1", port}, fast));
+      for (const int fd : fds) {
+        char byte = 'x';
+        if (fd < 0 || send(fd, &byte, 1, 0) != 1 || recv(fd, &byte, 1, 0) != 1) return 1;
+      }
+      return 0;
+    });
+    const int epfd = epoll_create1(EPOLL_CLOEXEC);
+    std::vector<int> accepted;
+    for (int i = 0; i < kConnections; ++i) {
+      const int fd = accept(listener, nullptr, nullptr);
+      ASSERT_GE(fd, 0);
+      Bound(fd);
+      char byte;
+      ASSERT_EQ(recv(fd, &byte, 1, 0), 1);
+      ASSERT_EQ(send(fd, &byte, 1, 0), 1);
+      EXPECT_EQ(ObservedPath(fd), PathName(fast));
+      epoll_event interest = {};
+      interest.events = EPOLLIN;
+      interest.data.fd = fd;
+      ASSERT_EQ(epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &interest), 0);
+      accepted.push_back(fd);
+    }
+    ASSERT_EQ(Reap(peers, 10000), 0);
+    // A hang is caught by the watchdog below (the spin ignored the timeout).
+    std::atomic<bool> returned{false};
+    std::thread watchdog([&] {
+      for (int i = 0; i < 500 && !returned.load(); ++i) usleep(10 * 1000);
+      if (!returned.load()) {
+        ADD_FAILURE() << "epoll_wait did not return within 5 s";
+        std::_Exit(1);
+      }
+    });
+    std::vector<epoll_event> events(kConnections + 8);
+    const int n = epoll_wait(epfd, events.data(), int(events.size()), 2000);
+    returned.store(true);
+    watchdog.join();
+    EXPECT_EQ(n, kConnections);
+    for (const int fd : accepted) close(fd);
+    close(epfd);
+    close(listener);
+  }
 }
 
 // ---- select past FD_SETSIZE: programs allocate larger bit arrays; the kernel reads nfds bits ----
