@@ -18,6 +18,7 @@
 #include "ring/ring.h"
 #include "socket/policy.h"
 #include "socket/shared_layout.h"
+#include "stat/registry_reader.h"
 
 namespace {
 
@@ -74,17 +75,37 @@ void FuzzText(const uint8_t *data, size_t size) {
 
 }  // namespace
 
+// A statistics registry as any process of the user could leave it, read by `loopfast stat`.
+// The input overwrites a well-formed registry from its start (aligned copy: the reader maps
+// memory, so alignment holds there too).
+void FuzzRegistry(const uint8_t *data, size_t size) {
+  std::vector<uint64_t> memory((sizeof(stat::RegistryHeader) + 8 * sizeof(stat::Slot)) / 8 + 1);
+  auto *header = reinterpret_cast<stat::RegistryHeader *>(memory.data());
+  header->magic = stat::kRegistryMagic;
+  header->version = stat::kRegistryVersion;
+  header->header_bytes = sizeof(stat::RegistryHeader);
+  header->slot_bytes = sizeof(stat::Slot);
+  header->slot_capacity = 8;
+  header->pid = 1;
+  header->slots_in_use.store(8);
+  std::memcpy(memory.data(), data, std::min(size, memory.size() * 8));
+  (void)stat::ReadRegistry(memory.data(), memory.size() * 8);
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size == 0) return 0;
   const uint8_t selector = data[0];
   ++data;
   --size;
-  switch (selector % 3) {
+  switch (selector % 4) {
     case 0:
       FuzzMessages(data, size);
       break;
     case 1:
       FuzzSharedMemory(data, size);
+      break;
+    case 3:
+      FuzzRegistry(data, size);
       break;
     default:
       FuzzText(data, size);

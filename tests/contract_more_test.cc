@@ -1094,7 +1094,8 @@ bool HasMemfdDescriptor(pid_t pid) {
   while (dirent *entry = readdir(d)) {
     char target[256];
     const ssize_t n = readlink((dir + "/" + entry->d_name).c_str(), target, sizeof target - 1);
-    if (n > 0 && std::string(target, size_t(n)).find("memfd:loopfast") != std::string::npos) {
+    if (n > 0 &&
+        std::string(target, size_t(n)).find("memfd:loopfast (deleted)") != std::string::npos) {
       found = true;
     }
   }
@@ -1106,7 +1107,7 @@ bool MapsMemfd(pid_t pid) {
   std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
   std::string line;
   while (std::getline(maps, line)) {
-    if (line.find("memfd:loopfast") != std::string::npos) return true;
+    if (line.find("memfd:loopfast (deleted)") != std::string::npos) return true;
   }
   return false;
 }

@@ -88,7 +88,8 @@ uintptr_t MemfdMapping(pid_t pid) {
   std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
   std::string line;
   while (std::getline(maps, line)) {
-    if (line.find("memfd:loopfast") != std::string::npos) return std::stoull(line, nullptr, 16);
+    if (line.find("memfd:loopfast (deleted)") != std::string::npos)
+      return std::stoull(line, nullptr, 16);
   }
   return 0;
 }
@@ -317,6 +318,13 @@ std::string LinkOf(const std::string &path) {
   return n > 0 ? std::string(target, size_t(n)) : std::string();
 }
 
+// Any memfd but the statistics registry (docs/stat.md: it is meant to be read by the same
+// user and holds no ring) counts as the connection's memory.
+bool IsRingMemfd(const std::string &link) {
+  return link.find("memfd:") != std::string::npos &&
+         link.find("memfd:loopfast-stat (deleted)") == std::string::npos;
+}
+
 // One round of looking for the victim's memory from the attacker's process.
 void ScanOnce(pid_t pid, uintptr_t memory, bool try_write, Reach *r) {
   for (const std::string &name : Entries("/dev/shm")) {
@@ -335,7 +343,7 @@ void ScanOnce(pid_t pid, uintptr_t memory, bool try_write, Reach *r) {
     const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd >= 0) {
       ++r->fd_opened;
-      if (target.find("memfd:") != std::string::npos) ++r->fd_memfd;
+      if (IsRingMemfd(target)) ++r->fd_memfd;
       const std::string seen = name + "->" + target + " ";
       if (std::strstr(r->opened, seen.c_str()) == nullptr &&
           std::strlen(r->opened) + seen.size() < sizeof r->opened) {
@@ -346,7 +354,7 @@ void ScanOnce(pid_t pid, uintptr_t memory, bool try_write, Reach *r) {
   }
   for (const std::string &name : Entries(proc + "/map_files")) {
     const std::string path = proc + "/map_files/" + name;
-    const bool memfd = LinkOf(path).find("memfd:") != std::string::npos;
+    const bool memfd = IsRingMemfd(LinkOf(path));
     int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
     if (fd < 0) fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) continue;
@@ -365,7 +373,7 @@ void ScanOnce(pid_t pid, uintptr_t memory, bool try_write, Reach *r) {
     bool any = false;
     while (std::getline(maps, line)) {
       any = true;
-      if (line.find("memfd:") != std::string::npos) ++r->maps_memfd_lines;
+      if (IsRingMemfd(line)) ++r->maps_memfd_lines;
     }
     if (any) ++r->maps_readable;
   }

@@ -36,6 +36,7 @@ class Peer {
   std::string Line();
   // Its exit status (128 + signal when killed).
   int Wait();
+  pid_t pid() const { return pid_; }
 
  private:
   pid_t pid_ = -1;

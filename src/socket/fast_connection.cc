@@ -12,6 +12,7 @@
 #include <cerrno>
 
 #include "socket/deadline.h"
+#include "stat/registry.h"
 #include "sys/owned_fds.h"
 #include "sys/real_calls.h"
 #include "wait/shared_lock.h"
@@ -31,9 +32,10 @@ SharedHeader *header_of(void *memory) { return static_cast<SharedHeader *>(memor
 
 // The wait of a call that has already moved `moved` bytes: a signal then ends it (see
 // WaitSpec::end_on_signal).
-WaitSpec WaitAfter(const WaitSpec &wait, size_t moved) {
+WaitSpec WaitAfter(const WaitSpec &wait, size_t moved, std::atomic<uint8_t> *asleep_mark) {
   WaitSpec spec = wait;
   spec.end_on_signal = moved > 0;
+  spec.asleep_mark = asleep_mark;
   return spec;
 }
 
@@ -262,6 +264,9 @@ Result<size_t> FastConnection::Send(int kernel_fd, const struct iovec *iov, size
     if (written > 0) {
       sent += static_cast<size_t>(written);
       self().bytes_sent += static_cast<uint64_t>(written);
+      if (stat::Slot *slot = stat::SlotAt(stat_slot_.load(std::memory_order_relaxed))) {
+        slot->bytes_sent.store(self().bytes_sent, std::memory_order_relaxed);
+      }
       NotifyPeerReader();
       if (sent == length) return sent;
       continue;
@@ -274,7 +279,7 @@ Result<size_t> FastConnection::Send(int kernel_fd, const struct iovec *iov, size
           return tx_.WritableBytes() != 0 || ((PeerFlags() & kSideClosed) != 0) || PeerLeft() ||
                  ((OwnFlags() & kOwnWriteEnded) != 0) || PeerRingDone();
         },
-        &tx_.control()->producer_waiting, WaitAfter(call.wait, sent));
+        &tx_.control()->producer_waiting, WaitAfter(call.wait, sent, AsleepMark(false)));
     switch (reason) {
       case WakeReason::kReady:
         break;
@@ -321,6 +326,9 @@ Result<size_t> FastConnection::Recv(const struct iovec *iov, size_t iov_count,
       if (got > 0) {
         received += static_cast<size_t>(got);
         self().bytes_received += static_cast<uint64_t>(got);
+        if (stat::Slot *slot = stat::SlotAt(stat_slot_.load(std::memory_order_relaxed))) {
+          slot->bytes_received.store(self().bytes_received, std::memory_order_relaxed);
+        }
         NotifyPeerWriter();
         if (!call.wait_all || received == length) return received;
         continue;
@@ -342,7 +350,7 @@ Result<size_t> FastConnection::Recv(const struct iovec *iov, size_t iov_count,
                      ? 1
                      : 0;
         },
-        &rx_.control()->consumer_waiting, WaitAfter(call.wait, received));
+        &rx_.control()->consumer_waiting, WaitAfter(call.wait, received, AsleepMark(true)));
     switch (reason) {
       case WakeReason::kReady:
         break;
@@ -566,6 +574,20 @@ bool FastConnection::Close(int kernel_fd) {
 }
 
 uint64_t FastConnection::bytes_sent() const { return self().bytes_sent; }
+
+void FastConnection::PublishTo(int slot) {
+  stat_slot_.store(slot, std::memory_order_relaxed);
+  if (stat::Slot *published = stat::SlotAt(slot)) {
+    published->bytes_sent.store(self().bytes_sent, std::memory_order_relaxed);
+    published->bytes_received.store(self().bytes_received, std::memory_order_relaxed);
+  }
+}
+
+std::atomic<uint8_t> *FastConnection::AsleepMark(bool to_receive) const {
+  stat::Slot *slot = stat::SlotAt(stat_slot_.load(std::memory_order_relaxed));
+  if (slot == nullptr) return nullptr;
+  return to_receive ? &slot->asleep_to_receive : &slot->asleep_to_send;
+}
 uint64_t FastConnection::bytes_received() const { return self().bytes_received; }
 
 }  // namespace loopfast

@@ -160,6 +160,9 @@ class FastConnection {
 
   uint64_t bytes_sent() const;
   uint64_t bytes_received() const;
+  // Mirrors this end's byte counters and sleeps into statistics slot `slot` (stat/registry.h)
+  // from now on; stat::kNoSlot stops it. Any thread.
+  void PublishTo(int slot);
 
  private:
   FastConnection(int side, void *memory, uint64_t bytes, int data_bell_fd, int space_bell_fd);
@@ -182,6 +185,7 @@ class FastConnection {
   void FlushUnreadToKernel(int kernel_fd);
   // Takes every wake-up byte waiting on `bell`; false when it reached end-of-file.
   static bool DrainBell(int bell);
+  std::atomic<uint8_t> *AsleepMark(bool to_receive) const;
 
   int side_;
   void *memory_;
@@ -193,6 +197,7 @@ class FastConnection {
   std::atomic<bool> peer_left_{false};  // the peer's doorbells reached end-of-file
   std::atomic<bool> flushed_{false};
   std::atomic<uint64_t> no_space_{0};  // sends that found the ring full (EPOLLOUT edges)
+  std::atomic<int> stat_slot_{-1};     // stat::kNoSlot
 };
 
 }  // namespace loopfast

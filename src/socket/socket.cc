@@ -1,5 +1,6 @@
 #include "socket/socket.h"
 
+#include "stat/registry.h"
 #include "sys/owned_fds.h"
 
 namespace loopfast {
@@ -7,6 +8,7 @@ namespace loopfast {
 Socket::~Socket() {
   sys::CloseOwned(rendezvous_fd);
   sys::CloseOwned(kept_fd.load(std::memory_order_relaxed));
+  stat::ReleaseSlot(stat_slot);
 }
 
 }  // namespace loopfast

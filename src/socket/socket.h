@@ -13,6 +13,7 @@
 
 #include "rendezvous/listener_channel.h"
 #include "socket/fast_connection.h"
+#include "stat/registry_layout.h"
 
 namespace loopfast {
 
@@ -82,6 +83,8 @@ struct Socket {
   std::atomic<int> calls_in_flight{0};
   std::atomic<bool> closed{false};  // the last descriptor was closed
   std::atomic<int> kept_fd{-1};     // loopfast's private copy of the kernel socket meanwhile
+  // Its statistics slot says "fast" (socket_stat.h): the data path checks for a peer's move.
+  std::atomic<bool> published_fast{false};
 
   std::mutex mutex;  // guards everything below
   const char *fallback_reason = reason::kNone;
@@ -102,7 +105,10 @@ struct Socket {
   bool rcvbuf_raised = false;
   int program_ttl = -1;  // IP_TTL / IPV6_UNICAST_HOPS deferred while the marker is on
   int program_hops = -1;
-  int program_maxseg = 0;  // TCP_MAXSEG a fast listener keeps to itself
+  int program_maxseg = 0;               // TCP_MAXSEG a fast listener keeps to itself
+  stat::Role role = stat::Role::kNone;  // connecting or accepting end
+  int stat_slot = -1;                   // stat::kNoSlot until published
+  uint64_t stat_inode = 0;
 
   ~Socket();
 };

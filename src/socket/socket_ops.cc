@@ -25,6 +25,8 @@
 #include "socket/fd_table.h"
 #include "socket/option_table.h"
 #include "socket/policy.h"
+#include "socket/socket_stat.h"
+#include "stat/registry.h"
 #include "sys/owned_fds.h"
 #include "sys/real_calls.h"
 
@@ -90,12 +92,13 @@ std::shared_ptr<Socket> NewSocket(int family, bool nonblocking) {
 }
 
 // Caller holds socket.mutex.
-void DecideKernel(Socket &socket, const char *why) {
+void DecideKernel(Socket &socket, int fd, const char *why) {
   socket.path.store(Path::kKernel, std::memory_order_release);
   if (socket.opted_in.load(std::memory_order_relaxed) || why == reason::kDisabled) {
     socket.fallback_reason = why;
     Log(LogLevel::kInfo, "kernel TCP: %s", why);
   }
+  PublishSocket(socket, fd);
 }
 
 void CloseRendezvous(Socket &socket) {
@@ -135,7 +138,7 @@ void AbandonPending(Socket &socket, int fd, const char *why) {
     socket.early_bytes.clear();
     socket.early_bytes.shrink_to_fit();
   }
-  DecideKernel(socket, why);
+  DecideKernel(socket, fd, why);
 }
 
 // Caller holds the mutex; path is kPending. Takes ownership of the three descriptors.
@@ -146,7 +149,7 @@ void AdoptOffer(Socket &socket, int fd, const int *fds) {
     // silently: both ends see the kernel connection end.
     CloseRendezvous(socket);
     Real().shutdown(fd, SHUT_RDWR);
-    DecideKernel(socket, reason::kBadOffer);
+    DecideKernel(socket, fd, reason::kBadOffer);
     Log(LogLevel::kError, "rejected an invalid offer (errno %d); connection shut down",
         attached.error());
     return;
@@ -165,6 +168,7 @@ void AdoptOffer(Socket &socket, int fd, const int *fds) {
   CloseRendezvous(socket);
   socket.fast.store(fast, std::memory_order_release);
   socket.path.store(Path::kFast, std::memory_order_release);
+  PublishSocket(socket, fd);
   Log(LogLevel::kDebug, "fast path established (connecting side)");
 }
 
@@ -234,11 +238,11 @@ void FinishConnect(Socket &socket, int fd) {
   }
   if (!rendezvous::ListenerMarkerSeen(fd)) {
     CloseRendezvous(socket);
-    DecideKernel(socket, reason::kListenerNotOptedIn);
+    DecideKernel(socket, fd, reason::kListenerNotOptedIn);
     return;
   }
   socket.path.store(Path::kPending, std::memory_order_release);
-  (void)ResolvePending(socket, fd, -1);
+  if (ResolvePending(socket, fd, -1) == Resolve::kStillPending) PublishSocket(socket, fd);
 }
 
 void FailConnect(Socket &socket, int fd) {
@@ -378,16 +382,17 @@ const char *AcceptedDenied(int fd) {
 // The server half of the rendezvous for a freshly accepted socket.
 void RendezvousAccepted(Socket &accepted, int fd, rendezvous::ListenerChannel &channel) {
   if (!rendezvous::ClientMarkerSeen(fd)) {
-    DecideKernel(accepted, reason::kPeerNotOptedIn);
+    DecideKernel(accepted, fd, reason::kPeerNotOptedIn);
     return;
   }
   Result<rendezvous::FoundHello> found = channel.FindHello(fd, kFindHelloTimeoutMs);
   if (!found.ok()) {
     const int error = found.error();
-    DecideKernel(accepted, error == EACCES       ? reason::kOtherUser
-                           : error == ECONNRESET ? reason::kPeerGaveUp
-                           : error == ETIMEDOUT  ? reason::kHelloNotFound
-                                                 : reason::kRendezvousLost);
+    DecideKernel(accepted, fd,
+                 error == EACCES       ? reason::kOtherUser
+                 : error == ECONNRESET ? reason::kPeerGaveUp
+                 : error == ETIMEDOUT  ? reason::kHelloNotFound
+                                       : reason::kRendezvousLost);
     return;
   }
   if (const char *denied = AcceptedDenied(fd)) {
@@ -395,7 +400,7 @@ void RendezvousAccepted(Socket &accepted, int fd, rendezvous::ListenerChannel &c
                                        rendezvous::RejectReason::kPolicy, 0};
     (void)rendezvous::SendMessage(found.value().channel_fd, &reject, sizeof reject, nullptr, 0);
     rendezvous::CloseAll(&found.value().channel_fd, 1);
-    DecideKernel(accepted, denied);
+    DecideKernel(accepted, fd, denied);
     return;
   }
   const uint32_t wanted_rx = found.value().hello.rx_capacity;
@@ -411,7 +416,7 @@ void RendezvousAccepted(Socket &accepted, int fd, rendezvous::ListenerChannel &c
                                        rendezvous::RejectReason::kResources, 0};
     (void)rendezvous::SendMessage(found.value().channel_fd, &reject, sizeof reject, nullptr, 0);
     rendezvous::CloseAll(&found.value().channel_fd, 1);
-    DecideKernel(accepted, reason::kResources);
+    DecideKernel(accepted, fd, reason::kResources);
     return;
   }
   const rendezvous::Offer offer = {rendezvous::MakeHeader(Kind::kOffer), capacity_c2s,
@@ -422,12 +427,13 @@ void RendezvousAccepted(Socket &accepted, int fd, rendezvous::ListenerChannel &c
   rendezvous::CloseAll(fds, 3);
   rendezvous::CloseAll(&found.value().channel_fd, 1);
   if (!sent.ok()) {
-    DecideKernel(accepted, reason::kRendezvousLost);
+    DecideKernel(accepted, fd, reason::kRendezvousLost);
     return;  // `created` unmaps on destruction
   }
   accepted.fast_owner = std::move(created.value());
   accepted.fast.store(accepted.fast_owner.get(), std::memory_order_release);
   accepted.path.store(Path::kFast, std::memory_order_release);
+  PublishSocket(accepted, fd);
   Log(LogLevel::kDebug, "fast path established (accepting side)");
 }
 
@@ -598,7 +604,7 @@ void MoveToKernel(Socket &socket, int fd) {
   }
   if (socket.path.load(std::memory_order_relaxed) == Path::kFast) {
     socket.fast.load(std::memory_order_relaxed)->MoveToKernel();
-    DecideKernel(socket, reason::kHandedOver);
+    DecideKernel(socket, fd, reason::kHandedOver);
   }
 }
 
@@ -665,6 +671,7 @@ void GoKernel(Socket &socket, int fd, const char *why) {
     default:
       break;
   }
+  PublishSocket(socket, fd);
 }
 
 void MakeProgress(Socket &socket, int fd) {
@@ -712,6 +719,7 @@ int Connect(int fd, const struct sockaddr *address, socklen_t length) {
     // connect completed (hiredis asks that way), then EISCONN — and the path stays as it is.
     return Real().connect(fd, address, length);
   }
+  socket->role = stat::Role::kConnecting;
   const bool opted_in = socket->opted_in.load(std::memory_order_relaxed);
   const char *plain_reason = nullptr;
   if (GetConfig().disabled) {
@@ -757,7 +765,7 @@ int Connect(int fd, const struct sockaddr *address, socklen_t length) {
     const int ret = Real().connect(fd, address, length);
     if (ret == 0 || errno == EINPROGRESS || errno == EINTR) {
       const int error = errno;
-      DecideKernel(*socket, plain_reason);
+      DecideKernel(*socket, fd, plain_reason);
       errno = error;
     }
     return ret;
@@ -789,6 +797,7 @@ int Listen(int fd, int backlog) {
   const int ret = Real().listen(fd, backlog);
   if (ret == 0) {
     socket->path.store(Path::kListening, std::memory_order_release);
+    PublishSocket(*socket, fd);
   } else if (first) {
     const int error = errno;
     DisableListener(*socket, fd);
@@ -805,6 +814,7 @@ int Accept(int fd, struct sockaddr *address, socklen_t *length, int flags) {
   std::shared_ptr<rendezvous::ListenerChannel> channel;
   const char *listener_reason = reason::kListenerNotOptedIn;
   auto accepted = NewSocket(listener->family, (flags & SOCK_NONBLOCK) != 0);
+  accepted->role = stat::Role::kAccepting;
   {
     std::lock_guard<std::mutex> guard(listener->mutex);
     listener->has_accepted = true;
@@ -826,7 +836,7 @@ int Accept(int fd, struct sockaddr *address, socklen_t *length, int flags) {
     if (channel) {
       RendezvousAccepted(*accepted, accepted_fd, *channel);
     } else {
-      DecideKernel(*accepted, listener_reason);
+      DecideKernel(*accepted, accepted_fd, listener_reason);
     }
     if (accepted->path.load(std::memory_order_relaxed) == Path::kKernel) {
       ApplyProgramRcvbuf(*accepted, accepted_fd);
@@ -902,6 +912,7 @@ ssize_t Send(int fd, const struct msghdr *message, int flags) {
           }
           if (sent.ok()) return static_cast<ssize_t>(sent.value());
           if (sent.error() == kUseKernel) {
+            RepublishIfMoved(*socket, fd);
             const ssize_t n = Real().sendmsg(in_flight.kernel_fd(), message, flags);
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) fast->NoteKernelFull();
             return n;
@@ -997,6 +1008,7 @@ ssize_t Recv(int fd, struct msghdr *message, int flags) {
         call.wait = WaitFor(socket->recv_timeout);
         Result<size_t> got = fast->Recv(message->msg_iov, message->msg_iovlen, call);
         if (!got.ok() && got.error() == kUseKernel) {
+          RepublishIfMoved(*socket, fd);
           // The ring stream ended; the kernel connection holds the rest. Bytes already there
           // that the peer did not move there bypassed the rings: reset, never reorder.
           if (fast->BypassFound(in_flight.kernel_fd())) {
@@ -1283,11 +1295,7 @@ const char *FallbackReason(int fd) {
   std::shared_ptr<Socket> socket = Table().Get(fd);
   if (!socket) return "";
   std::lock_guard<std::mutex> guard(socket->mutex);
-  FastConnection *fast = socket->fast.load(std::memory_order_acquire);
-  if (socket->fallback_reason == reason::kNone && fast != nullptr && fast->UsesKernel()) {
-    return fast->PeerAttached() ? reason::kPeerMoved : reason::kPeerNeverAttached;
-  }
-  return socket->fallback_reason;
+  return CurrentFallbackReason(*socket);
 }
 
 namespace {
@@ -1298,6 +1306,7 @@ thread_local std::vector<std::weak_ptr<Socket>> held_for_child;
 }  // namespace
 
 void BeforeFork() {
+  stat::BeforeFork();
   held_for_child.clear();
   FdTable::Instance().ForEach([](int, const std::shared_ptr<Socket> &socket) {
     // Before the child exists: the parent may close its copy the moment fork returns.
@@ -1320,6 +1329,7 @@ void ForkReturned(bool failed) {
 }
 
 void AfterFork(bool in_child) {
+  stat::AfterFork(in_child);
   if (in_child) held_for_child.clear();
   FdTable::Instance().ForEach([](int, const std::shared_ptr<Socket> &socket) {
     // Channels are set before a listener is published and never replaced while it listens.

@@ -33,6 +33,8 @@ struct WaitSpec {
   // A signal ends the wait even under SA_RESTART: the call has already moved bytes, and the
   // kernel returns such a call's partial count instead of restarting it.
   bool end_on_signal = false;
+  // Set to 1 while the waiter really sleeps (past its spin), for `loopfast stat`; may be null.
+  std::atomic<uint8_t> *asleep_mark = nullptr;
 };
 
 class Doorbell {
@@ -113,7 +115,9 @@ WakeReason Doorbell::Wait(Ready ready, std::atomic<uint32_t> *waiting_flag, cons
       remaining.tv_sec = static_cast<time_t>(left_us / 1000000);
       remaining.tv_usec = static_cast<suseconds_t>(left_us % 1000000);
     }
+    if (spec.asleep_mark != nullptr) spec.asleep_mark->store(1, std::memory_order_relaxed);
     const WakeReason reason = Sleep(remaining);
+    if (spec.asleep_mark != nullptr) spec.asleep_mark->store(0, std::memory_order_relaxed);
     waiting_flag->store(0, std::memory_order_relaxed);
     if (ready() != 0) return WakeReason::kReady;
     if (reason == WakeReason::kTimedOut && watch_signals) continue;

@@ -9,6 +9,7 @@
 //   --move-at N      after N bytes sent, do --move-how (default: never)
 //   --move-how filter|rcvlowat|splice|io_uring|oob|fioasync   (fioasync: SIGIO counted, "sigio=N")
 //   --io-uring-first yes   set up an io_uring before the connection exists
+//   --hold-ms N      when done, print "holding ..." and keep the connection open N ms
 // Exits 77 when this kernel refuses io_uring.
 // Prints one line: "ok sent=N received=N before=PATH after=PATH reason=..." and exits 0, or
 // "FAIL ..." and exits 1. Every received byte is checked against the peer's pattern.
@@ -88,6 +89,7 @@ struct Options {
   std::string move_how = "filter";
   bool io_uring_first = false;
   uint16_t port = 0;
+  uint64_t hold_ms = 0;
 };
 
 struct Stream {
@@ -266,6 +268,8 @@ int main(int argc, char **argv) {
       options.move_how = value;
     } else if (name == "--port") {
       options.port = static_cast<uint16_t>(std::atoi(value.c_str()));
+    } else if (name == "--hold-ms") {
+      options.hold_ms = std::strtoull(value.c_str(), nullptr, 10);
     } else if (name == "--io-uring-first") {
       options.io_uring_first = value == "yes";
     } else {
@@ -310,6 +314,13 @@ int main(int argc, char **argv) {
     } else {
       RunPoll(stream);
     }
+  }
+  if (options.hold_ms > 0) {
+    // For observers (loopfast stat): the connection stays as the transfer left it.
+    std::printf("holding pid=%d fd=%d after=%s\n", static_cast<int>(getpid()), fd,
+                PathOf(fd).c_str());
+    std::fflush(stdout);
+    usleep(static_cast<useconds_t>(options.hold_ms * 1000));
   }
   const std::string after = PathOf(fd);
   if (!stream.moved) stream.before = after;

@@ -1,0 +1,110 @@
+#include "socket/socket_stat.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "socket/fast_connection.h"
+#include "stat/registry.h"
+
+namespace loopfast {
+
+const char *CurrentFallbackReason(const Socket &socket) {
+  FastConnection *fast = socket.fast.load(std::memory_order_acquire);
+  if (socket.fallback_reason == reason::kNone && fast != nullptr && fast->UsesKernel()) {
+    return fast->PeerAttached() ? reason::kPeerMoved : reason::kPeerNeverAttached;
+  }
+  return socket.fallback_reason;
+}
+
+namespace {
+
+// Copies the address `get` (getsockname or getpeername) reports into the slot's fields.
+template <typename Get>
+void ReadEndpoint(Get get, int fd, uint8_t *address, uint16_t *port) {
+  struct sockaddr_storage storage {};
+  socklen_t length = sizeof storage;
+  if (get(fd, reinterpret_cast<struct sockaddr *>(&storage), &length) != 0) return;
+  if (storage.ss_family == AF_INET) {
+    const auto *in = reinterpret_cast<const struct sockaddr_in *>(&storage);
+    std::memcpy(address, &in->sin_addr, 4);
+    *port = in->sin_port;
+  } else if (storage.ss_family == AF_INET6) {
+    const auto *in6 = reinterpret_cast<const struct sockaddr_in6 *>(&storage);
+    std::memcpy(address, &in6->sin6_addr, 16);
+    *port = in6->sin6_port;
+  }
+}
+
+}  // namespace
+
+void PublishSocket(Socket &socket, int fd) {
+  const char *why = CurrentFallbackReason(socket);
+  FastConnection *fast = socket.fast.load(std::memory_order_acquire);
+  stat::SlotState state;
+  switch (socket.path.load(std::memory_order_acquire)) {
+    case Path::kListening:
+      state = stat::SlotState::kListener;
+      break;
+    case Path::kPending:
+      state = stat::SlotState::kPending;
+      break;
+    case Path::kFast:
+      state = why == reason::kNone ? stat::SlotState::kFast : stat::SlotState::kKernel;
+      break;
+    case Path::kKernel:
+      state = stat::SlotState::kKernel;
+      break;
+    default:
+      return;  // not connected or listening yet
+  }
+  const bool opted_in = socket.opted_in.load(std::memory_order_relaxed);
+  if (!opted_in && why == reason::kNone && state != stat::SlotState::kFast) return;
+  const bool first = socket.stat_slot == stat::kNoSlot;
+  if (first) {
+    socket.stat_slot = stat::AcquireSlot();
+    if (socket.stat_slot == stat::kNoSlot) return;
+  }
+  {
+    stat::SlotWriter writer(socket.stat_slot);
+    stat::Slot *slot = writer.slot();
+    if (slot == nullptr) return;
+    // Three system calls once per socket (the peer's again until it is known): addresses kept
+    // here stay readable after the kernel has let the connection go.
+    const int saved_errno = errno;
+    if (first) {
+      struct stat info;
+      socket.stat_inode = fstat(fd, &info) == 0 ? static_cast<uint64_t>(info.st_ino) : 0;
+      std::memset(slot->local_address, 0, sizeof slot->local_address);
+      std::memset(slot->peer_address, 0, sizeof slot->peer_address);
+      slot->local_port = slot->peer_port = 0;
+      ReadEndpoint(getsockname, fd, slot->local_address, &slot->local_port);
+    }
+    if (slot->peer_port == 0 && state != stat::SlotState::kListener) {
+      ReadEndpoint(getpeername, fd, slot->peer_address, &slot->peer_port);
+    }
+    errno = saved_errno;
+    slot->state = state;
+    slot->role = socket.role;
+    slot->family = static_cast<uint8_t>(socket.family);
+    slot->fd = fd;
+    slot->socket_inode = socket.stat_inode;
+    std::strncpy(slot->reason, why, stat::kReasonBytes - 1);
+    slot->reason[stat::kReasonBytes - 1] = '\0';
+  }
+  if (fast != nullptr) fast->PublishTo(socket.stat_slot);
+  socket.published_fast.store(state == stat::SlotState::kFast, std::memory_order_relaxed);
+}
+
+void RepublishIfMoved(Socket &socket, int fd) {
+  if (!socket.published_fast.load(std::memory_order_relaxed)) return;
+  FastConnection *fast = socket.fast.load(std::memory_order_acquire);
+  if (fast == nullptr || !fast->UsesKernel()) return;
+  std::lock_guard<std::mutex> guard(socket.mutex);
+  PublishSocket(socket, fd);
+}
+
+}  // namespace loopfast

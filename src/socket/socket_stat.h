@@ -1,0 +1,24 @@
+// What `loopfast stat` shows of a socket: its slot in this process's statistics registry
+// (stat/registry.h), kept in step with the socket's path and fallback reason.
+#ifndef LOOPFAST_SOCKET_SOCKET_STAT_H_
+#define LOOPFAST_SOCKET_SOCKET_STAT_H_
+
+#include "socket/socket.h"
+
+namespace loopfast {
+
+// Why the socket is on kernel TCP now (reason::kNone while it is fast or undecided), including
+// a move its peer made. Caller holds socket.mutex.
+const char *CurrentFallbackReason(const Socket &socket);
+
+// Publishes (or updates) the socket's slot: opted-in sockets once listening, connected or
+// decided. Caller holds socket.mutex. Costs one fstat the first time.
+void PublishSocket(Socket &socket, int fd);
+
+// Cheap check for the data path: the published slot still says fast while the connection now
+// uses kernel TCP (the peer moved it): publish again. Takes the mutex only then.
+void RepublishIfMoved(Socket &socket, int fd);
+
+}  // namespace loopfast
+
+#endif  // LOOPFAST_SOCKET_SOCKET_STAT_H_

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Checks `loopfast stat --json` output against schema loopfast-stat/1 (docs/stat.md).
+
+usage: stat_schema_check.py DOC.md < stat.json
+Exits 1 with a message on the first violation. Otherwise prints one line per socket,
+tab-separated key=value pairs (asleep flattened to asleep_receive / asleep_send), for tests.
+The field table in DOC.md must list exactly the fields checked here.
+"""
+import json
+import re
+import sys
+
+INT = "integer"
+TOP = {"schema": str, "time": INT, "hidden_processes": INT, "sockets": list}
+SOCKET = {
+    "pid": INT, "program": str, "fd": INT, "state": str, "role": str, "family": str,
+    "local": (str, None), "peer": (str, None), "reason": (str, None),
+    "bytes_sent": INT, "bytes_received": INT,
+    "kernel_bytes_sent": (INT, None), "kernel_bytes_received": (INT, None),
+    "asleep": dict, "peer_pid": (INT, None), "peer_program": (str, None),
+    "peer_fd": (INT, None), "in_ring_to_peer": (INT, None), "in_ring_from_peer": (INT, None),
+}
+ENUMS = {"state": {"listening", "pending", "fast", "kernel"},
+         "role": {"listening", "connecting", "accepting", "none"},
+         "family": {"ipv4", "ipv6"}}
+ADDRESS = re.compile(r"^(\d+\.\d+\.\d+\.\d+|\[[0-9a-fA-F:.]+\]):\d+$")
+
+
+def fail(message):
+    print("schema violation: " + message, file=sys.stderr)
+    sys.exit(1)
+
+
+def type_ok(value, expected):
+    options = expected if isinstance(expected, tuple) else (expected,)
+    for option in options:
+        if option is None and value is None:
+            return True
+        if option == INT and isinstance(value, int) and not isinstance(value, bool):
+            return value >= 0
+        if option in (str, list, dict) and isinstance(value, option):
+            return True
+    return False
+
+
+def check_fields(obj, fields, where):
+    if set(obj) != set(fields):
+        fail(f"{where}: fields {sorted(set(obj) ^ set(fields))} missing or unexpected")
+    for name, expected in fields.items():
+        if not type_ok(obj[name], expected):
+            fail(f"{where}: {name} = {obj[name]!r} has the wrong type")
+
+
+def check_doc(path):
+    with open(path) as doc:
+        rows = re.findall(r"^\| `([a-z_]+)` \| [a-z]", doc.read(), re.M)
+    documented = set(rows) - {"loopfast-stat/1"}
+    known = set(TOP) | set(SOCKET)
+    if documented != known:
+        fail(f"{path} and the checker disagree on fields: {sorted(documented ^ known)}")
+
+
+def main():
+    check_doc(sys.argv[1])
+    try:
+        document = json.load(sys.stdin)
+    except ValueError as error:
+        fail(f"not JSON: {error}")
+    if not isinstance(document, dict):
+        fail("not an object")
+    check_fields(document, TOP, "document")
+    if document["schema"] != "loopfast-stat/1":
+        fail("schema tag " + document["schema"])
+    for index, socket in enumerate(document["sockets"]):
+        where = f"sockets[{index}]"
+        if not isinstance(socket, dict):
+            fail(where + " is not an object")
+        check_fields(socket, SOCKET, where)
+        for name, allowed in ENUMS.items():
+            if socket[name] not in allowed:
+                fail(f"{where}: {name} = {socket[name]!r}")
+        if set(socket["asleep"]) != {"receive", "send"} or not all(
+                isinstance(v, bool) for v in socket["asleep"].values()):
+            fail(where + ": asleep must be {receive: bool, send: bool}")
+        for name in ("local", "peer"):
+            if socket[name] is not None and not ADDRESS.match(socket[name]):
+                fail(f"{where}: {name} = {socket[name]!r} is not an address")
+        if socket["state"] == "listening" and socket["peer"] is not None:
+            fail(where + ": a listener has no peer")
+        if socket["state"] == "fast" and socket["reason"] is not None:
+            fail(where + ": a fast socket has no fallback reason")
+        if socket["state"] == "kernel" and not socket["reason"]:
+            fail(where + ": a kernel socket says why")
+        pairs = []
+        for name, value in socket.items():
+            if name == "asleep":
+                pairs.append("asleep_receive=" + str(value["receive"]).lower())
+                pairs.append("asleep_send=" + str(value["send"]).lower())
+            else:
+                pairs.append(f"{name}=" + ("null" if value is None else str(value)))
+        print("\t".join(pairs))
+
+
+if __name__ == "__main__":
+    main()

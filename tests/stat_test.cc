@@ -1,0 +1,334 @@
+// `loopfast stat` against real connections: fast ones (bytes, rings, sleepers, both ends'
+// processes), opted-in listeners, and each fallback reason it names, from this process and from
+// separate programs. Every run's JSON is checked against docs/stat.md's schema
+// (tests/stat_schema_check.py).
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "peer_process.h"
+#include "test_support.h"
+
+namespace loopfast::test {
+namespace {
+
+using Row = std::map<std::string, std::string>;
+
+const std::vector<std::string> kAsNobody = {"setpriv", "--reuid=65534", "--regid=65534",
+                                            "--clear-groups"};
+
+std::string Join(const std::vector<std::string> &words) {
+  std::string line;
+  for (const std::string &word : words) line += word + " ";
+  return line;
+}
+
+// `loopfast stat --json --pid ...` (run by `wrapper`, e.g. as another user), checked against
+// the schema; one row per socket. `hidden` receives hidden_processes.
+std::vector<Row> Stat(const std::vector<pid_t> &pids, const std::vector<std::string> &wrapper = {},
+                      int *hidden = nullptr) {
+  std::string command = Join(wrapper) + LOOPFAST_TOOL " stat --json";
+  for (const pid_t pid : pids) command += " --pid " + std::to_string(pid);
+  const std::string json = "/tmp/lfstat-" + std::to_string(getpid()) + ".json";
+  command += " > " + json +
+             " && python3 " LOOPFAST_SOURCE_DIR "/tests/stat_schema_check.py " LOOPFAST_SOURCE_DIR
+             "/docs/stat.md < " +
+             json;
+  FILE *pipe = popen(command.c_str(), "r");
+  EXPECT_NE(pipe, nullptr);
+  std::vector<Row> rows;
+  char line[4096];
+  while (pipe != nullptr && std::fgets(line, sizeof line, pipe) != nullptr) {
+    Row row;
+    std::stringstream fields(std::string(line, std::strlen(line) - 1));
+    std::string field;
+    while (std::getline(fields, field, '\t')) {
+      const size_t eq = field.find('=');
+      row[field.substr(0, eq)] = field.substr(eq + 1);
+    }
+    rows.push_back(row);
+  }
+  EXPECT_EQ(pipe != nullptr ? pclose(pipe) : -1, 0) << "loopfast stat or its schema check failed";
+  if (hidden != nullptr) {
+    std::ifstream in(json);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t at = text.find("\"hidden_processes\":");
+    *hidden = at == std::string::npos ? -1 : std::atoi(text.c_str() + at + 19);
+  }
+  unlink(json.c_str());
+  return rows;
+}
+
+std::string Output(const std::string &command) {
+  FILE *pipe = popen(command.c_str(), "r");
+  std::string out;
+  char buffer[4096];
+  size_t n;
+  while (pipe != nullptr && (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0)
+    out.append(buffer, n);
+  if (pipe != nullptr) pclose(pipe);
+  return out;
+}
+
+Row Find(const std::vector<Row> &rows, pid_t pid, int fd) {
+  for (const Row &row : rows) {
+    if (row.at("pid") == std::to_string(pid) && row.at("fd") == std::to_string(fd)) return row;
+  }
+  return {};
+}
+
+std::string LocalAddress(int fd, bool peer) {
+  sockaddr_in address = {};
+  socklen_t length = sizeof address;
+  if (peer) {
+    getpeername(fd, reinterpret_cast<sockaddr *>(&address), &length);
+  } else {
+    getsockname(fd, reinterpret_cast<sockaddr *>(&address), &length);
+  }
+  char text[32];
+  inet_ntop(AF_INET, &address.sin_addr, text, sizeof text);
+  return std::string(text) + ":" + std::to_string(ntohs(address.sin_port));
+}
+
+TEST(StatTest, ShowsFastConnectionsTheirBytesRingsSleepersAndListeners) {
+  uint16_t port = 0;
+  const int listener = Listen(AF_INET, "127.0.0.1", true, &port);
+  const int client = Connect({AF_INET, "127.0.0.1", port}, true);
+  ASSERT_GE(client, 0);
+  Bound(client);
+  // Not accepted yet: the connection waits for its rendezvous.
+  std::vector<Row> rows = Stat({getpid()});
+  EXPECT_EQ(Find(rows, getpid(), client)["state"], "pending");
+  const int server = accept(listener, nullptr, nullptr);
+  ASSERT_GE(server, 0);
+  Bound(server);
+  const std::vector<uint8_t> up = Pattern(1, 0, 3000), down = Pattern(2, 0, 5000);
+  std::vector<uint8_t> got(5000);
+  ASSERT_TRUE(WriteAll(client, up.data(), up.size()));
+  ASSERT_TRUE(ReadAll(server, got.data(), 1000));  // 2,000 bytes stay in the ring
+  ASSERT_TRUE(WriteAll(server, down.data(), down.size()));
+  ASSERT_TRUE(ReadAll(client, got.data(), 5000));
+  ASSERT_EQ(ObservedPath(client), "fast");
+  // A thread asleep in recv on the client (nothing more comes until we send).
+  std::thread sleeper([&] {
+    char byte;
+    EXPECT_EQ(recv(client, &byte, 1, 0), 1);
+  });
+  usleep(300 * 1000);
+  rows = Stat({getpid()});
+  const std::string self = std::to_string(getpid());
+  const Row c = Find(rows, getpid(), client), s = Find(rows, getpid(), server);
+  const Row l = Find(rows, getpid(), listener);
+  ASSERT_FALSE(c.empty() || s.empty() || l.empty()) << "a socket is missing from stat";
+  EXPECT_EQ(c.at("state"), "fast");
+  EXPECT_EQ(c.at("role"), "connecting");
+  EXPECT_EQ(c.at("local"), LocalAddress(client, false));
+  EXPECT_EQ(c.at("peer"), "127.0.0.1:" + std::to_string(port));
+  EXPECT_EQ(c.at("bytes_sent"), "3000");
+  EXPECT_EQ(c.at("bytes_received"), "5000");
+  EXPECT_EQ(c.at("kernel_bytes_sent"), "0");
+  EXPECT_EQ(c.at("in_ring_to_peer"), "2000");
+  EXPECT_EQ(c.at("in_ring_from_peer"), "0");
+  EXPECT_EQ(c.at("asleep_receive"), "true");
+  EXPECT_EQ(c.at("peer_pid"), self);
+  EXPECT_EQ(c.at("peer_fd"), std::to_string(server));
+  EXPECT_EQ(s.at("state"), "fast");
+  EXPECT_EQ(s.at("role"), "accepting");
+  EXPECT_EQ(s.at("bytes_sent"), "5000");
+  EXPECT_EQ(s.at("bytes_received"), "1000");
+  EXPECT_EQ(s.at("in_ring_from_peer"), "2000");
+  EXPECT_EQ(s.at("asleep_receive"), "false");
+  EXPECT_EQ(s.at("peer_fd"), std::to_string(client));
+  EXPECT_EQ(l.at("state"), "listening");
+  EXPECT_EQ(l.at("reason"), "null");
+  EXPECT_EQ(l.at("local"), "127.0.0.1:" + std::to_string(port));
+  ASSERT_TRUE(WriteAll(server, "x", 1));
+  sleeper.join();
+  // Closed sockets leave the registry.
+  close(client);
+  close(server);
+  rows = Stat({getpid()});
+  EXPECT_TRUE(Find(rows, getpid(), client).empty());
+  EXPECT_FALSE(Find(rows, getpid(), listener).empty());
+  close(listener);
+}
+
+TEST(StatTest, NamesWhyOptedInConnectionsOfThisProcessUseKernelTcp) {
+  uint16_t port = 0;
+  const int listener = Listen(AF_INET, "127.0.0.1", true, &port);
+  // A client that did not opt in: the accepting end says the peer did not.
+  const int plain = Connect({AF_INET, "127.0.0.1", port}, false);
+  const int accepted_plain = accept(listener, nullptr, nullptr);
+  // An opted-in client dialling 0.0.0.0 (the kernel takes it to this host over loopback).
+  const int wildcard = Connect({AF_INET, "0.0.0.0", port}, true);
+  const int accepted_wildcard = accept(listener, nullptr, nullptr);
+  ASSERT_GE(accepted_plain, 0);
+  ASSERT_GE(accepted_wildcard, 0);
+  const std::vector<Row> rows = Stat({getpid()});
+  EXPECT_TRUE(Find(rows, getpid(), plain).empty()) << "a socket that did not opt in is listed";
+  const Row a = Find(rows, getpid(), accepted_plain), w = Find(rows, getpid(), wildcard);
+  ASSERT_FALSE(a.empty() || w.empty());
+  EXPECT_EQ(a.at("state"), "kernel");
+  EXPECT_EQ(a.at("role"), "accepting");
+  EXPECT_EQ(a.at("reason"), "peer did not opt in");
+  EXPECT_EQ(w.at("state"), "kernel");
+  EXPECT_EQ(w.at("role"), "connecting");
+  EXPECT_EQ(w.at("reason"), "destination is not a loopback address");
+  EXPECT_EQ(Find(rows, getpid(), accepted_wildcard)["reason"], "peer did not opt in");
+  // The table says the same in words.
+  const std::string table = Output(LOOPFAST_TOOL " stat --pid " + std::to_string(getpid()));
+  EXPECT_NE(table.find("(destination is not a loopback address)"), std::string::npos) << table;
+  EXPECT_NE(table.find("(peer did not opt in)"), std::string::npos) << table;
+  EXPECT_NE(table.find("fast-capable"), std::string::npos) << table;
+  for (const int fd : {plain, accepted_plain, wildcard, accepted_wildcard, listener}) close(fd);
+}
+
+// A stream_peer that holds its connection open once done and says so ("holding pid=N fd=N").
+struct Held {
+  pid_t pid = 0;
+  int fd = -1;
+};
+
+Held WaitHolding(Peer &peer) {
+  for (int i = 0; i < 4; ++i) {
+    const std::string line = peer.Line();
+    if (line.rfind("holding ", 0) != 0) continue;
+    const std::map<std::string, std::string> fields = Fields(line);
+    return {static_cast<pid_t>(std::atoi(fields.at("pid").c_str())),
+            std::atoi(fields.at("fd").c_str())};
+  }
+  ADD_FAILURE() << "the peer never held its connection";
+  return {};
+}
+
+uint16_t PortLine(Peer &server) {
+  const std::string line = server.Line();
+  EXPECT_EQ(line.rfind("port ", 0), 0u) << line;
+  return static_cast<uint16_t>(std::atoi(line.c_str() + 5));
+}
+
+// Separate programs (stream_peer under LD_PRELOAD, transparent mode): a connection the
+// environment's policy keeps on kernel TCP, one moved there mid-stream (urgent data), and a
+// server out of address space for rings.
+TEST(StatTest, NamesWhyRealProgramsUseKernelTcp) {
+  const std::vector<std::string> hold = {"--bytes", "65536", "--hold-ms", "30000"};
+  {
+    Peer server({"listen", "--bytes", "65536", "--hold-ms", "30000"}, kTransparent);
+    const uint16_t port = PortLine(server);
+    std::vector<std::string> env = kTransparent;
+    env.push_back("LOOPFAST_EXCLUDE_PORTS=" + std::to_string(port));
+    Peer client({"connect", std::to_string(port), "--bytes", "65536", "--hold-ms", "30000"}, env);
+    const Held s = WaitHolding(server), c = WaitHolding(client);
+    const std::vector<Row> rows = Stat({s.pid, c.pid});
+    EXPECT_EQ(Find(rows, c.pid, c.fd)["reason"],
+              "excluded by LOOPFAST_INCLUDE_*/LOOPFAST_EXCLUDE_*");
+    EXPECT_EQ(Find(rows, s.pid, s.fd)["reason"], "peer did not opt in");
+  }
+  {
+    Peer server({"listen", "--bytes", "1048576", "--hold-ms", "30000"}, kTransparent);
+    const uint16_t port = PortLine(server);
+    Peer client({"connect", std::to_string(port), "--bytes", "1048576", "--move-at", "65536",
+                 "--move-how", "oob", "--hold-ms", "30000"},
+                kTransparent);
+    const Held s = WaitHolding(server), c = WaitHolding(client);
+    const std::vector<Row> rows = Stat({s.pid, c.pid});
+    Row moved = Find(rows, c.pid, c.fd), other = Find(rows, s.pid, s.fd);
+    EXPECT_EQ(moved["state"], "kernel");
+    EXPECT_EQ(moved["reason"], "moved to kernel TCP: urgent data (MSG_OOB)");
+    EXPECT_EQ(other["state"], "kernel");
+    EXPECT_EQ(other["reason"], "moved to kernel TCP by the peer");
+    EXPECT_EQ(moved["peer_pid"], std::to_string(s.pid));
+    // Bytes before the move went through the rings, the rest (of 1 MiB) through the kernel.
+    ASSERT_FALSE(moved["bytes_sent"].empty());
+    EXPECT_GE(std::stoull(moved["bytes_sent"]), 65536u);
+    EXPECT_LT(std::stoull(moved["bytes_sent"]), 1048576u);
+  }
+  {
+    // The server has hardly any address space left once it listens: no rings can be mapped.
+    int ready[2], done[2];
+    ASSERT_EQ(pipe2(ready, O_CLOEXEC), 0);
+    ASSERT_EQ(pipe2(done, O_CLOEXEC), 0);
+    const pid_t server = Spawn([&] {
+      close(done[1]);
+      close(ready[0]);
+      uint16_t port = 0;
+      const int listener = Listen(AF_INET, "127.0.0.1", true, &port);
+      std::ifstream status("/proc/self/status");
+      std::string line;
+      long vm_kb = 0;
+      while (std::getline(status, line)) {
+        if (line.rfind("VmSize:", 0) == 0) vm_kb = std::atol(line.c_str() + 7);
+      }
+      const rlim_t bytes = rlim_t(vm_kb + 8 * 1024) * 1024;
+      const rlimit tight = {bytes, bytes};
+      if (setrlimit(RLIMIT_AS, &tight) != 0) return 2;
+      if (write(ready[1], &port, sizeof port) != sizeof port) return 3;
+      const int fd = accept(listener, nullptr, nullptr);
+      char byte;
+      if (fd < 0 || recv(fd, &byte, 1, 0) != 1) return 4;
+      if (write(ready[1], &fd, sizeof fd) != sizeof fd) return 5;
+      return read(done[0], &byte, 1) >= 0 ? 0 : 6;  // holds the connection until told
+    });
+    close(ready[1]);
+    close(done[0]);
+    uint16_t port = 0;
+    ASSERT_EQ(read(ready[0], &port, sizeof port), ssize_t(sizeof port));
+    const int fd = TcpSocket(AF_INET, true);
+    const int big = 64 << 20;  // asks for the largest ring
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    sockaddr_in address = {};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr *>(&address), sizeof address), 0);
+    ASSERT_TRUE(WriteAll(fd, "x", 1));
+    int server_fd = -1;
+    ASSERT_EQ(read(ready[0], &server_fd, sizeof server_fd), ssize_t(sizeof server_fd));
+    const std::vector<Row> rows = Stat({server, getpid()});
+    EXPECT_EQ(Find(rows, server, server_fd)["reason"], "out of resources for the fast path");
+    EXPECT_EQ(Find(rows, getpid(), fd)["reason"], "peer refused the fast path");
+    close(done[1]);
+    EXPECT_EQ(Reap(server, 10000), 0);
+    close(ready[0]);
+    close(fd);
+  }
+}
+
+// A user sees their own processes' connections without root, and not root's.
+TEST(StatTest, AUserSeesTheirOwnConnectionsWithoutRoot) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to start processes as another user";
+  Peer server({"listen", "--bytes", "65536", "--hold-ms", "30000"}, kTransparent, "", {}, true,
+              kAsNobody);
+  const uint16_t port = PortLine(server);
+  Peer client({"connect", std::to_string(port), "--bytes", "65536", "--hold-ms", "30000"},
+              kTransparent, "", {}, true, kAsNobody);
+  const Held s = WaitHolding(server), c = WaitHolding(client);
+  // This (root) process holds an opted-in listener too.
+  uint16_t mine = 0;
+  const int listener = Listen(AF_INET, "127.0.0.1", true, &mine);
+  int hidden = -1;
+  const std::vector<Row> rows = Stat({s.pid, c.pid, getpid()}, kAsNobody, &hidden);
+  Row server_row = Find(rows, s.pid, s.fd), client_row = Find(rows, c.pid, c.fd);
+  EXPECT_EQ(server_row["state"], "fast");
+  EXPECT_EQ(client_row["state"], "fast");
+  EXPECT_EQ(client_row["peer_pid"], std::to_string(s.pid));
+  EXPECT_EQ(client_row["bytes_sent"], "65536");
+  EXPECT_TRUE(Find(rows, getpid(), listener).empty()) << "another user's socket was shown";
+  EXPECT_EQ(hidden, 1) << "root's process is counted as not shown";
+  close(listener);
+}
+
+}  // namespace
+}  // namespace loopfast::test
