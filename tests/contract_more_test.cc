@@ -350,10 +350,10 @@ TEST(ContractMoreTest, OtherNamespacesHaveTheirOwnLoopbackAndFastPath) {
   close(finished[1]);
 }
 
-// The client sends (and even closes) before the server calls accept. Until the Offer comes the
-// client's library keeps up to one minimal ring of early bytes and then blocks; the server
-// accepts 200 ms late. Cases: a few bytes then wait for the answer (fast); more bytes than the
-// early buffer (fast: the sender blocks until the Offer); bytes then close (the client is gone
+// The client sends (and even closes) before the server calls accept. A blocking send waits up
+// to 250 ms for the Offer, then takes kernel TCP (bytes are never held back for the program's
+// next call); the server accepts 100 ms late. Cases: a few bytes then wait for the answer
+// (fast); more bytes than a minimal ring (fast); bytes then close (the client is gone
 // before any Offer, so its bytes go to the kernel connection: every byte and the EOF must
 // arrive, the server's own view must be coherent); and an accept that comes after the client
 // stopped waiting for an Offer (2 s): both ends must still agree, every byte intact.
@@ -366,8 +366,8 @@ TEST(ContractMoreTest, ClientSendsAndClosesBeforeTheServerAccepts) {
     int expected_path;  // -1: either, as long as both ends agree
   };
   const Case cases[] = {
-      {"8 KiB, then waits for the answer", 8192, 200, false, kFast},
-      {"256 KiB, more than the early buffer", 256 * 1024, 200, false, kFast},
+      {"8 KiB, then waits for the answer", 8192, 100, false, kFast},
+      {"256 KiB, more than a minimal ring", 256 * 1024, 100, false, kFast},
       {"8 KiB, then close", 8192, 200, true, -1},
       {"256 KiB, accepted after the client's Offer patience", 256 * 1024, 2300, false, -1},
   };

@@ -42,6 +42,8 @@ inline constexpr const char *kShutBeforeAccept =
     "shut down before the listening program accepted the connection";
 inline constexpr const char *kNotAcceptedInTime =
     "the listening program did not accept the connection within 2 s";
+inline constexpr const char *kSentBeforeAccept =
+    "a blocking send came before the listening program accepted the connection";
 inline constexpr const char *kClosedBeforeAccept =
     "closed before the listening program accepted the connection";
 inline constexpr const char *kPeerGaveUp = "the connecting side gave up before this accept";

@@ -40,8 +40,9 @@ constexpr int kFindHelloTimeoutMs = 1000;
 // How long a blocked call waits for the listener's Offer before the connection is moved to
 // kernel TCP (always safe: see AbandonPending).
 constexpr int kOfferPatienceMs = 2000;
-// How long a shutdown() of a pending connection waits for the Offer before taking kernel TCP.
-constexpr int kShutdownOfferWaitMs = 50;
+// How long a shutdown or a blocking send waits for an Offer (the server program has not
+// accepted yet) before taking kernel TCP: a bounded stall instead of bytes held back.
+constexpr int kOfferWaitMs = 250;
 
 FdTable &Table() { return FdTable::Instance(); }
 const sys::RealCalls &Real() { return sys::Real(); }
@@ -859,7 +860,7 @@ int Shutdown(int fd, int how) {
     // this connection stays on kernel TCP (always safe, see AbandonPending).
     if (socket->path.load(std::memory_order_relaxed) == Path::kPending &&
         ResolvePending(*socket, fd, -1) == Resolve::kStillPending &&
-        ResolvePending(*socket, fd, kShutdownOfferWaitMs) != Resolve::kResolved) {
+        ResolvePending(*socket, fd, kOfferWaitMs) != Resolve::kResolved) {
       AbandonPending(*socket, fd, reason::kShutBeforeAccept);
     }
   }
@@ -952,6 +953,20 @@ ssize_t Send(int fd, const struct msghdr *message, int flags) {
         }
         if (now != Path::kPending) continue;
         if (ResolvePending(*socket, fd, -1) == Resolve::kResolved) continue;
+        if (!nonblocking) {
+          // Bytes buffered here would wait for this program's next call, which may be a long
+          // sleep: a blocking send waits briefly for the Offer (usually microseconds away),
+          // and otherwise hands everything to kernel TCP, which delivers at once.
+          const int timeout_ms = TimevalMs(socket->send_timeout);
+          const Resolve waited = ResolvePending(
+              *socket, fd, timeout_ms == 0 ? kOfferWaitMs : std::min(timeout_ms, kOfferWaitMs));
+          if (waited == Resolve::kInterrupted && sent_early == 0) {
+            errno = EINTR;
+            return -1;
+          }
+          if (waited != Resolve::kResolved) AbandonPending(*socket, fd, reason::kSentBeforeAccept);
+          continue;
+        }
         const size_t total = IovLength(message);
         sent_early += AppendFromIov(message, sent_early, EarlyRoom(*socket), socket->early_bytes);
         if (sent_early == total) return static_cast<ssize_t>(total);
