@@ -1,15 +1,18 @@
-// `loopfast bench`: the fast path beside kernel TCP, measured in one run.
+// `loopfast bench`: the fast path beside kernel TCP and a Unix-domain socket, in one run.
 //
 // Each trial forks a server process; server and client run on different CPUs. Trials of the
-// two paths alternate (fast, kernel, fast, kernel, ...) so that both see the same machine.
-// Every fast trial checks that its connection really was fast (loopfast says so, and the
-// kernel connection carried no data bytes); every kernel trial that it was not.
+// three paths are interleaved (fast, kernel, unix, fast, ...) so that all see the same machine.
+// Every fast trial checks that its connections really were fast (loopfast says so, and the
+// kernel connection carried no data bytes); every kernel and unix trial that they were not.
 #include <linux/tcp.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,24 +26,43 @@
 #include <string>
 #include <vector>
 
+#include "bench_output.h"
 #include "commands.h"
 #include "loopfast/loopfast.h"
 
 namespace loopfast::tool {
 namespace {
 
+constexpr const char *kSchema = "loopfast-bench/1";
+
 struct Options {
   std::string mode;
-  size_t size = 1;                 // rr message size
-  size_t count = 20000;            // rr round trips / conn connections per trial
-  size_t write_size = 64 * 1024;   // stream write size
+  std::vector<size_t> sizes = {1};                // rr message sizes
+  size_t count = 20000;                           // rr round trips, conn connections, many
+                                                  // transactions, per trial
+  std::vector<size_t> write_sizes = {64 * 1024};  // stream write sizes
   size_t read_size = 0;            // stream read size; 0: the write size (as iperf3 does)
   size_t bytes = size_t{1} << 30;  // stream bytes per trial
+  size_t connections = 100;        // many: concurrent connections
   int rounds = 5;
+  std::string json_path;  // "" none, "-" stdout
+  std::string svg_path;
+  bool progress = true;
 };
 
-enum class Kind { kFast, kKernel };
-const char *Name(Kind kind) { return kind == Kind::kFast ? "fast path" : "kernel TCP"; }
+enum class Kind { kFast, kKernel, kUnix };
+constexpr Kind kKinds[] = {Kind::kFast, Kind::kKernel, Kind::kUnix};
+constexpr int kKindCount = 3;
+int IndexOf(Kind kind) { return static_cast<int>(kind); }
+const char *Name(Kind kind) {
+  return kind == Kind::kFast ? "fast path" : kind == Kind::kKernel ? "kernel TCP" : "unix socket";
+}
+const char *Tag(Kind kind) {
+  return kind == Kind::kFast ? "fast" : kind == Kind::kKernel ? "kernel" : "unix";
+}
+const char *Color(Kind kind) {
+  return kind == Kind::kFast ? "#1f77b4" : kind == Kind::kKernel ? "#d62728" : "#2ca02c";
+}
 
 uint64_t NowNs() {
   struct timespec now;
@@ -66,6 +88,42 @@ void PinToCpu(int cpu) {
   std::fprintf(stderr, "loopfast bench: %s: %s\n", what, std::strerror(errno));
   std::exit(1);
 }
+
+// Reports on stderr every ~2 s while a run lasts: how far it is and what it is doing. Polled
+// from the measuring loops (no thread: the bench forks, and a thread could hold a lock then).
+class Progress {
+ public:
+  void Start(bool enabled, size_t total_trials) {
+    enabled_ = enabled;
+    total_trials_ = std::max<size_t>(total_trials, 1);
+    start_ns_ = NowNs();
+    next_report_ns_ = start_ns_ + kIntervalNs;
+  }
+  void BeginTrial(std::string label) { label_ = std::move(label); }
+  void EndTrial() { ++done_trials_; }
+  // `fraction`: how much of the current trial is done.
+  void Poll(uint64_t now_ns, double fraction) {
+    if (!enabled_ || now_ns < next_report_ns_) return;
+    next_report_ns_ = now_ns + kIntervalNs;
+    const double done =
+        (double(done_trials_) + std::clamp(fraction, 0.0, 1.0)) / double(total_trials_);
+    const double elapsed = double(now_ns - start_ns_) / 1e9;
+    std::fprintf(stderr, "loopfast bench: %3.0f%%, trial %zu/%zu (%s), %.0f s elapsed", done * 100,
+                 done_trials_ + 1, total_trials_, label_.c_str(), elapsed);
+    if (done > 0.02) std::fprintf(stderr, ", ~%.0f s left", elapsed / done - elapsed);
+    std::fputc('\n', stderr);
+  }
+
+ private:
+  static constexpr uint64_t kIntervalNs = 2000000000u;
+  bool enabled_ = false;
+  size_t total_trials_ = 1;
+  size_t done_trials_ = 0;
+  uint64_t start_ns_ = 0;
+  uint64_t next_report_ns_ = 0;
+  std::string label_;
+};
+Progress progress;
 
 bool ReadAll(int fd, void *buffer, size_t size) {
   auto *bytes = static_cast<char *>(buffer);
@@ -99,7 +157,27 @@ bool WriteAll(int fd, const void *buffer, size_t size) {
   return true;
 }
 
-int TcpSocket(Kind kind) {
+// Where a trial's server listens: a loopback TCP port, or for unix an abstract address named
+// after the server's pid (no file to clean up).
+struct ServerProcess {
+  pid_t pid = 0;
+  uint16_t port = 0;
+};
+
+socklen_t UnixAddress(pid_t server_pid, struct sockaddr_un *address) {
+  *address = {};
+  address->sun_family = AF_UNIX;
+  const int length = std::snprintf(address->sun_path + 1, sizeof address->sun_path - 1,
+                                   "lfbench-%d", int(server_pid));
+  return socklen_t(offsetof(struct sockaddr_un, sun_path) + 1 + size_t(length));
+}
+
+int NewSocket(Kind kind) {
+  if (kind == Kind::kUnix) {
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) Die("socket");
+    return fd;
+  }
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) Die("socket");
   const int one = 1;
@@ -108,29 +186,47 @@ int TcpSocket(Kind kind) {
   return fd;
 }
 
+// Runs in the server process: a listener for `kind`; sets *port for TCP.
 int Listen(Kind kind, uint16_t *port) {
-  const int fd = TcpSocket(kind);
+  const int fd = NewSocket(kind);
+  const int backlog = 4096;
+  if (kind == Kind::kUnix) {
+    struct sockaddr_un address;
+    const socklen_t length = UnixAddress(getpid(), &address);
+    if (bind(fd, reinterpret_cast<sockaddr *>(&address), length) != 0) Die("bind");
+    if (listen(fd, backlog) != 0) Die("listen");
+    *port = 0;
+    return fd;
+  }
   const int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   struct sockaddr_in address {};
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (bind(fd, reinterpret_cast<sockaddr *>(&address), sizeof address) != 0) Die("bind");
-  if (listen(fd, 1024) != 0) Die("listen");
+  if (listen(fd, backlog) != 0) Die("listen");
   socklen_t length = sizeof address;
   getsockname(fd, reinterpret_cast<sockaddr *>(&address), &length);
   *port = ntohs(address.sin_port);
   return fd;
 }
 
-int Connect(Kind kind, uint16_t port) {
-  const int fd = TcpSocket(kind);
-  struct sockaddr_in address {};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = htons(port);
-  while (connect(fd, reinterpret_cast<sockaddr *>(&address), sizeof address) != 0) {
-    if (errno != EINTR) Die("connect");
+int Connect(Kind kind, const ServerProcess &server) {
+  const int fd = NewSocket(kind);
+  struct sockaddr_storage storage {};
+  socklen_t length = 0;
+  if (kind == Kind::kUnix) {
+    length = UnixAddress(server.pid, reinterpret_cast<sockaddr_un *>(&storage));
+  } else {
+    auto *address = reinterpret_cast<sockaddr_in *>(&storage);
+    address->sin_family = AF_INET;
+    address->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address->sin_port = htons(server.port);
+    length = sizeof *address;
+  }
+  for (int attempt = 0; connect(fd, reinterpret_cast<sockaddr *>(&storage), length) != 0;
+       ++attempt) {
+    if (errno != EINTR || attempt > 1000) Die("connect");
   }
   return fd;
 }
@@ -144,9 +240,29 @@ uint64_t KernelDataTraffic(int fd) {
   return uint64_t(info.tcpi_data_segs_in) + info.tcpi_data_segs_out + info.tcpi_bytes_sent;
 }
 
+// Set when CheckPath finds a connection on the wrong path (in whichever process it runs).
+bool path_mismatch = false;
+// A server's exit status when one of its connections took the wrong path.
+constexpr int kExitPathMismatch = 3;
+
+bool CheckPathOnce(int fd, Kind kind);
+
 // Checks the path a connection took; returns false (and says why) when it is not `kind`.
 bool CheckPath(int fd, Kind kind) {
+  const bool ok = CheckPathOnce(fd, kind);
+  if (!ok) path_mismatch = true;
+  return ok;
+}
+
+bool CheckPathOnce(int fd, Kind kind) {
   const int path = loopfast_path_of(fd);
+  if (kind == Kind::kUnix) {
+    if (path == LOOPFAST_PATH_FAST) {
+      std::fprintf(stderr, "loopfast bench: a unix socket reports the fast path\n");
+      return false;
+    }
+    return true;
+  }
   const uint64_t kernel_bytes = KernelDataTraffic(fd);
   if (kind == Kind::kFast && (path != LOOPFAST_PATH_FAST || kernel_bytes != 0)) {
     std::fprintf(stderr,
@@ -154,23 +270,22 @@ bool CheckPath(int fd, Kind kind) {
                  path, loopfast_fallback_reason(fd), static_cast<unsigned long long>(kernel_bytes));
     return false;
   }
-  if (kind == Kind::kKernel && path == LOOPFAST_PATH_FAST) {
-    std::fprintf(stderr, "loopfast bench: expected kernel TCP, got the fast path\n");
+  if (kind == Kind::kKernel && (path == LOOPFAST_PATH_FAST || kernel_bytes == 0)) {
+    std::fprintf(stderr, "loopfast bench: expected kernel TCP, got path %d, kernel bytes %llu\n",
+                 path, static_cast<unsigned long long>(kernel_bytes));
     return false;
   }
   return true;
 }
 
-struct ServerProcess {
-  pid_t pid;
-  uint16_t port;
-};
+constexpr uint64_t kServerExitNs = 30000000000u;
 
 // Forks a server on CPU 1 that runs `serve(listener)`; returns once it listens.
 template <typename Serve>
 ServerProcess StartServer(Kind kind, Serve serve) {
   int ready[2];
   if (pipe(ready) != 0) Die("pipe");
+  std::fflush(nullptr);  // nothing buffered may be written twice
   const pid_t pid = fork();
   if (pid < 0) Die("fork");
   if (pid == 0) {
@@ -180,7 +295,8 @@ ServerProcess StartServer(Kind kind, Serve serve) {
     const int listener = Listen(kind, &port);
     if (write(ready[1], &port, sizeof port) != sizeof port) _exit(1);
     close(ready[1]);
-    _exit(serve(listener) ? 0 : 1);
+    const bool served = serve(listener);
+    _exit(path_mismatch ? kExitPathMismatch : served ? 0 : 1);
   }
   close(ready[1]);
   uint16_t port = 0;
@@ -189,20 +305,51 @@ ServerProcess StartServer(Kind kind, Serve serve) {
   return {pid, port};
 }
 
-// Waits for the server; adds its CPU time. False if it failed.
-bool FinishServer(const ServerProcess &server, double *cpu_seconds) {
+// Waits for the server; adds its CPU time. False if it failed (path_mismatch set if it saw a
+// connection on the wrong path).
+// A server still running this long after its client finished is stuck: it is killed.
+// A client that failed (`client_ok` false) may have left its server waiting: killed at once.
+bool FinishServer(const ServerProcess &server, bool client_ok, double *cpu_seconds) {
   int status = 0;
   struct rusage usage {};
-  if (wait4(server.pid, &status, 0, &usage) < 0) return false;
+  if (!client_ok) kill(server.pid, SIGKILL);
+  const uint64_t deadline = NowNs() + kServerExitNs;
+  for (;;) {
+    const pid_t done = wait4(server.pid, &status, WNOHANG, &usage);
+    if (done == server.pid) break;
+    if (done < 0 && errno != EINTR) return false;
+    if (NowNs() > deadline) {
+      std::fprintf(stderr, "loopfast bench: the server did not finish within %.0f s; killed\n",
+                   double(kServerExitNs) / 1e9);
+      kill(server.pid, SIGKILL);
+      while (wait4(server.pid, &status, 0, &usage) < 0 && errno == EINTR) {
+      }
+      return false;
+    }
+    usleep(1000);
+  }
   *cpu_seconds += CpuSeconds(usage);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == kExitPathMismatch) path_mismatch = true;
   return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+struct LatencyPercentiles {
+  double p50 = 0, p90 = 0, p99 = 0, p999 = 0, max = 0;  // microseconds
+};
+
 struct Trial {
-  std::vector<double> samples;  // per-operation latency (ns) or a single rate
-  double seconds = 0;
-  double cpu_seconds = 0;  // both processes
+  Kind kind = Kind::kFast;
+  size_t parameter = 0;              // rr: message size; stream: write size; conn, many: 0
+  int round = 0;                     // 1-based
+  std::vector<double> latencies_ns;  // rr, many: one per timed transaction
+  double rate = 0;                   // operations (rr, conn, many) or bytes (stream) per second
+  double operations = 0;             // timed transactions / connections; stream: bytes
+  double cpu_operations = 0;         // what CPU time is divided by (includes warm-up transactions)
+  double seconds = 0;                // timed part
+  double cpu_seconds = 0;            // both processes, whole trial
+  LatencyPercentiles latency;        // rr, many: of latencies_ns
   bool ok = true;
+  bool path_verified = true;  // every connection checked took the path of `kind`
 };
 
 double ClientCpu() {
@@ -211,8 +358,7 @@ double ClientCpu() {
   return CpuSeconds(usage);
 }
 
-Trial RunRr(Kind kind, const Options &options) {
-  const size_t size = options.size;
+Trial RunRr(Kind kind, const Options &options, size_t size) {
   const size_t count = options.count;
   const size_t warmup = std::min<size_t>(count / 10 + 1, 1000);
   ServerProcess server = StartServer(kind, [&](int listener) {
@@ -228,9 +374,9 @@ Trial RunRr(Kind kind, const Options &options) {
   });
   Trial trial;
   const double cpu_before = ClientCpu();
-  const int fd = Connect(kind, server.port);
+  const int fd = Connect(kind, server);
   std::vector<char> buffer(size, 'x');
-  trial.samples.reserve(count);
+  trial.latencies_ns.reserve(count);
   for (size_t i = 0; i < warmup; ++i) {
     if (!WriteAll(fd, buffer.data(), size) || !ReadAll(fd, buffer.data(), size)) trial.ok = false;
   }
@@ -241,22 +387,27 @@ Trial RunRr(Kind kind, const Options &options) {
       trial.ok = false;
       break;
     }
-    trial.samples.push_back(double(NowNs() - t0));
+    const uint64_t t1 = NowNs();
+    trial.latencies_ns.push_back(double(t1 - t0));
+    progress.Poll(t1, double(i) / double(count));
   }
   trial.seconds = double(NowNs() - start) / 1e9;
+  trial.operations = double(count);
+  trial.cpu_operations = double(count + warmup);
+  trial.rate = trial.operations / trial.seconds;
   trial.ok = CheckPath(fd, kind) && trial.ok;
   close(fd);
   trial.cpu_seconds = ClientCpu() - cpu_before;
-  trial.ok = FinishServer(server, &trial.cpu_seconds) && trial.ok;
+  trial.ok = FinishServer(server, trial.ok, &trial.cpu_seconds) && trial.ok;
   return trial;
 }
 
-Trial RunStream(Kind kind, const Options &options) {
+Trial RunStream(Kind kind, const Options &options, size_t write_size) {
   const size_t total = options.bytes;
   ServerProcess server = StartServer(kind, [&](int listener) {
     const int fd = accept(listener, nullptr, nullptr);
     if (fd < 0) return false;
-    std::vector<char> buffer(options.read_size != 0 ? options.read_size : options.write_size);
+    std::vector<char> buffer(options.read_size != 0 ? options.read_size : write_size);
     size_t received = 0;
     while (received < total) {
       const ssize_t n = recv(fd, buffer.data(), std::min(buffer.size(), total - received), 0);
@@ -270,27 +421,31 @@ Trial RunStream(Kind kind, const Options &options) {
   });
   Trial trial;
   const double cpu_before = ClientCpu();
-  const int fd = Connect(kind, server.port);
-  std::vector<char> buffer(options.write_size, 'x');
+  const int fd = Connect(kind, server);
+  std::vector<char> buffer(write_size, 'x');
   const uint64_t start = NowNs();
   size_t sent = 0;
+  size_t writes = 0;
   while (sent < total && trial.ok) {
-    const size_t chunk = std::min(options.write_size, total - sent);
+    const size_t chunk = std::min(write_size, total - sent);
     trial.ok = WriteAll(fd, buffer.data(), chunk);
     sent += chunk;
+    if (++writes % 64 == 0) progress.Poll(NowNs(), double(sent) / double(total));
   }
   char done = 0;
   trial.ok = trial.ok && ReadAll(fd, &done, 1);
   trial.seconds = double(NowNs() - start) / 1e9;
-  trial.samples.push_back(double(total) / trial.seconds);  // bytes per second
+  trial.operations = double(total);
+  trial.cpu_operations = double(total);
+  trial.rate = double(total) / trial.seconds;  // bytes per second
   trial.ok = CheckPath(fd, kind) && trial.ok;
   close(fd);
   trial.cpu_seconds = ClientCpu() - cpu_before;
-  trial.ok = FinishServer(server, &trial.cpu_seconds) && trial.ok;
+  trial.ok = FinishServer(server, trial.ok, &trial.cpu_seconds) && trial.ok;
   return trial;
 }
 
-Trial RunConn(Kind kind, const Options &options) {
+Trial RunConn(Kind kind, const Options &options, size_t) {
   const size_t count = options.count;
   ServerProcess server = StartServer(kind, [&](int listener) {
     bool ok = true;
@@ -307,55 +462,258 @@ Trial RunConn(Kind kind, const Options &options) {
   Trial trial;
   const double cpu_before = ClientCpu();
   const uint64_t start = NowNs();
+  bool path_ok = true;  // a wrong path fails the trial, but the server still gets its count
   for (size_t i = 0; i < count && trial.ok; ++i) {
-    const int fd = Connect(kind, server.port);
+    const int fd = Connect(kind, server);
     char byte = 'x';
     trial.ok = WriteAll(fd, &byte, 1) && ReadAll(fd, &byte, 1);
-    if (i == 0) trial.ok = CheckPath(fd, kind) && trial.ok;
+    if (i == 0) path_ok = CheckPath(fd, kind);
     close(fd);
+    if (i % 16 == 0) progress.Poll(NowNs(), double(i) / double(count));
   }
   trial.seconds = double(NowNs() - start) / 1e9;
-  trial.samples.push_back(double(count) / trial.seconds);  // connections per second
+  trial.operations = double(count);
+  trial.cpu_operations = double(count);
+  trial.rate = double(count) / trial.seconds;  // connections per second
   trial.cpu_seconds = ClientCpu() - cpu_before;
-  trial.ok = FinishServer(server, &trial.cpu_seconds) && trial.ok;
+  trial.ok = FinishServer(server, trial.ok, &trial.cpu_seconds) && trial.ok && path_ok;
   return trial;
 }
 
-double Percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t index = std::min(values.size() - 1, size_t(p * double(values.size() - 1) + 0.5));
-  return values[index];
+// No progress for this long in a `many` trial: something is stuck; fail rather than hang.
+constexpr uint64_t kStallNs = 20000000000u;
+
+// The `many` client's last byte on each connection: the server closes first. (Not the client
+// first: in loopfast 0.1.0 an epoll_wait on a set holding 64 or more fast connections whose
+// peer has closed spins forever, and the server's set would be that set.)
+constexpr char kManyQuit = 'q';
+
+// The `many` server: one epoll loop over the listener and every connection, echoing bytes.
+bool ServeMany(int listener, Kind kind, size_t connections) {
+  const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd < 0) return false;
+  struct epoll_event event {};
+  event.events = EPOLLIN;
+  event.data.fd = listener;
+  if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listener, &event) != 0) return false;
+  size_t accepted = 0, closed = 0;
+  bool ok = true;
+  bool path_complaint = false;  // one message, not a thousand
+  uint64_t last_activity = NowNs();
+  std::vector<struct epoll_event> events(256);
+  char buffer[512];
+  while (closed < connections) {
+    const int ready = epoll_wait(epoll_fd, events.data(), int(events.size()), 1000);
+    if (ready < 0 && errno != EINTR) return false;
+    if (ready <= 0) {
+      if (NowNs() - last_activity > kStallNs) return false;
+      continue;
+    }
+    last_activity = NowNs();
+    for (int i = 0; i < ready; ++i) {
+      const int fd = events[size_t(i)].data.fd;
+      if (fd == listener) {
+        const int connection = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+        if (connection < 0) return false;
+        event.data.fd = connection;
+        if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, connection, &event) != 0) return false;
+        if (++accepted == connections) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, listener, nullptr);
+        continue;
+      }
+      const ssize_t n = recv(fd, buffer, sizeof buffer, MSG_DONTWAIT);
+      if (n > 0 && buffer[n - 1] != kManyQuit) {
+        ok = WriteAll(fd, buffer, size_t(n)) && ok;
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+      if (n <= 0) ok = false;  // the client says kManyQuit before it closes
+      if (!path_complaint && !CheckPath(fd, kind)) path_complaint = true;
+      epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+      close(fd);
+      ++closed;
+    }
+  }
+  close(epoll_fd);
+  return ok && !path_complaint;
 }
 
-struct Summary {
-  std::vector<double> samples;
-  double seconds = 0;
+// `many`: N connections, each with one 1-byte request outstanding at a time, driven by one
+// epoll loop in the client; latency is send to reply, queueing in both loops included.
+Trial RunMany(Kind kind, const Options &options, size_t) {
+  const size_t connections = options.connections;
+  const size_t count = options.count;
+  ServerProcess server =
+      StartServer(kind, [&](int listener) { return ServeMany(listener, kind, connections); });
+  Trial trial;
+  const double cpu_before = ClientCpu();
+  std::vector<int> fds;
+  fds.reserve(connections);
+  for (size_t i = 0; i < connections; ++i) fds.push_back(Connect(kind, server));
+  // Warm-up: one exchange per connection settles every rendezvous before the clock starts.
+  char byte = 'x';
+  for (const int fd : fds) trial.ok = WriteAll(fd, &byte, 1) && ReadAll(fd, &byte, 1) && trial.ok;
+  const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd < 0) Die("epoll_create1");
+  std::vector<uint64_t> sent_at(connections, 0);
+  for (size_t i = 0; i < connections && trial.ok; ++i) {
+    struct epoll_event event {};
+    event.events = EPOLLIN;
+    event.data.u64 = i;
+    if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fds[i], &event) != 0) Die("epoll_ctl");
+  }
+  trial.latencies_ns.reserve(count);
+  const uint64_t start = NowNs();
+  size_t issued = 0;
+  for (size_t i = 0; i < connections && issued < count && trial.ok; ++i, ++issued) {
+    sent_at[i] = NowNs();
+    trial.ok = WriteAll(fds[i], &byte, 1);
+  }
+  size_t completed = 0;
+  uint64_t last_activity = start;
+  std::vector<struct epoll_event> events(256);
+  while (completed < issued && trial.ok) {
+    const int ready = epoll_wait(epoll_fd, events.data(), int(events.size()), 1000);
+    const uint64_t now = NowNs();
+    if (ready < 0 && errno != EINTR) Die("epoll_wait");
+    if (ready <= 0) {
+      if (now - last_activity > kStallNs) {
+        std::fprintf(stderr, "loopfast bench: many: no reply for %.0f s\n", kStallNs / 1e9);
+        trial.ok = false;
+      }
+      continue;
+    }
+    last_activity = now;
+    for (int k = 0; k < ready && trial.ok; ++k) {
+      const size_t i = size_t(events[size_t(k)].data.u64);
+      const ssize_t n = recv(fds[i], &byte, 1, MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+      if (n != 1) {
+        trial.ok = false;
+        break;
+      }
+      const uint64_t received = NowNs();
+      trial.latencies_ns.push_back(double(received - sent_at[i]));
+      ++completed;
+      if (issued < count) {
+        sent_at[i] = received;
+        trial.ok = WriteAll(fds[i], &byte, 1);
+        ++issued;
+      }
+    }
+    progress.Poll(now, double(completed) / double(count));
+  }
+  trial.seconds = double(NowNs() - start) / 1e9;
+  trial.operations = double(completed);
+  trial.cpu_operations = double(completed + connections);
+  trial.rate = trial.operations / trial.seconds;
+  close(epoll_fd);
+  bool path_ok = true;
+  for (const int fd : fds) {
+    if (path_ok) path_ok = CheckPath(fd, kind);
+    if (trial.ok) {
+      // Ask the server to close, and see it do so (EOF, bounded), before closing this end.
+      const struct timeval limit = {int(kStallNs / 1000000000u), 0};
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+      char end = kManyQuit;
+      if (!WriteAll(fd, &end, 1) || recv(fd, &end, 1, 0) != 0) trial.ok = false;
+    }
+    close(fd);
+  }
+  trial.ok = trial.ok && path_ok;
+  trial.cpu_seconds = ClientCpu() - cpu_before;
+  trial.ok = FinishServer(server, trial.ok, &trial.cpu_seconds) && trial.ok;
+  return trial;
+}
+
+// Percentiles of a sorted sample (nearest rank).
+double PercentileOfSorted(const std::vector<double> &sorted, double p) {
+  if (sorted.empty()) return 0;
+  return sorted[std::min(sorted.size() - 1, size_t(p * double(sorted.size() - 1) + 0.5))];
+}
+
+LatencyPercentiles PercentilesOf(std::vector<double> latencies_ns) {
+  std::sort(latencies_ns.begin(), latencies_ns.end());
+  LatencyPercentiles p;
+  p.p50 = PercentileOfSorted(latencies_ns, 0.5) / 1e3;
+  p.p90 = PercentileOfSorted(latencies_ns, 0.9) / 1e3;
+  p.p99 = PercentileOfSorted(latencies_ns, 0.99) / 1e3;
+  p.p999 = PercentileOfSorted(latencies_ns, 0.999) / 1e3;
+  p.max = latencies_ns.empty() ? 0 : latencies_ns.back() / 1e3;
+  return p;
+}
+
+// All trials of one path at one parameter (size), pooled.
+struct PathSummary {
+  std::vector<double> sorted_latencies_ns;
+  std::vector<double> rates;  // per trial
   double cpu_seconds = 0;
-  double operations = 0;
+  double cpu_operations = 0;
+  size_t trials = 0;
+  LatencyPercentiles latency;
+  double median_rate = 0, min_rate = 0, max_rate = 0;
+  // CPU seconds per operation (rr, conn, many) or per byte (stream).
+  double CpuPerOperation() const { return cpu_operations > 0 ? cpu_seconds / cpu_operations : 0; }
 };
 
+struct ParameterSummary {
+  size_t parameter = 0;
+  PathSummary paths[kKindCount];
+  // Times faster than kernel TCP: rr, p50 latency; stream, conn, many, median rate.
+  double RatioVsKernel(const std::string &mode, Kind kind) const {
+    const PathSummary &path = paths[IndexOf(kind)];
+    const PathSummary &kernel = paths[IndexOf(Kind::kKernel)];
+    if (mode == "rr") return path.latency.p50 > 0 ? kernel.latency.p50 / path.latency.p50 : 0;
+    return kernel.median_rate > 0 ? path.median_rate / kernel.median_rate : 0;
+  }
+};
+
+void Finalize(PathSummary *summary) {
+  std::sort(summary->sorted_latencies_ns.begin(), summary->sorted_latencies_ns.end());
+  summary->latency = PercentilesOf(summary->sorted_latencies_ns);  // sorting again is cheap
+  std::vector<double> rates = summary->rates;
+  std::sort(rates.begin(), rates.end());
+  summary->median_rate = PercentileOfSorted(rates, 0.5);
+  summary->min_rate = rates.empty() ? 0 : rates.front();
+  summary->max_rate = rates.empty() ? 0 : rates.back();
+}
+
 void BenchUsage(FILE *out) {
-  std::fprintf(out,
-               "usage: loopfast bench rr|stream|conn [OPTIONS]\n"
-               "\n"
-               "Measures the fast path and kernel TCP in one run, server and client in separate\n"
-               "processes on separate CPUs, trials alternating between the two paths.\n"
-               "\n"
-               "  rr      request/response latency: --size BYTES (1), --count N (20000)\n"
-               "  stream  one-way throughput: --write-size BYTES (65536), --read-size BYTES\n"
-               "          (the write size), --bytes N (1 GiB)\n"
-               "  conn    connect+exchange+close rate: --count N (20000)\n"
-               "  --rounds R   trials per path (5)\n"
-               "\n"
-               "The wait policy comes from the environment (LOOPFAST_SPIN_US), as for programs.\n");
+  std::fprintf(
+      out,
+      "usage: loopfast bench rr|stream|conn|many [OPTIONS]\n"
+      "\n"
+      "Measures the fast path, kernel TCP and a Unix-domain socket in one run: server and\n"
+      "client in separate processes on separate CPUs, trials interleaved (fast, kernel, unix,\n"
+      "fast, ...). Every fast trial checks that its connections were really fast, every other\n"
+      "trial that they were not. Ratios are against kernel TCP measured in the same run.\n"
+      "\n"
+      "Modes:\n"
+      "  rr      request/response latency, one connection: p50/p90/p99/p99.9 per message size,\n"
+      "          CPU us per transaction.  --size LIST (1), --count N round trips (20000)\n"
+      "  stream  one-way throughput: GB/s and CPU s/GB per write size.\n"
+      "          --write-size LIST (64K), --read-size BYTES (the write size), --bytes N (1G)\n"
+      "  conn    connect + 1-byte exchange + close rate.  --count N connections (5000)\n"
+      "  many    --connections N (100) concurrent connections doing 1-byte request/response,\n"
+      "          client and server each one epoll loop: transactions/s, latency percentiles,\n"
+      "          CPU us per transaction.  --count N transactions (200000)\n"
+      "\n"
+      "Options:\n"
+      "  --rounds R       trials per path and size (5)\n"
+      "  --json FILE      every trial and the summary as JSON (schema loopfast-bench/1, see\n"
+      "                   docs/performance.md); '-' writes it to stdout and the table to stderr\n"
+      "  --svg FILE       latency distribution (CDF per path, log-scale us) as SVG (rr, many)\n"
+      "  --no-progress    no progress lines on stderr (otherwise one every ~2 s)\n"
+      "\n"
+      "LIST is comma-separated, e.g. --size 1,64,1K,16K. Sizes take K, M and G suffixes\n"
+      "(powers of 1024). The wait policy comes from the environment (LOOPFAST_SPIN_US), as for\n"
+      "programs.\n");
 }
 
 bool ParseSize(const char *text, size_t *out) {
   char *end = nullptr;
   errno = 0;
   const unsigned long long value = std::strtoull(text, &end, 10);
-  if (errno != 0 || end == text) return false;
+  if (errno != 0 || end == text || *text == '-') return false;
   size_t multiplier = 1;
   if (*end == 'K' || *end == 'k')
     multiplier = 1024, ++end;
@@ -363,116 +721,436 @@ bool ParseSize(const char *text, size_t *out) {
     multiplier = 1024 * 1024, ++end;
   else if (*end == 'G' || *end == 'g')
     multiplier = size_t{1} << 30, ++end;
-  if (*end != '\0' || value == 0) return false;
+  if (*end != '\0' || value == 0 || value > (size_t{1} << 40) / multiplier) return false;
   *out = size_t(value) * multiplier;
+  return true;
+}
+
+bool ParseSizeList(const char *text, std::vector<size_t> *out) {
+  out->clear();
+  std::string list = text;
+  size_t begin = 0;
+  while (begin <= list.size() && out->size() < 64) {
+    const size_t comma = std::min(list.find(',', begin), list.size());
+    size_t value = 0;
+    if (!ParseSize(list.substr(begin, comma - begin).c_str(), &value)) return false;
+    out->push_back(value);
+    begin = comma + 1;
+  }
+  return !out->empty() && begin > list.size();
+}
+
+// many needs two descriptors per connection across the two processes (plus what loopfast
+// keeps per fast connection): raise the soft limit to the hard one.
+bool RaiseDescriptorLimit(size_t connections) {
+  struct rlimit limit {};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return false;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+    getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  const rlim_t needed = rlim_t(connections) * 4 + 64;
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < needed) {
+    std::fprintf(stderr,
+                 "loopfast bench: --connections %zu needs about %llu descriptors, the limit is "
+                 "%llu (ulimit -n)\n",
+                 connections, static_cast<unsigned long long>(needed),
+                 static_cast<unsigned long long>(limit.rlim_cur));
+    return false;
+  }
+  return true;
+}
+
+std::string DescribeParameter(const std::string &mode, size_t parameter) {
+  if (mode == "rr") return std::to_string(parameter) + " B messages";
+  if (mode == "stream") return std::to_string(parameter) + " B writes";
+  return "";
+}
+
+void PrintTable(FILE *out, const Options &options, const std::vector<ParameterSummary> &results) {
+  const std::string &mode = options.mode;
+  std::fprintf(out,
+               "loopfast bench %s (%d rounds per path, paths interleaved, server and client on "
+               "separate CPUs)\n",
+               mode.c_str(), options.rounds);
+  if (mode == "rr") {
+    std::fprintf(out, "%zu round trips per trial; vs kernel: kernel p50 / path p50\n",
+                 options.count);
+    std::fprintf(out, "%9s %-11s %10s %10s %10s %11s %13s %10s\n", "size (B)", "path", "p50 (us)",
+                 "p90 (us)", "p99 (us)", "p99.9 (us)", "CPU us/trans", "vs kernel");
+  } else if (mode == "stream") {
+    std::fprintf(
+        out, "%zu bytes per trial, read size %s; vs kernel: median GB/s ratio\n", options.bytes,
+        options.read_size != 0 ? std::to_string(options.read_size).c_str() : "= write size");
+    std::fprintf(out, "%10s %-11s %12s %10s %10s %10s\n", "write (B)", "path", "median GB/s",
+                 "min GB/s", "CPU s/GB", "vs kernel");
+  } else if (mode == "conn") {
+    std::fprintf(out, "%zu connections per trial (connect, 1-byte exchange, close)\n",
+                 options.count);
+    std::fprintf(out, "%-11s %14s %12s %10s\n", "path", "median conn/s", "CPU us/conn",
+                 "vs kernel");
+  } else {
+    std::fprintf(out,
+                 "%zu concurrent connections, %zu 1-byte transactions per trial; vs kernel: "
+                 "median trans/s ratio\n",
+                 options.connections, options.count);
+    std::fprintf(out, "%-11s %12s %10s %10s %10s %11s %13s %10s\n", "path", "trans/s", "p50 (us)",
+                 "p90 (us)", "p99 (us)", "p99.9 (us)", "CPU us/trans", "vs kernel");
+  }
+  for (const ParameterSummary &result : results) {
+    for (const Kind kind : kKinds) {
+      const PathSummary &s = result.paths[IndexOf(kind)];
+      const double ratio = result.RatioVsKernel(mode, kind);
+      const LatencyPercentiles &l = s.latency;
+      if (s.trials == 0) {
+        if (mode == "rr" || mode == "stream") std::fprintf(out, "%10zu ", result.parameter);
+        std::fprintf(out, "%-11s every trial failed\n", Name(kind));
+        continue;
+      }
+      if (mode == "rr") {
+        std::fprintf(out, "%9zu %-11s %10.2f %10.2f %10.2f %11.2f %13.2f %9.2fx\n",
+                     result.parameter, Name(kind), l.p50, l.p90, l.p99, l.p999,
+                     s.CpuPerOperation() * 1e6, ratio);
+      } else if (mode == "stream") {
+        std::fprintf(out, "%10zu %-11s %12.2f %10.2f %10.3f %9.2fx\n", result.parameter, Name(kind),
+                     s.median_rate / 1e9, s.min_rate / 1e9, s.CpuPerOperation() * 1e9, ratio);
+      } else if (mode == "conn") {
+        std::fprintf(out, "%-11s %14.0f %12.2f %9.2fx\n", Name(kind), s.median_rate,
+                     s.CpuPerOperation() * 1e6, ratio);
+      } else {
+        std::fprintf(out, "%-11s %12.0f %10.2f %10.2f %10.2f %11.2f %13.2f %9.2fx\n", Name(kind),
+                     s.median_rate, l.p50, l.p90, l.p99, l.p999, s.CpuPerOperation() * 1e6, ratio);
+      }
+    }
+  }
+}
+
+void WriteLatencyJson(JsonWriter *json, const LatencyPercentiles &l) {
+  json->BeginObject();
+  json->Key("p50");
+  json->Number(l.p50);
+  json->Key("p90");
+  json->Number(l.p90);
+  json->Key("p99");
+  json->Number(l.p99);
+  json->Key("p99_9");
+  json->Number(l.p999);
+  json->Key("max");
+  json->Number(l.max);
+  json->EndObject();
+}
+
+// CPU per operation in the unit the mode reports: µs per transaction/connection, s per GB.
+double CpuInReportedUnit(const std::string &mode, double cpu_seconds, double operations) {
+  if (operations <= 0) return 0;
+  return mode == "stream" ? cpu_seconds / operations * 1e9 : cpu_seconds / operations * 1e6;
+}
+
+std::string BenchJson(const Options &options, const std::vector<Trial> &trials,
+                      const std::vector<ParameterSummary> &results, bool ok) {
+  const std::string &mode = options.mode;
+  const bool has_latency = mode == "rr" || mode == "many";
+  JsonWriter json;
+  json.BeginObject();
+  json.Key("schema");
+  json.String(kSchema);
+  json.Key("mode");
+  json.String(mode);
+  json.Key("ok");
+  json.Bool(ok);
+  json.Key("loopfast_version");
+  json.String(loopfast_version());
+  json.Key("host");
+  json.BeginObject();
+  struct utsname name {};
+  uname(&name);
+  json.Key("kernel");
+  json.String(name.release);
+  json.Key("cpus");
+  json.Integer(uint64_t(sysconf(_SC_NPROCESSORS_ONLN)));
+  json.Key("spin_us_env");
+  if (const char *spin = std::getenv("LOOPFAST_SPIN_US"))
+    json.String(spin);
+  else
+    json.Null();
+  json.EndObject();
+  json.Key("options");
+  json.BeginObject();
+  json.Key("rounds");
+  json.Integer(uint64_t(options.rounds));
+  json.Key("count");
+  json.Integer(options.count);
+  json.Key("parameters");
+  json.BeginArray();
+  for (const ParameterSummary &result : results) json.Integer(result.parameter);
+  json.EndArray();
+  json.Key("bytes");
+  json.Integer(options.bytes);
+  json.Key("read_size");
+  json.Integer(options.read_size);
+  json.Key("connections");
+  json.Integer(mode == "many" ? options.connections : 1);
+  json.EndObject();
+  json.Key("units");
+  json.BeginObject();
+  json.Key("rate");
+  json.String(mode == "stream" ? "bytes/s" : mode == "conn" ? "connections/s" : "transactions/s");
+  json.Key("cpu_per_operation");
+  json.String(mode == "stream" ? "s/GB" : mode == "conn" ? "us/connection" : "us/transaction");
+  json.Key("latency");
+  json.String("us");
+  json.EndObject();
+
+  json.Key("trials");
+  json.BeginArray();
+  for (size_t i = 0; i < trials.size(); ++i) {
+    const Trial &trial = trials[i];
+    json.BeginObject();
+    json.Key("index");
+    json.Integer(i);
+    json.Key("path");
+    json.String(Tag(trial.kind));
+    json.Key("parameter");
+    json.Integer(trial.parameter);
+    json.Key("round");
+    json.Integer(uint64_t(trial.round));
+    json.Key("ok");
+    json.Bool(trial.ok);
+    json.Key("path_verified");
+    json.Bool(trial.path_verified);
+    json.Key("operations");
+    json.Number(trial.operations);
+    json.Key("seconds");
+    json.Number(trial.seconds);
+    json.Key("rate");
+    json.Number(trial.rate);
+    json.Key("cpu_seconds");
+    json.Number(trial.cpu_seconds);
+    json.Key("cpu_per_operation");
+    json.Number(CpuInReportedUnit(mode, trial.cpu_seconds, trial.cpu_operations));
+    json.Key("latency_us");
+    if (has_latency && trial.ok)
+      WriteLatencyJson(&json, trial.latency);
+    else
+      json.Null();
+    json.EndObject();
+  }
+  json.EndArray();
+
+  json.Key("results");
+  json.BeginArray();
+  for (const ParameterSummary &result : results) {
+    json.BeginObject();
+    json.Key("parameter");
+    json.Integer(result.parameter);
+    json.Key("paths");
+    json.BeginObject();
+    for (const Kind kind : kKinds) {
+      const PathSummary &s = result.paths[IndexOf(kind)];
+      json.Key(Tag(kind));
+      json.BeginObject();
+      json.Key("trials");
+      json.Integer(s.trials);
+      json.Key("median_rate");
+      json.Number(s.median_rate);
+      json.Key("min_rate");
+      json.Number(s.min_rate);
+      json.Key("max_rate");
+      json.Number(s.max_rate);
+      json.Key("cpu_per_operation");
+      json.Number(CpuInReportedUnit(mode, s.cpu_seconds, s.cpu_operations));
+      json.Key("latency_us");
+      if (has_latency)
+        WriteLatencyJson(&json, s.latency);
+      else
+        json.Null();
+      json.EndObject();
+    }
+    json.EndObject();
+    json.Key("ratio_vs_kernel");
+    json.BeginObject();
+    for (const Kind kind : {Kind::kFast, Kind::kUnix}) {
+      json.Key(Tag(kind));
+      json.Number(result.RatioVsKernel(mode, kind));
+    }
+    json.EndObject();
+    json.EndObject();
+  }
+  json.EndArray();
+  json.EndObject();
+  return json.text();
+}
+
+std::string BenchSvg(const Options &options, const std::vector<ParameterSummary> &results) {
+  std::vector<LatencyChart> charts;
+  for (const ParameterSummary &result : results) {
+    LatencyChart chart;
+    if (options.mode == "rr") {
+      chart.title = "request/response, " + std::to_string(result.parameter) + "-byte messages";
+    } else {
+      chart.title =
+          std::to_string(options.connections) + " concurrent connections, 1-byte request/response";
+    }
+    for (const Kind kind : kKinds) {
+      chart.series.push_back(
+          {Name(kind), Color(kind), result.paths[IndexOf(kind)].sorted_latencies_ns});
+    }
+    charts.push_back(std::move(chart));
+  }
+  char heading[160];
+  std::snprintf(heading, sizeof heading,
+                "loopfast bench %s: latency distribution (%d rounds per path, loopfast %s)",
+                options.mode.c_str(), options.rounds, loopfast_version());
+  return LatencySvg(heading, charts);
+}
+
+// Parses argv into `options`; prints the problem and returns false on a bad command line.
+bool ParseOptions(int argc, char **argv, Options *options) {
+  options->mode = argv[1];
+  if (options->mode == "conn") options->count = 5000;
+  if (options->mode == "many") options->count = 200000;
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--no-progress") {
+      options->progress = false;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "loopfast bench: %s needs a value\n", arg.c_str());
+      return false;
+    }
+    const char *value_text = argv[++i];
+    if (arg == "--json") {
+      options->json_path = value_text;
+      continue;
+    }
+    if (arg == "--svg") {
+      options->svg_path = value_text;
+      continue;
+    }
+    if (arg == "--size" || arg == "--write-size") {
+      if (!ParseSizeList(value_text, arg == "--size" ? &options->sizes : &options->write_sizes)) {
+        std::fprintf(stderr, "loopfast bench: %s needs positive sizes, comma-separated\n",
+                     arg.c_str());
+        return false;
+      }
+      continue;
+    }
+    size_t value = 0;
+    if (!ParseSize(value_text, &value)) {
+      std::fprintf(stderr, "loopfast bench: %s needs a positive number\n", arg.c_str());
+      return false;
+    }
+    if (arg == "--count")
+      options->count = value;
+    else if (arg == "--read-size")
+      options->read_size = value;
+    else if (arg == "--bytes")
+      options->bytes = value;
+    else if (arg == "--rounds")
+      options->rounds = int(std::min<size_t>(value, 1000));
+    else if (arg == "--connections")
+      options->connections = std::min<size_t>(value, 100000);
+    else {
+      std::fprintf(stderr, "loopfast bench: unknown option '%s'\n", arg.c_str());
+      return false;
+    }
+  }
+  if (!options->svg_path.empty() && options->mode != "rr" && options->mode != "many") {
+    std::fprintf(stderr, "loopfast bench: --svg draws latency, for rr and many only\n");
+    return false;
+  }
   return true;
 }
 
 }  // namespace
 
 int BenchCommand(int argc, char **argv) {
-  Options options;
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
     BenchUsage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
-  options.mode = argv[1];
-  if (options.mode == "conn") options.count = 5000;
-  for (int i = 2; i < argc; ++i) {
-    const char *arg = argv[i];
-    size_t value = 0;
-    if (i + 1 >= argc || !ParseSize(argv[i + 1], &value)) {
-      std::fprintf(stderr, "loopfast bench: %s needs a positive number\n", arg);
-      return 2;
-    }
-    ++i;
-    if (std::strcmp(arg, "--size") == 0)
-      options.size = value;
-    else if (std::strcmp(arg, "--count") == 0)
-      options.count = value;
-    else if (std::strcmp(arg, "--write-size") == 0)
-      options.write_size = value;
-    else if (std::strcmp(arg, "--read-size") == 0)
-      options.read_size = value;
-    else if (std::strcmp(arg, "--bytes") == 0)
-      options.bytes = value;
-    else if (std::strcmp(arg, "--rounds") == 0)
-      options.rounds = int(value);
-    else {
-      std::fprintf(stderr, "loopfast bench: unknown option '%s'\n", arg);
-      return 2;
-    }
-  }
-  Trial (*run)(Kind, const Options &) = nullptr;
-  if (options.mode == "rr")
+  Options options;
+  if (!ParseOptions(argc, argv, &options)) return 2;
+  Trial (*run)(Kind, const Options &, size_t) = nullptr;
+  std::vector<size_t> parameters = {0};
+  if (options.mode == "rr") {
     run = RunRr;
-  else if (options.mode == "stream")
+    parameters = options.sizes;
+  } else if (options.mode == "stream") {
     run = RunStream;
-  else if (options.mode == "conn")
+    parameters = options.write_sizes;
+  } else if (options.mode == "conn") {
     run = RunConn;
-  else {
+  } else if (options.mode == "many") {
+    run = RunMany;
+    if (!RaiseDescriptorLimit(options.connections)) return 1;
+  } else {
     BenchUsage(stderr);
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
   PinToCpu(0);
-  Summary summary[2];
+  progress.Start(options.progress, parameters.size() * size_t(options.rounds) * size_t(kKindCount));
+
+  std::vector<Trial> trials;
+  std::vector<ParameterSummary> results;
   bool ok = true;
-  for (int round = 0; round < options.rounds; ++round) {
-    for (Kind kind : {Kind::kFast, Kind::kKernel}) {
-      Trial trial = run(kind, options);
-      if (!trial.ok) {
-        std::fprintf(stderr, "loopfast bench: %s trial %d failed\n", Name(kind), round + 1);
-        ok = false;
-        continue;
+  for (const size_t parameter : parameters) {
+    ParameterSummary result;
+    result.parameter = parameter;
+    for (int round = 1; round <= options.rounds; ++round) {
+      for (const Kind kind : kKinds) {
+        std::string label = options.mode;
+        if (parameter != 0) label += ", " + DescribeParameter(options.mode, parameter);
+        label += std::string(", ") + Name(kind) + ", round " + std::to_string(round);
+        progress.BeginTrial(std::move(label));
+        path_mismatch = false;
+        Trial trial = run(kind, options, parameter);
+        trial.path_verified = !path_mismatch;
+        progress.EndTrial();
+        trial.kind = kind;
+        trial.parameter = parameter;
+        trial.round = round;
+        if (!trial.ok) {
+          std::fprintf(stderr, "loopfast bench: %s trial %d failed\n", Name(kind), round);
+          ok = false;
+        } else {
+          PathSummary &s = result.paths[IndexOf(kind)];
+          s.sorted_latencies_ns.insert(s.sorted_latencies_ns.end(), trial.latencies_ns.begin(),
+                                       trial.latencies_ns.end());
+          s.rates.push_back(trial.rate);
+          s.cpu_seconds += trial.cpu_seconds;
+          s.cpu_operations += trial.cpu_operations;
+          ++s.trials;
+        }
+        trial.latency = PercentilesOf(trial.latencies_ns);
+        trial.latencies_ns = {};  // pooled above; the trial keeps its percentiles
+        trials.push_back(std::move(trial));
       }
-      Summary &s = summary[kind == Kind::kFast ? 0 : 1];
-      s.samples.insert(s.samples.end(), trial.samples.begin(), trial.samples.end());
-      s.seconds += trial.seconds;
-      s.cpu_seconds += trial.cpu_seconds;
-      s.operations +=
-          options.mode == "stream" ? double(options.bytes) / 1e9 : double(options.count);
+    }
+    for (PathSummary &path : result.paths) Finalize(&path);
+    results.push_back(std::move(result));
+  }
+
+  PrintTable(options.json_path == "-" ? stderr : stdout, options, results);
+  if (!options.json_path.empty() &&
+      !WriteTextFile(options.json_path, BenchJson(options, trials, results, ok))) {
+    std::fprintf(stderr, "loopfast bench: writing %s: %s\n", options.json_path.c_str(),
+                 std::strerror(errno));
+    ok = false;
+  }
+  if (!options.svg_path.empty()) {
+    if (!WriteTextFile(options.svg_path, BenchSvg(options, results))) {
+      std::fprintf(stderr, "loopfast bench: writing %s: %s\n", options.svg_path.c_str(),
+                   std::strerror(errno));
+      ok = false;
+    } else if (options.json_path != "-") {
+      std::printf("latency distribution: %s\n", options.svg_path.c_str());
     }
   }
-  if (!ok) return 1;
-  std::printf("loopfast bench %s (%d rounds per path, server and client on separate CPUs)\n",
-              options.mode.c_str(), options.rounds);
-  const Summary &fast = summary[0];
-  const Summary &kernel = summary[1];
-  if (options.mode == "rr") {
-    std::printf("message size %zu bytes, %zu round trips per trial\n", options.size, options.count);
-    std::printf("%-11s %12s %12s %12s %16s\n", "path", "p50 (us)", "p99 (us)", "p99.9 (us)",
-                "CPU us/trans");
-    for (const Summary *s : {&fast, &kernel}) {
-      std::printf("%-11s %12.2f %12.2f %12.2f %16.2f\n", s == &fast ? "fast path" : "kernel TCP",
-                  Percentile(s->samples, 0.5) / 1e3, Percentile(s->samples, 0.99) / 1e3,
-                  Percentile(s->samples, 0.999) / 1e3, s->cpu_seconds / s->operations * 1e6);
-    }
-    std::printf("ratio (kernel p50 / fast p50): %.1fx\n",
-                Percentile(kernel.samples, 0.5) / Percentile(fast.samples, 0.5));
-  } else if (options.mode == "stream") {
-    std::printf("write size %zu bytes, read size %zu bytes, %zu bytes per trial\n",
-                options.write_size, options.read_size != 0 ? options.read_size : options.write_size,
-                options.bytes);
-    std::printf("%-11s %14s %14s %16s\n", "path", "median GB/s", "min GB/s", "CPU s/GB");
-    for (const Summary *s : {&fast, &kernel}) {
-      std::printf("%-11s %14.2f %14.2f %16.3f\n", s == &fast ? "fast path" : "kernel TCP",
-                  Percentile(s->samples, 0.5) / 1e9, Percentile(s->samples, 0.0) / 1e9,
-                  s->cpu_seconds / s->operations);
-    }
-    std::printf("ratio (fast median / kernel median): %.1fx\n",
-                Percentile(fast.samples, 0.5) / Percentile(kernel.samples, 0.5));
-  } else {
-    std::printf("%zu connections per trial (connect, 1-byte exchange, close)\n", options.count);
-    std::printf("%-11s %16s %16s\n", "path", "median conn/s", "CPU us/conn");
-    for (const Summary *s : {&fast, &kernel}) {
-      std::printf("%-11s %16.0f %16.2f\n", s == &fast ? "fast path" : "kernel TCP",
-                  Percentile(s->samples, 0.5), s->cpu_seconds / s->operations * 1e6);
-    }
-    std::printf("ratio (fast median / kernel median): %.2fx\n",
-                Percentile(fast.samples, 0.5) / Percentile(kernel.samples, 0.5));
-  }
-  return 0;
+  return ok ? 0 : 1;
 }
 
 }  // namespace loopfast::tool
