@@ -3,7 +3,7 @@
 # LOOPFAST_PROGRAM_TESTS=0 leaves out the real programs tests/programs/ runs (redis, nginx, ...).
 set -euo pipefail
 packages=(g++ cmake make libgtest-dev libgmock-dev libbenchmark-dev iproute2 pkg-config
-  clang libclang-rt-14-dev)
+  clang libclang-rt-14-dev tcpdump)
 # The real-program tests (tests/programs/): servers and clients from Debian, run under loopfast.
 program_packages=(redis-server redis-tools nginx-light wrk sockperf iperf3 curl)
 if [ "${LOOPFAST_PROGRAM_TESTS:-1}" != 0 ]; then

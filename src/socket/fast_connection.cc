@@ -226,6 +226,16 @@ void FastConnection::FlushUnreadToKernel(int kernel_fd) {
 
 Result<size_t> FastConnection::Send(int kernel_fd, const struct iovec *iov, size_t iov_count,
                                     const SendCall &call) {
+  Result<size_t> sent = SendOnRing(kernel_fd, iov, iov_count, call);
+  if (capture_flow_ && sent.ok() && sent.value() > 0) {
+    capture_sink_->Data(*capture_flow_, /*outgoing=*/true, iov, static_cast<int>(iov_count),
+                        sent.value());
+  }
+  return sent;
+}
+
+Result<size_t> FastConnection::SendOnRing(int kernel_fd, const struct iovec *iov, size_t iov_count,
+                                          const SendCall &call) {
   CallLock lock(&self().send_lock);
   if (!lock.Enter(call.nonblocking,
                   [this] { return tx_.HasRoom() || PeerLeft() || WritesGoToKernel(); })) {
@@ -298,6 +308,26 @@ Result<size_t> FastConnection::Send(int kernel_fd, const struct iovec *iov, size
 
 Result<size_t> FastConnection::Recv(const struct iovec *iov, size_t iov_count,
                                     const RecvCall &call) {
+  Result<size_t> got = RecvFromRing(iov, iov_count, call);
+  if (capture_flow_) {
+    // The peer's own process may write these packets (the same capture file): it says so in
+    // its side block before it moves any byte.
+    capture_flow_->peer_captured.store(
+        peer().capture_file.load(std::memory_order_acquire) == capture_sink_->FileId(),
+        std::memory_order_relaxed);
+    if (got.ok() && got.value() > 0 && !call.peek) {
+      capture_sink_->Data(*capture_flow_, /*outgoing=*/false, iov, static_cast<int>(iov_count),
+                          got.value());
+    } else if (!got.ok() && got.error() == kUseKernel &&
+               (PeerFlags() & (kSideWriteShut | kSideClosed)) != 0) {
+      capture_sink_->End(*capture_flow_, /*outgoing=*/false);
+    }
+  }
+  return got;
+}
+
+Result<size_t> FastConnection::RecvFromRing(const struct iovec *iov, size_t iov_count,
+                                            const RecvCall &call) {
   CallLock lock(&self().recv_lock);
   if (!lock.Enter(call.nonblocking,
                   [this] { return rx_.FillLevel() > 0 || PeerLeft() || PeerRingDone(); })) {
@@ -447,6 +477,7 @@ void FastConnection::SettleIfPeerLeft(int kernel_fd) {
 }
 
 void FastConnection::ShutdownWrite() {
+  if (capture_flow_) capture_sink_->End(*capture_flow_, /*outgoing=*/true);
   self().flags.fetch_or(kSideWriteShut, std::memory_order_release);
   data_bell_.Ring();        // a peer asleep waiting for data sees the end of the stream
   space_bell_.ShutLocal();  // a local writer asleep for space returns
@@ -566,6 +597,7 @@ bool FastConnection::Close(int kernel_fd) {
     FlushUnreadToKernel(kernel_fd);
   }
   const bool unread = rx_.FillLevel() > 0;
+  if (capture_flow_) capture_sink_->End(*capture_flow_, /*outgoing=*/true);
   self().flags.fetch_or(kSideWriteShut | kSideClosed | (unread ? kSideAborted : 0u),
                         std::memory_order_release);
   data_bell_.Ring();
@@ -574,6 +606,27 @@ bool FastConnection::Close(int kernel_fd) {
 }
 
 uint64_t FastConnection::bytes_sent() const { return self().bytes_sent; }
+
+void FastConnection::StartCapture(capture::Sink *sink, int kernel_fd, bool client) {
+  struct sockaddr_storage local {
+  }, remote{};
+  socklen_t local_length = sizeof local, remote_length = sizeof remote;
+  const int saved_errno = errno;
+  const bool named =
+      getsockname(kernel_fd, reinterpret_cast<struct sockaddr *>(&local), &local_length) == 0 &&
+      getpeername(kernel_fd, reinterpret_cast<struct sockaddr *>(&remote), &remote_length) == 0;
+  errno = saved_errno;
+  if (!named) return;
+  self().capture_file.store(sink->FileId(), std::memory_order_release);
+  // The accepting side runs first (before its Offer), so it writes the handshake; the client
+  // leaves it to a server that captures into the same file.
+  const bool peer_captured =
+      client && peer().capture_file.load(std::memory_order_acquire) == sink->FileId();
+  capture_flow_ = sink->Begin(reinterpret_cast<struct sockaddr *>(&local), local_length,
+                              reinterpret_cast<struct sockaddr *>(&remote), remote_length, client,
+                              peer_captured);
+  if (capture_flow_) capture_sink_ = sink;
+}
 
 void FastConnection::PublishTo(int slot) {
   stat_slot_.store(slot, std::memory_order_relaxed);

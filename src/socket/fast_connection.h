@@ -21,6 +21,7 @@
 #include <memory>
 
 #include "base/result.h"
+#include "capture/capture.h"
 #include "ring/ring.h"
 #include "socket/shared_layout.h"
 #include "wait/doorbell.h"
@@ -160,6 +161,9 @@ class FastConnection {
 
   uint64_t bytes_sent() const;
   uint64_t bytes_received() const;
+  // From now on, writes what moves through the rings to the capture file (capture/capture.h).
+  // Call before this end moves any byte (the accepting side: before its Offer goes out).
+  void StartCapture(capture::Sink *sink, int kernel_fd, bool client);
   // Mirrors this end's byte counters and sleeps into statistics slot `slot` (stat/registry.h)
   // from now on; stat::kNoSlot stops it. Any thread.
   void PublishTo(int slot);
@@ -186,6 +190,9 @@ class FastConnection {
   // Takes every wake-up byte waiting on `bell`; false when it reached end-of-file.
   static bool DrainBell(int bell);
   std::atomic<uint8_t> *AsleepMark(bool to_receive) const;
+  Result<size_t> SendOnRing(int kernel_fd, const struct iovec *iov, size_t iov_count,
+                            const SendCall &call);
+  Result<size_t> RecvFromRing(const struct iovec *iov, size_t iov_count, const RecvCall &call);
 
   int side_;
   void *memory_;
@@ -196,8 +203,10 @@ class FastConnection {
   Doorbell space_bell_;                 // sleep here for space; ring here after reading
   std::atomic<bool> peer_left_{false};  // the peer's doorbells reached end-of-file
   std::atomic<bool> flushed_{false};
-  std::atomic<uint64_t> no_space_{0};  // sends that found the ring full (EPOLLOUT edges)
-  std::atomic<int> stat_slot_{-1};     // stat::kNoSlot
+  std::atomic<uint64_t> no_space_{0};            // sends that found the ring full (EPOLLOUT edges)
+  std::atomic<int> stat_slot_{-1};               // stat::kNoSlot
+  capture::Sink *capture_sink_ = nullptr;        // set once, before any byte moves
+  std::unique_ptr<capture::Flow> capture_flow_;  // null: not captured
 };
 
 }  // namespace loopfast

@@ -65,7 +65,11 @@ struct SideBlock {
   alignas(kCacheLine) std::atomic<uint32_t> flags;
   std::atomic<uint32_t> holders;  // processes holding this end (fork adds one)
   uint32_t pid;                   // informational (stat), never trusted
-  uint8_t pad0[kCacheLine - 12];
+  uint32_t reserved0;
+  // The capture file this end writes (capture::Sink::FileId), 0 when none; set before this end
+  // moves any byte. Only decides who writes which packets: never trusted for anything else.
+  std::atomic<uint64_t> capture_file;
+  uint8_t pad0[kCacheLine - 24];
   // Changes on every call; only this end's own threads and `loopfast stat` read it.
   alignas(kCacheLine) std::atomic<uint32_t> send_lock;  // SharedLock word for the producer
   std::atomic<uint32_t> recv_lock;                      // SharedLock word for the consumer
@@ -75,6 +79,7 @@ struct SideBlock {
 };
 static_assert(offsetof(SideBlock, flags) == 0);
 static_assert(offsetof(SideBlock, holders) == 4);
+static_assert(offsetof(SideBlock, capture_file) == 16);
 static_assert(offsetof(SideBlock, send_lock) == kCacheLine);
 static_assert(offsetof(SideBlock, bytes_sent) == kCacheLine + 8);
 static_assert(sizeof(SideBlock) == 2 * kCacheLine);

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <map>
 
+#include "capture/capture.h"
 #include "loopfast/loopfast.h"
 #include "rendezvous/markers.h"
 #include "rendezvous/protocol.h"
@@ -157,6 +158,7 @@ void AdoptOffer(Socket &socket, int fd, const int *fds) {
   }
   socket.fast_owner = std::move(attached.value());
   FastConnection *fast = socket.fast_owner.get();
+  if (capture::Sink *sink = capture::Sink::Get()) fast->StartCapture(sink, fd, /*client=*/true);
   if (!socket.early_bytes.empty()) {
     // The ring is empty and at least kMinRingBytes large: the early bytes fit at once.
     struct iovec iov = {socket.early_bytes.data(), socket.early_bytes.size()};
@@ -419,6 +421,9 @@ void RendezvousAccepted(Socket &accepted, int fd, rendezvous::ListenerChannel &c
     rendezvous::CloseAll(&found.value().channel_fd, 1);
     DecideKernel(accepted, fd, reason::kResources);
     return;
+  }
+  if (capture::Sink *sink = capture::Sink::Get()) {
+    created.value()->StartCapture(sink, fd, /*client=*/false);
   }
   const rendezvous::Offer offer = {rendezvous::MakeHeader(Kind::kOffer), capacity_c2s,
                                    capacity_s2c};

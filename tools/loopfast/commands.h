@@ -6,6 +6,7 @@ namespace loopfast::tool {
 
 int RunCommand(int argc, char **argv);
 int BenchCommand(int argc, char **argv);
+int CaptureCommand(int argc, char **argv);
 int StatCommand(int argc, char **argv);
 
 }  // namespace loopfast::tool

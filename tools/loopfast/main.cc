@@ -19,6 +19,7 @@ void Usage(FILE *out) {
       "commands:\n"
       "  run [OPTIONS] -- PROGRAM [ARGS]   run a program with the fast path on by default\n"
       "  bench rr|stream|conn [OPTIONS]    fast path beside kernel TCP, in one run\n"
+      "  capture -w FILE -- PROGRAM [ARGS] run, and write fast-path traffic to a pcap file\n"
       "  stat [--json] [-w]                the host's fast-path connections, like ss\n"
       "  version                           print the version\n"
       "\n"
@@ -36,6 +37,9 @@ int main(int argc, char **argv) {
   if (std::strcmp(command, "run") == 0) return loopfast::tool::RunCommand(argc - 1, argv + 1);
   if (std::strcmp(command, "bench") == 0) return loopfast::tool::BenchCommand(argc - 1, argv + 1);
   if (std::strcmp(command, "stat") == 0) return loopfast::tool::StatCommand(argc - 1, argv + 1);
+  if (std::strcmp(command, "capture") == 0) {
+    return loopfast::tool::CaptureCommand(argc - 1, argv + 1);
+  }
   if (std::strcmp(command, "version") == 0 || std::strcmp(command, "--version") == 0) {
     std::printf("loopfast %s\n", loopfast_version());
     return 0;

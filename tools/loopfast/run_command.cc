@@ -1,15 +1,9 @@
 // `loopfast run`: options become LOOPFAST_* variables, then LD_PRELOAD, then exec.
-#include <dlfcn.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <string>
 
 #include "commands.h"
-#include "loopfast/loopfast.h"
+#include "launch.h"
 
 namespace loopfast::tool {
 namespace {
@@ -72,59 +66,20 @@ void RunUsage(FILE *out) {
       "    loopfast bench --help, docs/options.md, docs/configuration.md\n");
 }
 
-// Adds LIST to a comma-separated variable (the option may be given more than once).
-void AppendList(const char *variable, const char *list) {
-  std::string value = list;
-  if (const char *existing = std::getenv(variable); existing != nullptr && *existing != '\0') {
-    value = std::string(existing) + "," + value;
-  }
-  setenv(variable, value.c_str(), 1);
-}
-
-// The library this tool is linked with: the one to preload.
-std::string LibraryPath() {
-  Dl_info info{};
-  if (dladdr(reinterpret_cast<void *>(&loopfast_version), &info) != 0 && info.dli_fname) {
-    return info.dli_fname;
-  }
-  return "libloopfast.so";
-}
-
 }  // namespace
 
 int RunCommand(int argc, char **argv) {
   int i = 1;
   for (; i < argc; ++i) {
     const char *arg = argv[i];
-    auto value = [&](const char *name) -> const char * {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "loopfast run: %s needs a value\n", name);
-        std::exit(2);
-      }
-      return argv[++i];
-    };
     if (std::strcmp(arg, "--") == 0) {
       ++i;
       break;
     } else if (std::strcmp(arg, "-h") == 0 || std::strcmp(arg, "--help") == 0) {
       RunUsage(stdout);
       return 0;
-    } else if (std::strcmp(arg, "--spin-us") == 0) {
-      setenv("LOOPFAST_SPIN_US", value(arg), 1);
-    } else if (std::strcmp(arg, "--log") == 0) {
-      setenv("LOOPFAST_LOG", value(arg), 1);
-    } else if (std::strcmp(arg, "--log-file") == 0) {
-      setenv("LOOPFAST_LOG_FILE", value(arg), 1);
-    } else if (std::strcmp(arg, "--include-port") == 0) {
-      AppendList("LOOPFAST_INCLUDE_PORTS", value(arg));
-    } else if (std::strcmp(arg, "--exclude-port") == 0) {
-      AppendList("LOOPFAST_EXCLUDE_PORTS", value(arg));
-    } else if (std::strcmp(arg, "--include-address") == 0) {
-      AppendList("LOOPFAST_INCLUDE_ADDRESSES", value(arg));
-    } else if (std::strcmp(arg, "--exclude-address") == 0) {
-      AppendList("LOOPFAST_EXCLUDE_ADDRESSES", value(arg));
-    } else if (std::strcmp(arg, "--disable") == 0) {
-      setenv("LOOPFAST_DISABLE", "1", 1);
+    } else if (ApplyRunOption("loopfast run", argc, argv, &i)) {
+      continue;
     } else if (arg[0] == '-') {
       std::fprintf(stderr, "loopfast run: unknown option '%s'\n", arg);
       RunUsage(stderr);
@@ -137,16 +92,7 @@ int RunCommand(int argc, char **argv) {
     RunUsage(stderr);
     return 2;
   }
-  setenv("LOOPFAST_DEFAULT", "1", 1);
-  std::string preload = LibraryPath();
-  if (const char *existing = std::getenv("LD_PRELOAD"); existing != nullptr && *existing) {
-    preload += ":";
-    preload += existing;
-  }
-  setenv("LD_PRELOAD", preload.c_str(), 1);
-  execvp(argv[i], argv + i);
-  std::fprintf(stderr, "loopfast run: cannot run '%s': %s\n", argv[i], std::strerror(errno));
-  return 127;
+  return ExecWithFastPath("loopfast run", argv + i);
 }
 
 }  // namespace loopfast::tool
