@@ -184,7 +184,13 @@ std::vector<uint32_t> EpollStory(bool fast) {
   story.push_back(EpollNow(oneshot));
   story.push_back(EpollNow(oneshot));  // disarmed
   EXPECT_TRUE(WriteAll(pair.client, "c", 1));
-  story.push_back(EpollNow(edge));  // new data: a new edge even though unread data remains
+  {
+    // New data while unread data remains: kernel TCP reports a second edge sometimes (the
+    // bytes came as their own segment) and usually not (merged into the queued one; seen both
+    // ways in CI). Either is what epoll(7) allows; any other mask is a difference.
+    const uint32_t again = EpollNow(edge);
+    story.push_back(again == 0 || again == (EPOLLIN | EPOLLOUT) ? 0x100u : again);
+  }
   story.push_back(EpollNow(oneshot));
   event.events = EPOLLIN | EPOLLONESHOT;
   event.data.u64 = 9;
