@@ -701,15 +701,34 @@ std::string RunTransfer(const TransferPlan &plan) {
   return result.empty() ? "OK" : result;
 }
 
-// True when a run's only complaint is the path it ended on (every byte checked and intact).
+// True when a run's only complaint is the path it ended on (every byte checked and intact),
+// and each end that took kernel TCP says the server program had not accepted the connection
+// by the time the client was done with it (it closed, shut down, or finished its last
+// non-blocking call before the accept): the designed fallback, both ends on kernel TCP. Any
+// other reason is a failure (an unexplained miss).
 bool OnlyPathMissed(const std::string &result) {
-  size_t at = 0;
+  static const char *const kAcceptCameLate[] = {
+      "the connecting side gave up before this accept",
+      "not decided yet: the listening program has not accepted the connection",
+      "shut down before the listening program accepted the connection",
+      "closed before the listening program accepted the connection",
+      "a blocking send came before the listening program accepted the connection",
+      "the listening program did not accept the connection within 2 s",
+  };
   int complaints = 0;
   for (const char *side : {"client: ", "server: "}) {
-    const size_t found = result.find(side, at);
+    const size_t found = result.find(side);
     if (found == std::string::npos) continue;
     ++complaints;
     if (result.compare(found + std::strlen(side), 16, "path at the end:") != 0) return false;
+    const size_t reason = result.find("(reason: ", found);
+    const size_t end = reason == std::string::npos ? reason : result.find(')', reason);
+    if (end == std::string::npos) return false;
+    const std::string why = result.substr(reason + 9, end - reason - 9);
+    if (std::find(std::begin(kAcceptCameLate), std::end(kAcceptCameLate), why) ==
+        std::end(kAcceptCameLate)) {
+      return false;
+    }
   }
   return complaints > 0 && result.find("exit status 3") != std::string::npos &&
          result.find("path at the end: fast but") == std::string::npos;
@@ -731,13 +750,14 @@ TEST(ReliabilityTest, RandomizedTransfers) {
     ++done;
     bytes += plan.up.total + plan.down.total;
     ++modes[std::string(ModeName(plan.client.mode)) + "/" + ModeName(plan.server.mode)];
-    // Every byte intact but both ends on kernel TCP: correct (S3), only slower. Counted, shown,
-    // and a failure only when it stops being rare (an intermittent rendezvous miss under load
-    // is an open defect: docs/reliability.md).
+    // Every byte intact, both ends on kernel TCP because the server child accepted only after
+    // the client was done (a loaded machine): correct (S3), only slower. Counted, shown, and a
+    // failure when it stops being rare.
     if (result != "OK" && OnlyPathMissed(result)) {
       ++kernel_only;
-      std::printf("[ campaign ] run %llu seed %llu took kernel TCP: %s\n", (unsigned long long)i,
-                  (unsigned long long)seed, result.c_str());
+      std::printf("[ campaign ] run %llu seed %llu (%s) took kernel TCP: %s\n",
+                  (unsigned long long)i, (unsigned long long)seed, plan.Describe().c_str(),
+                  result.c_str());
     } else if (result != "OK") {
       ++failures;
       ADD_FAILURE() << "run " << i << " seed " << seed << " (" << plan.Describe() << "): " << result

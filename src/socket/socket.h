@@ -46,6 +46,8 @@ inline constexpr const char *kSentBeforeAccept =
     "a blocking send came before the listening program accepted the connection";
 inline constexpr const char *kClosedBeforeAccept =
     "closed before the listening program accepted the connection";
+inline constexpr const char *kAwaitingAccept =
+    "not decided yet: the listening program has not accepted the connection";
 inline constexpr const char *kPeerGaveUp = "the connecting side gave up before this accept";
 inline constexpr const char *kHelloNotFound = "no rendezvous message for this connection";
 inline constexpr const char *kUnverified = "could not verify the peer";

@@ -1315,7 +1315,7 @@ const char *FallbackReason(int fd) {
   std::shared_ptr<Socket> socket = Table().Get(fd);
   if (!socket) return "";
   std::lock_guard<std::mutex> guard(socket->mutex);
-  return CurrentFallbackReason(*socket);
+  return ReportedFallbackReason(*socket);
 }
 
 namespace {

@@ -20,6 +20,15 @@ const char *CurrentFallbackReason(const Socket &socket) {
   return socket.fallback_reason;
 }
 
+const char *ReportedFallbackReason(const Socket &socket) {
+  // Pending reads as kernel TCP (nothing moved through a ring yet): say why it is not fast.
+  if (socket.fallback_reason == reason::kNone &&
+      socket.path.load(std::memory_order_acquire) == Path::kPending) {
+    return reason::kAwaitingAccept;
+  }
+  return CurrentFallbackReason(socket);
+}
+
 namespace {
 
 // Copies the address `get` (getsockname or getpeername) reports into the slot's fields.
