@@ -1,5 +1,6 @@
 #include "stat/registry.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -27,13 +28,16 @@ Registry *registry = nullptr;  // never freed: sockets may outlive static destru
 // Maps a fresh registry; -1 and nothing mapped on failure. Keeps errno.
 bool CreateMapping(Registry *out) {
   const int saved_errno = errno;
-  const int fd = memfd_create(kRegistryMemfdName, MFD_CLOEXEC);
+  const int fd = memfd_create(kRegistryMemfdName, MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) {
     errno = saved_errno;
     return false;
   }
   void *memory = MAP_FAILED;
-  if (ftruncate(fd, static_cast<off_t>(kRegistryBytes)) == 0) {
+  // Sealed at its size: a process that may open it (the same user, through /proc) must not be
+  // able to shrink it under our mapping (our next write would die of SIGBUS).
+  if (ftruncate(fd, static_cast<off_t>(kRegistryBytes)) == 0 &&
+      fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0) {
     memory = mmap(nullptr, kRegistryBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   }
   if (memory == MAP_FAILED) {

@@ -3,6 +3,7 @@
 #include "stat/registry.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -75,6 +76,20 @@ TEST(RegistryTest, WhatTheLibraryWritesTheReaderReadsBack) {
   EXPECT_EQ(again, slot);
   EXPECT_EQ(SlotAt(again)->bytes_sent.load(), 0u);
   ReleaseSlot(again);
+}
+
+// Another process of the user may open the registry through /proc: it cannot shrink it under
+// the library's mapping (which would kill the process with SIGBUS on its next write).
+TEST(RegistryTest, CannotBeShrunkByAnotherOpener) {
+  const int slot = AcquireSlot();
+  ASSERT_NE(slot, kNoSlot);
+  const int fd = open(RegistryPath().c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(ftruncate(fd, 4096), -1);
+  EXPECT_EQ(errno, EPERM);
+  close(fd);
+  SlotAt(slot)->bytes_sent.store(1);  // still mapped and writable
+  ReleaseSlot(slot);
 }
 
 TEST(RegistryTest, AForkedChildGetsItsOwnCopy) {
