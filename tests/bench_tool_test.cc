@@ -238,7 +238,8 @@ Json CheckDocument(const std::string &text, const std::string &mode,
   EXPECT_TRUE(IsNumber(doc["options"]["bytes"]));
   EXPECT_TRUE(IsNumber(doc["options"]["read_size"]));
   EXPECT_TRUE(IsNumber(doc["options"]["connections"]));
-  for (const char *key : {"rate", "cpu_per_operation", "latency"})
+  EXPECT_TRUE(IsNumber(doc["options"]["processes"]));
+  for (const char *key : {"rate", "cpu_per_operation", "latency", "memory"})
     EXPECT_EQ(doc["units"][key].type, Json::Type::kString) << "units." << key;
 
   const bool has_latency = mode == "rr" || mode == "many";
@@ -266,6 +267,11 @@ Json CheckDocument(const std::string &text, const std::string &mode,
       EXPECT_TRUE(trial.Has("latency_us")) << where;
       EXPECT_EQ(trial["latency_us"].type, Json::Type::kNull) << where;
     }
+    // many: an object (checked by the many tests); other modes: null, never left out.
+    EXPECT_TRUE(trial.Has("memory_kib_per_connection")) << where;
+    if (mode != "many") {
+      EXPECT_EQ(trial["memory_kib_per_connection"].type, Json::Type::kNull) << where;
+    }
   }
 
   const Json &results = doc["results"];
@@ -284,6 +290,8 @@ Json CheckDocument(const std::string &text, const std::string &mode,
       EXPECT_LE(summary["median_rate"].number, summary["max_rate"].number) << where << " " << path;
       if (has_latency) ExpectLatency(summary["latency_us"], where + " " + path);
     }
+    EXPECT_TRUE(result.Has("memory_ratio_vs_kernel")) << where;
+    EXPECT_TRUE(result.Has("memory_accounted_ratio_vs_kernel")) << where;
     for (const char *path : {"fast", "unix"}) {
       EXPECT_TRUE(IsNumber(result["ratio_vs_kernel"][path])) << where << " " << path;
       EXPECT_GT(result["ratio_vs_kernel"][path].number, 0) << where << " " << path;
@@ -350,14 +358,54 @@ TEST(BenchTool, ManyWithAThousandConnections) {
   EXPECT_EQ(doc["options"]["connections"].number, 1000);
 }
 
+// `many --processes`: the connections spread over 2 client and 2 server processes, and the
+// memory report: every per-connection figure present for every trial and path.
+TEST(BenchTool, ManyOverProcessesReportsMemory) {
+  const RunResult run = RunBench({"many", "--connections", "200", "--processes", "2", "--count",
+                                  "2000", "--rounds", "1", "--json", "-", "--no-progress"});
+  ASSERT_EQ(run.exit_code, 0);
+  const Json doc = CheckDocument(run.out, "many", {0}, 1);
+  EXPECT_EQ(doc["options"]["connections"].number, 200);
+  EXPECT_EQ(doc["options"]["processes"].number, 2);
+  EXPECT_EQ(doc["units"]["memory"].string, "KiB/connection");
+  const char *kFields[] = {"mem_available",      "pss",   "pss_shmem",   "slab",
+                           "slab_unreclaimable", "shmem", "page_tables", "accounted"};
+  auto expect_memory = [&](const Json &memory, const std::string &path, const std::string &where) {
+    ASSERT_EQ(memory.type, Json::Type::kObject) << where;
+    for (const char *field : kFields)
+      EXPECT_TRUE(IsNumber(memory[field])) << where << ": " << field;
+    // System-wide deltas (slab, shmem, page tables, MemAvailable) move with whatever else runs
+    // (the suite runs tests in parallel): presence only. The benchmark's own processes' memory
+    // is theirs alone: the fast path's ends map at least its header page.
+    EXPECT_GT(memory["pss"].number, 0) << where;
+    if (path == "fast") EXPECT_GT(memory["pss_shmem"].number, 0) << where;
+  };
+  for (const Json &trial : doc["trials"].array) {
+    EXPECT_TRUE(trial["path_verified"].boolean);
+    expect_memory(trial["memory_kib_per_connection"], trial["path"].string,
+                  "trial " + trial["path"].string);
+  }
+  const Json &result = doc["results"].array.at(0);
+  for (const char *path : {"fast", "kernel", "unix"})
+    expect_memory(result["paths"][path]["memory_kib_per_connection"], path,
+                  std::string("result ") + path);
+  for (const char *path : {"fast", "unix"}) {
+    EXPECT_TRUE(IsNumber(result["memory_ratio_vs_kernel"][path])) << path;
+    EXPECT_TRUE(IsNumber(result["memory_accounted_ratio_vs_kernel"][path])) << path;
+  }
+}
+
 TEST(BenchTool, RejectsBadCommandLines) {
   EXPECT_EQ(RunBench({"rr", "--size", "0"}).exit_code, 2);
   EXPECT_EQ(RunBench({"rr", "--size", "1,,2"}).exit_code, 2);
   EXPECT_EQ(RunBench({"stream", "--svg", "/dev/null"}).exit_code, 2);
   EXPECT_EQ(RunBench({"nosuchmode"}).exit_code, 2);
+  EXPECT_EQ(RunBench({"rr", "--processes", "2"}).exit_code, 2);
+  EXPECT_EQ(RunBench({"many", "--connections", "2", "--processes", "3"}).exit_code, 2);
   const RunResult help = RunBench({"--help"});
   EXPECT_EQ(help.exit_code, 0);
-  for (const char *word : {"rr", "stream", "conn", "many", "--json", "--svg", "--connections"})
+  for (const char *word :
+       {"rr", "stream", "conn", "many", "--json", "--svg", "--connections", "--processes"})
     EXPECT_NE(help.out.find(word), std::string::npos) << word;
 }
 

@@ -4,8 +4,10 @@
 // three paths are interleaved (fast, kernel, unix, fast, ...) so that all see the same machine.
 // Every fast trial checks that its connections really were fast (loopfast says so, and the
 // kernel connection carried no data bytes); every kernel and unix trial that they were not.
+#include <fcntl.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -23,6 +25,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -44,6 +47,7 @@ struct Options {
   size_t read_size = 0;            // stream read size; 0: the write size (as iperf3 does)
   size_t bytes = size_t{1} << 30;  // stream bytes per trial
   size_t connections = 100;        // many: concurrent connections
+  size_t processes = 1;            // many: client processes (and as many server processes)
   int rounds = 5;
   std::string json_path;  // "" none, "-" stdout
   std::string svg_path;
@@ -305,24 +309,25 @@ ServerProcess StartServer(Kind kind, Serve serve) {
   return {pid, port};
 }
 
-// Waits for the server; adds its CPU time. False if it failed (path_mismatch set if it saw a
-// connection on the wrong path).
-// A server still running this long after its client finished is stuck: it is killed.
-// A client that failed (`client_ok` false) may have left its server waiting: killed at once.
-bool FinishServer(const ServerProcess &server, bool client_ok, double *cpu_seconds) {
+// Waits for a child (a server, or a `many` client); adds its CPU time. False if it failed
+// (path_mismatch set if it saw a connection on the wrong path).
+// A child still running this long after the trial's client side finished is stuck: killed.
+// When the rest of the trial failed (`others_ok` false) the child may be left waiting: it is
+// killed at once.
+bool FinishChild(pid_t pid, bool others_ok, double *cpu_seconds) {
   int status = 0;
   struct rusage usage {};
-  if (!client_ok) kill(server.pid, SIGKILL);
+  if (!others_ok) kill(pid, SIGKILL);
   const uint64_t deadline = NowNs() + kServerExitNs;
   for (;;) {
-    const pid_t done = wait4(server.pid, &status, WNOHANG, &usage);
-    if (done == server.pid) break;
+    const pid_t done = wait4(pid, &status, WNOHANG, &usage);
+    if (done == pid) break;
     if (done < 0 && errno != EINTR) return false;
     if (NowNs() > deadline) {
-      std::fprintf(stderr, "loopfast bench: the server did not finish within %.0f s; killed\n",
-                   double(kServerExitNs) / 1e9);
-      kill(server.pid, SIGKILL);
-      while (wait4(server.pid, &status, 0, &usage) < 0 && errno == EINTR) {
+      std::fprintf(stderr, "loopfast bench: process %d did not finish within %.0f s; killed\n",
+                   int(pid), double(kServerExitNs) / 1e9);
+      kill(pid, SIGKILL);
+      while (wait4(pid, &status, 0, &usage) < 0 && errno == EINTR) {
       }
       return false;
     }
@@ -335,6 +340,19 @@ bool FinishServer(const ServerProcess &server, bool client_ok, double *cpu_secon
 
 struct LatencyPercentiles {
   double p50 = 0, p90 = 0, p99 = 0, p999 = 0, max = 0;  // microseconds
+};
+
+// many: what the open connections cost, KiB per connection (both ends), from the difference
+// between a snapshot before any connection was made and one with all open and warmed up.
+struct MemoryCost {
+  bool measured = false;
+  double available = 0;           // drop of MemAvailable, system-wide: the honest total
+  double pss = 0, pss_shmem = 0;  // the bench processes' summed PSS, and its shared-memory part
+  double slab = 0, unreclaimable_slab = 0, shmem = 0, page_tables = 0;  // /proc/meminfo deltas
+  // The parts MemAvailable cannot reclaim, summed: PSS (shared memory included) + unreclaimable
+  // slab + page tables. Far less noisy than the MemAvailable drop at a few thousand
+  // connections, and close to it at 10,000.
+  double Accounted() const { return pss + unreclaimable_slab + page_tables; }
 };
 
 struct Trial {
@@ -350,6 +368,7 @@ struct Trial {
   LatencyPercentiles latency;        // rr, many: of latencies_ns
   bool ok = true;
   bool path_verified = true;  // every connection checked took the path of `kind`
+  MemoryCost memory;          // many only
 };
 
 double ClientCpu() {
@@ -398,7 +417,7 @@ Trial RunRr(Kind kind, const Options &options, size_t size) {
   trial.ok = CheckPath(fd, kind) && trial.ok;
   close(fd);
   trial.cpu_seconds = ClientCpu() - cpu_before;
-  trial.ok = FinishServer(server, trial.ok, &trial.cpu_seconds) && trial.ok;
+  trial.ok = FinishChild(server.pid, trial.ok, &trial.cpu_seconds) && trial.ok;
   return trial;
 }
 
@@ -441,7 +460,7 @@ Trial RunStream(Kind kind, const Options &options, size_t write_size) {
   trial.ok = CheckPath(fd, kind) && trial.ok;
   close(fd);
   trial.cpu_seconds = ClientCpu() - cpu_before;
-  trial.ok = FinishServer(server, trial.ok, &trial.cpu_seconds) && trial.ok;
+  trial.ok = FinishChild(server.pid, trial.ok, &trial.cpu_seconds) && trial.ok;
   return trial;
 }
 
@@ -476,7 +495,7 @@ Trial RunConn(Kind kind, const Options &options, size_t) {
   trial.cpu_operations = double(count);
   trial.rate = double(count) / trial.seconds;  // connections per second
   trial.cpu_seconds = ClientCpu() - cpu_before;
-  trial.ok = FinishServer(server, trial.ok, &trial.cpu_seconds) && trial.ok && path_ok;
+  trial.ok = FinishChild(server.pid, trial.ok, &trial.cpu_seconds) && trial.ok && path_ok;
   return trial;
 }
 
@@ -537,91 +556,362 @@ bool ServeMany(int listener, Kind kind, size_t connections) {
   return ok && !path_complaint;
 }
 
-// `many`: N connections, each with one 1-byte request outstanding at a time, driven by one
-// epoll loop in the client; latency is send to reply, queueing in both loops included.
-Trial RunMany(Kind kind, const Options &options, size_t) {
-  const size_t connections = options.connections;
-  const size_t count = options.count;
-  ServerProcess server =
-      StartServer(kind, [&](int listener) { return ServeMany(listener, kind, connections); });
-  Trial trial;
-  const double cpu_before = ClientCpu();
+// ---- memory accounting for `many` ----
+
+// System-wide counters from /proc/meminfo and the bench processes' summed PSS, in KiB.
+struct MemorySnapshot {
+  int64_t available = 0, slab = 0, unreclaimable_slab = 0, shmem = 0, page_tables = 0;
+  int64_t pss = 0, pss_shmem = 0;
+  bool ok = false;
+};
+
+struct KibField {
+  const char *key;
+  int64_t *total;
+};
+
+// Adds the "Key:   123 kB" lines of a /proc file to the fields named; false if one is missing.
+bool AddKibFields(const char *path, std::initializer_list<KibField> fields) {
+  FILE *file = std::fopen(path, "re");
+  if (file == nullptr) return false;
+  char line[256];
+  size_t found = 0;
+  while (std::fgets(line, sizeof line, file) != nullptr) {
+    for (const KibField &field : fields) {
+      const size_t length = std::strlen(field.key);
+      if (std::strncmp(line, field.key, length) == 0 && line[length] == ':') {
+        *field.total += std::strtoll(line + length + 1, nullptr, 10);
+        ++found;
+      }
+    }
+  }
+  std::fclose(file);
+  return found == fields.size();
+}
+
+MemorySnapshot TakeMemorySnapshot(const std::vector<pid_t> &pids) {
+  MemorySnapshot s;
+  s.ok = AddKibFields("/proc/meminfo", {{"MemAvailable", &s.available},
+                                        {"Slab", &s.slab},
+                                        {"SUnreclaim", &s.unreclaimable_slab},
+                                        {"Shmem", &s.shmem},
+                                        {"PageTables", &s.page_tables}});
+  for (const pid_t pid : pids) {
+    const std::string path = "/proc/" + std::to_string(pid) + "/smaps_rollup";
+    s.ok = AddKibFields(path.c_str(), {{"Pss", &s.pss}, {"Pss_Shmem", &s.pss_shmem}}) && s.ok;
+  }
+  return s;
+}
+
+MemoryCost CostPerConnection(const MemorySnapshot &before, const MemorySnapshot &after,
+                             size_t connections) {
+  MemoryCost cost;
+  if (!before.ok || !after.ok || connections == 0) return cost;
+  const double n = double(connections);
+  cost.measured = true;
+  cost.available = double(before.available - after.available) / n;  // a drop is a cost
+  cost.pss = double(after.pss - before.pss) / n;
+  cost.pss_shmem = double(after.pss_shmem - before.pss_shmem) / n;
+  cost.slab = double(after.slab - before.slab) / n;
+  cost.unreclaimable_slab = double(after.unreclaimable_slab - before.unreclaimable_slab) / n;
+  cost.shmem = double(after.shmem - before.shmem) / n;
+  cost.page_tables = double(after.page_tables - before.page_tables) / n;
+  return cost;
+}
+
+// Lets freshly freed kernel objects (RCU, per-CPU caches, the previous trial's teardown) settle
+// before a snapshot: at least 250 ms, then until Slab moves by less than 256 KiB in 100 ms
+// (at most 3 s more).
+void AwaitQuietMemory() {
+  usleep(250000);
+  int64_t previous = 0;
+  for (int sample = 0; sample < 30; ++sample) {
+    int64_t slab = 0;
+    if (!AddKibFields("/proc/meminfo", {{"Slab", &slab}})) return;
+    if (sample > 0 && std::llabs(slab - previous) < 256) return;
+    previous = slab;
+    usleep(100000);
+  }
+}
+
+// ---- `many`: P client processes, each with its own server process ----
+//
+// Each client/server pair has its own listener rather than P workers sharing one: accept on a
+// shared listener would spread connections unevenly, so no worker would know how many to expect
+// (it closes when all its connections are done) and a busy one could exceed its descriptor
+// limit; with a listener each, every pair carries exactly its share.
+
+// One pair's part of a `many` trial.
+struct ManyShare {
+  size_t connections = 0;
+  size_t count = 0;  // timed transactions
+};
+
+// The parent's side of a `many` client process.
+struct ManyClient {
+  pid_t pid = 0;
+  int command_fd = -1;  // parent → client: kStepConnect, kStepGo
+  int report_fd = -1;   // client → parent: kStepReady, kStepConnected, then a ManyReport
+};
+
+// Steps of the conversation between the parent and a `many` client, one byte each. The
+// parent takes its memory snapshots between them: before any connection, and with all open.
+constexpr char kStepReady = 'r';      // client: set up, nothing connected yet
+constexpr char kStepConnect = 'c';    // parent: connect and warm up every connection
+constexpr char kStepConnected = 'k';  // client: all connected and warmed up
+constexpr char kStepFailed = 'f';     // client: could not
+constexpr char kStepGo = 'g';         // parent: run the timed part
+
+// What a client sends at the end, followed by `latencies` doubles (ns).
+struct ManyReport {
+  uint64_t ok = 0;
+  uint64_t start_ns = 0, end_ns = 0;  // CLOCK_MONOTONIC: comparable across processes
+  uint64_t completed = 0;
+  uint64_t latencies = 0;
+};
+
+constexpr uint64_t kManySetupNs = 60000000000u;     // forking and setting up the clients
+constexpr uint64_t kManyConnectNs = 300000000000u;  // connecting and warming up
+constexpr uint64_t kManyTimedNs = 1800000000000u;   // the timed part (clients detect stalls)
+
+// Moves exactly `size` bytes over a pipe, giving up at `deadline_ns`; reports progress at
+// `progress_fraction` of the trial while it waits (children have progress disabled).
+bool PipeTransfer(int fd, void *buffer, size_t size, bool writing, uint64_t deadline_ns,
+                  double progress_fraction) {
+  auto *bytes = static_cast<char *>(buffer);
+  size_t done = 0;
+  while (done < size) {
+    const uint64_t now = NowNs();
+    if (now >= deadline_ns) return false;
+    progress.Poll(now, progress_fraction);
+    struct pollfd entry = {fd, short(writing ? POLLOUT : POLLIN), 0};
+    const int wait_ms = int(std::min<uint64_t>((deadline_ns - now) / 1000000 + 1, 500));
+    const int ready = poll(&entry, 1, wait_ms);
+    if (ready < 0 && errno != EINTR) return false;
+    if (ready <= 0) continue;
+    const ssize_t n =
+        writing ? write(fd, bytes + done, size - done) : read(fd, bytes + done, size - done);
+    if (n > 0)
+      done += size_t(n);
+    else if (n == 0 || (errno != EINTR && errno != EAGAIN))
+      return false;
+  }
+  return true;
+}
+
+bool SendStep(int fd, char step) {
+  return PipeTransfer(fd, &step, 1, true, NowNs() + kManySetupNs, 0);
+}
+
+bool AwaitStep(int fd, char expected, uint64_t deadline_ns, double progress_fraction) {
+  char step = 0;
+  return PipeTransfer(fd, &step, 1, false, deadline_ns, progress_fraction) && step == expected;
+}
+
+bool RaiseDescriptorLimit(size_t connections_per_process);
+
+// A `many` client process: its connections, each with one 1-byte request outstanding at a
+// time, driven by one epoll loop; latency is send to reply, queueing in both loops included.
+[[noreturn]] void ManyClientMain(Kind kind, const ServerProcess &server, const ManyShare &share,
+                                 int command_fd, int report_fd) {
+  progress = Progress{};  // the parent reports progress
+  PinToCpu(0);
+  const size_t connections = share.connections;
+  if (!RaiseDescriptorLimit(connections)) _exit(1);
+  // Allocated before the parent's first snapshot, so that only the connections are measured.
   std::vector<int> fds;
   fds.reserve(connections);
+  std::vector<uint64_t> sent_at(connections, 0);
+  std::vector<double> latencies_ns;
+  latencies_ns.reserve(share.count);
+  std::vector<struct epoll_event> events(256);
+  if (!SendStep(report_fd, kStepReady) ||
+      !AwaitStep(command_fd, kStepConnect, NowNs() + kManySetupNs, 0))
+    _exit(1);
+
+  bool ok = true;
   for (size_t i = 0; i < connections; ++i) fds.push_back(Connect(kind, server));
-  // Warm-up: one exchange per connection settles every rendezvous before the clock starts.
+  // Warm-up: one exchange per connection settles every rendezvous before memory is measured
+  // and before the clock starts.
   char byte = 'x';
-  for (const int fd : fds) trial.ok = WriteAll(fd, &byte, 1) && ReadAll(fd, &byte, 1) && trial.ok;
+  for (const int fd : fds) ok = WriteAll(fd, &byte, 1) && ReadAll(fd, &byte, 1) && ok;
   const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd < 0) Die("epoll_create1");
-  std::vector<uint64_t> sent_at(connections, 0);
-  for (size_t i = 0; i < connections && trial.ok; ++i) {
+  for (size_t i = 0; i < connections && ok; ++i) {
     struct epoll_event event {};
     event.events = EPOLLIN;
     event.data.u64 = i;
     if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fds[i], &event) != 0) Die("epoll_ctl");
   }
-  trial.latencies_ns.reserve(count);
+  if (!SendStep(report_fd, ok ? kStepConnected : kStepFailed) ||
+      !AwaitStep(command_fd, kStepGo, NowNs() + kManyConnectNs, 0))
+    _exit(1);
+
+  const size_t count = share.count;
   const uint64_t start = NowNs();
   size_t issued = 0;
-  for (size_t i = 0; i < connections && issued < count && trial.ok; ++i, ++issued) {
+  for (size_t i = 0; i < connections && issued < count && ok; ++i, ++issued) {
     sent_at[i] = NowNs();
-    trial.ok = WriteAll(fds[i], &byte, 1);
+    ok = WriteAll(fds[i], &byte, 1);
   }
   size_t completed = 0;
   uint64_t last_activity = start;
-  std::vector<struct epoll_event> events(256);
-  while (completed < issued && trial.ok) {
+  while (completed < issued && ok) {
     const int ready = epoll_wait(epoll_fd, events.data(), int(events.size()), 1000);
     const uint64_t now = NowNs();
     if (ready < 0 && errno != EINTR) Die("epoll_wait");
     if (ready <= 0) {
       if (now - last_activity > kStallNs) {
         std::fprintf(stderr, "loopfast bench: many: no reply for %.0f s\n", kStallNs / 1e9);
-        trial.ok = false;
+        ok = false;
       }
       continue;
     }
     last_activity = now;
-    for (int k = 0; k < ready && trial.ok; ++k) {
+    for (int k = 0; k < ready && ok; ++k) {
       const size_t i = size_t(events[size_t(k)].data.u64);
       const ssize_t n = recv(fds[i], &byte, 1, MSG_DONTWAIT);
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
       if (n != 1) {
-        trial.ok = false;
+        ok = false;
         break;
       }
       const uint64_t received = NowNs();
-      trial.latencies_ns.push_back(double(received - sent_at[i]));
+      latencies_ns.push_back(double(received - sent_at[i]));
       ++completed;
       if (issued < count) {
         sent_at[i] = received;
-        trial.ok = WriteAll(fds[i], &byte, 1);
+        ok = WriteAll(fds[i], &byte, 1);
         ++issued;
       }
     }
-    progress.Poll(now, double(completed) / double(count));
   }
-  trial.seconds = double(NowNs() - start) / 1e9;
-  trial.operations = double(completed);
-  trial.cpu_operations = double(completed + connections);
-  trial.rate = trial.operations / trial.seconds;
+  ManyReport report;
+  report.start_ns = start;
+  report.end_ns = NowNs();
+  report.completed = completed;
+  report.latencies = latencies_ns.size();
   close(epoll_fd);
   bool path_ok = true;
   for (const int fd : fds) {
     if (path_ok) path_ok = CheckPath(fd, kind);
-    if (trial.ok) {
+    if (ok) {
       // Ask the server to close, and see it do so (EOF, bounded), before closing this end.
       const struct timeval limit = {int(kStallNs / 1000000000u), 0};
       setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
       char end = kManyQuit;
-      if (!WriteAll(fd, &end, 1) || recv(fd, &end, 1, 0) != 0) trial.ok = false;
+      if (!WriteAll(fd, &end, 1) || recv(fd, &end, 1, 0) != 0) ok = false;
     }
     close(fd);
   }
-  trial.ok = trial.ok && path_ok;
-  trial.cpu_seconds = ClientCpu() - cpu_before;
-  trial.ok = FinishServer(server, trial.ok, &trial.cpu_seconds) && trial.ok;
+  report.ok = ok && path_ok;
+  const uint64_t deadline = NowNs() + kManySetupNs;
+  const bool sent = PipeTransfer(report_fd, &report, sizeof report, true, deadline, 0) &&
+                    PipeTransfer(report_fd, latencies_ns.data(),
+                                 latencies_ns.size() * sizeof(double), true, deadline, 0);
+  _exit(path_mismatch ? kExitPathMismatch : sent && report.ok ? 0 : 1);
+}
+
+// `many`: N connections over P client processes (CPU 0) and P server processes (CPU 1), each
+// pair carrying N/P connections and count/P timed transactions. Memory is measured by the
+// parent, which holds no connection: before any is made, and with all open and warmed up.
+Trial RunMany(Kind kind, const Options &options, size_t) {
+  const size_t processes = options.processes;
+  std::vector<ManyShare> shares(processes);
+  for (size_t i = 0; i < processes; ++i) {
+    shares[i].connections =
+        options.connections / processes + (i < options.connections % processes ? 1 : 0);
+    shares[i].count = options.count / processes + (i < options.count % processes ? 1 : 0);
+  }
+  std::vector<ServerProcess> servers;
+  for (const ManyShare &share : shares) {
+    servers.push_back(StartServer(kind, [&](int listener) {
+      progress = Progress{};
+      return RaiseDescriptorLimit(share.connections) &&
+             ServeMany(listener, kind, share.connections);
+    }));
+  }
+  std::vector<ManyClient> clients;
+  for (size_t i = 0; i < processes; ++i) {
+    int command[2], report[2];
+    if (pipe2(command, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0) Die("pipe");
+    std::fflush(nullptr);
+    const pid_t pid = fork();
+    if (pid < 0) Die("fork");
+    if (pid == 0) {
+      for (const ManyClient &other : clients) {  // so that each client sees its own EOF
+        close(other.command_fd);
+        close(other.report_fd);
+      }
+      close(command[1]);
+      close(report[0]);
+      ManyClientMain(kind, servers[i], shares[i], command[0], report[1]);
+    }
+    close(command[0]);
+    close(report[1]);
+    clients.push_back({pid, command[1], report[0]});
+  }
+  std::vector<pid_t> pids;
+  for (const ServerProcess &server : servers) pids.push_back(server.pid);
+  for (const ManyClient &client : clients) pids.push_back(client.pid);
+
+  Trial trial;
+  bool ok = true;
+  const uint64_t setup_deadline = NowNs() + kManySetupNs;
+  for (const ManyClient &client : clients)
+    ok = ok && AwaitStep(client.report_fd, kStepReady, setup_deadline, 0);
+  MemorySnapshot before;
+  if (ok) {
+    AwaitQuietMemory();
+    before = TakeMemorySnapshot(pids);
+  }
+  for (const ManyClient &client : clients) ok = ok && SendStep(client.command_fd, kStepConnect);
+  const uint64_t connect_deadline = NowNs() + kManyConnectNs;
+  for (const ManyClient &client : clients)
+    ok = ok && AwaitStep(client.report_fd, kStepConnected, connect_deadline, 0.1);
+  if (ok) {
+    AwaitQuietMemory();
+    trial.memory = CostPerConnection(before, TakeMemorySnapshot(pids), options.connections);
+  }
+  for (const ManyClient &client : clients) ok = ok && SendStep(client.command_fd, kStepGo);
+
+  uint64_t start = UINT64_MAX, end = 0, completed = 0;
+  const uint64_t timed_deadline = NowNs() + kManyTimedNs;
+  trial.latencies_ns.reserve(options.count);
+  for (const ManyClient &client : clients) {
+    ManyReport report;
+    if (!ok ||
+        !PipeTransfer(client.report_fd, &report, sizeof report, false, timed_deadline, 0.5) ||
+        report.latencies > options.count) {
+      ok = false;
+      break;
+    }
+    const size_t already = trial.latencies_ns.size();
+    trial.latencies_ns.resize(already + report.latencies);
+    if (!PipeTransfer(client.report_fd, trial.latencies_ns.data() + already,
+                      report.latencies * sizeof(double), false, timed_deadline, 0.5)) {
+      ok = false;
+      break;
+    }
+    ok = report.ok != 0 && ok;
+    start = std::min(start, report.start_ns);
+    end = std::max(end, report.end_ns);
+    completed += report.completed;
+  }
+  for (const ManyClient &client : clients) {
+    close(client.command_fd);  // a client still waiting for a step sees EOF and exits
+    close(client.report_fd);
+  }
+  trial.seconds = end > start ? double(end - start) / 1e9 : 0;
+  trial.operations = double(completed);
+  trial.cpu_operations = double(completed + options.connections);
+  trial.rate = trial.seconds > 0 ? trial.operations / trial.seconds : 0;
+  // Clients first: a server ends when its client has closed every connection.
+  for (const ManyClient &client : clients)
+    ok = FinishChild(client.pid, ok, &trial.cpu_seconds) && ok;
+  for (const ServerProcess &server : servers)
+    ok = FinishChild(server.pid, ok, &trial.cpu_seconds) && ok;
+  trial.ok = ok;
   return trial;
 }
 
@@ -651,6 +941,8 @@ struct PathSummary {
   size_t trials = 0;
   LatencyPercentiles latency;
   double median_rate = 0, min_rate = 0, max_rate = 0;
+  std::vector<MemoryCost> memory_trials;  // many: of each trial that measured it
+  MemoryCost memory;  // many: per field, the median over memory_trials (MemAvailable is noisy)
   // CPU seconds per operation (rr, conn, many) or per byte (stream).
   double CpuPerOperation() const { return cpu_operations > 0 ? cpu_seconds / cpu_operations : 0; }
 };
@@ -665,7 +957,30 @@ struct ParameterSummary {
     if (mode == "rr") return path.latency.p50 > 0 ? kernel.latency.p50 / path.latency.p50 : 0;
     return kernel.median_rate > 0 ? path.median_rate / kernel.median_rate : 0;
   }
+  // many: the path's memory per connection over kernel TCP's (median MemAvailable drops); 0
+  // when either was not measured or kernel TCP's is not positive.
+  double MemoryRatioVsKernel(Kind kind) const {
+    const MemoryCost &path = paths[IndexOf(kind)].memory;
+    const MemoryCost &kernel = paths[IndexOf(Kind::kKernel)].memory;
+    if (!path.measured || !kernel.measured || kernel.available <= 0) return 0;
+    return path.available / kernel.available;
+  }
+  // The same for MemoryCost::Accounted().
+  double AccountedMemoryRatioVsKernel(Kind kind) const {
+    const MemoryCost &path = paths[IndexOf(kind)].memory;
+    const MemoryCost &kernel = paths[IndexOf(Kind::kKernel)].memory;
+    if (!path.measured || !kernel.measured || kernel.Accounted() <= 0) return 0;
+    return path.Accounted() / kernel.Accounted();
+  }
 };
+
+// The median of one MemoryCost field over trials.
+double MedianOf(const std::vector<MemoryCost> &costs, double MemoryCost::*field) {
+  std::vector<double> values;
+  for (const MemoryCost &cost : costs) values.push_back(cost.*field);
+  std::sort(values.begin(), values.end());
+  return PercentileOfSorted(values, 0.5);
+}
 
 void Finalize(PathSummary *summary) {
   std::sort(summary->sorted_latencies_ns.begin(), summary->sorted_latencies_ns.end());
@@ -675,6 +990,12 @@ void Finalize(PathSummary *summary) {
   summary->median_rate = PercentileOfSorted(rates, 0.5);
   summary->min_rate = rates.empty() ? 0 : rates.front();
   summary->max_rate = rates.empty() ? 0 : rates.back();
+  MemoryCost &memory = summary->memory;
+  memory.measured = !summary->memory_trials.empty();
+  for (double MemoryCost::*field :
+       {&MemoryCost::available, &MemoryCost::pss, &MemoryCost::pss_shmem, &MemoryCost::slab,
+        &MemoryCost::unreclaimable_slab, &MemoryCost::shmem, &MemoryCost::page_tables})
+    memory.*field = MedianOf(summary->memory_trials, field);
 }
 
 void BenchUsage(FILE *out) {
@@ -695,7 +1016,10 @@ void BenchUsage(FILE *out) {
       "  conn    connect + 1-byte exchange + close rate.  --count N connections (5000)\n"
       "  many    --connections N (100) concurrent connections doing 1-byte request/response,\n"
       "          client and server each one epoll loop: transactions/s, latency percentiles,\n"
-      "          CPU us per transaction.  --count N transactions (200000)\n"
+      "          CPU us per transaction, and memory per connection (MemAvailable drop, PSS,\n"
+      "          slab, shmem, page tables) with all open.  --count N transactions (200000),\n"
+      "          --processes P (1): the connections spread over P client and P server processes\n"
+      "          (a fast end holds 3 descriptors: 10,000 connections need P >= 2 at 20,000)\n"
       "\n"
       "Options:\n"
       "  --rounds R       trials per path and size (5)\n"
@@ -740,9 +1064,10 @@ bool ParseSizeList(const char *text, std::vector<size_t> *out) {
   return !out->empty() && begin > list.size();
 }
 
-// many needs two descriptors per connection across the two processes (plus what loopfast
-// keeps per fast connection): raise the soft limit to the hard one.
-bool RaiseDescriptorLimit(size_t connections) {
+// A `many` process holds one end of each of its connections: 3 descriptors for a fast end (the
+// TCP socket and two doorbells), plus a few for the rendezvous in progress, pipes and epoll.
+// Raises the soft limit to the hard one and checks it is enough.
+bool RaiseDescriptorLimit(size_t connections_per_process) {
   struct rlimit limit {};
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return false;
   if (limit.rlim_cur < limit.rlim_max) {
@@ -750,12 +1075,12 @@ bool RaiseDescriptorLimit(size_t connections) {
     setrlimit(RLIMIT_NOFILE, &limit);
     getrlimit(RLIMIT_NOFILE, &limit);
   }
-  const rlim_t needed = rlim_t(connections) * 4 + 64;
+  const rlim_t needed = rlim_t(connections_per_process) * 3 + 64;
   if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < needed) {
     std::fprintf(stderr,
-                 "loopfast bench: --connections %zu needs about %llu descriptors, the limit is "
-                 "%llu (ulimit -n)\n",
-                 connections, static_cast<unsigned long long>(needed),
+                 "loopfast bench: %zu connections in one process need about %llu descriptors, "
+                 "the limit is %llu (ulimit -n): use more --processes\n",
+                 connections_per_process, static_cast<unsigned long long>(needed),
                  static_cast<unsigned long long>(limit.rlim_cur));
     return false;
   }
@@ -766,6 +1091,40 @@ std::string DescribeParameter(const std::string &mode, size_t parameter) {
   if (mode == "rr") return std::to_string(parameter) + " B messages";
   if (mode == "stream") return std::to_string(parameter) + " B writes";
   return "";
+}
+
+// A ratio, or "n/a" when it could not be computed (kernel TCP's figure not positive: noise).
+std::string RatioText(double ratio) {
+  if (ratio <= 0) return "n/a";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2fx", ratio);
+  return text;
+}
+
+void PrintMemoryTable(FILE *out, const Options &options, const ParameterSummary &result) {
+  std::fprintf(out,
+               "\nmemory per connection, KiB, both ends, all %zu open after a warm-up exchange; "
+               "median over rounds\n(MemAvailable is system-wide and noisy). MemAvail: its drop, "
+               "the total. Accounted: PSS +\nSUnreclaim + PageTables. PSS (shm): the bench "
+               "processes' (its shared-memory part). Slab,\nSUnreclaim, Shmem, PageTables: "
+               "/proc/meminfo deltas. Ratios to kernel TCP:\nMemAvail:k of the drops, Acc.:k of "
+               "the accounted totals\n",
+               options.connections);
+  std::fprintf(out, "%-11s %8s %9s %8s %7s %7s %10s %7s %10s %9s %11s\n", "path", "MemAvail",
+               "Accounted", "PSS", "(shm)", "Slab", "SUnreclaim", "Shmem", "PageTables",
+               "MemAvail:k", "Acc.:k");
+  for (const Kind kind : kKinds) {
+    const MemoryCost &m = result.paths[IndexOf(kind)].memory;
+    if (!m.measured) {
+      std::fprintf(out, "%-11s not measured\n", Name(kind));
+      continue;
+    }
+    std::fprintf(out, "%-11s %8.2f %9.2f %8.2f %7.2f %7.2f %10.2f %7.2f %10.2f %9s %11s\n",
+                 Name(kind), m.available, m.Accounted(), m.pss, m.pss_shmem, m.slab,
+                 m.unreclaimable_slab, m.shmem, m.page_tables,
+                 RatioText(result.MemoryRatioVsKernel(kind)).c_str(),
+                 RatioText(result.AccountedMemoryRatioVsKernel(kind)).c_str());
+  }
 }
 
 void PrintTable(FILE *out, const Options &options, const std::vector<ParameterSummary> &results) {
@@ -792,9 +1151,9 @@ void PrintTable(FILE *out, const Options &options, const std::vector<ParameterSu
                  "vs kernel");
   } else {
     std::fprintf(out,
-                 "%zu concurrent connections, %zu 1-byte transactions per trial; vs kernel: "
-                 "median trans/s ratio\n",
-                 options.connections, options.count);
+                 "%zu concurrent connections over %zu client and %zu server processes, %zu 1-byte "
+                 "transactions per trial; vs kernel: median trans/s ratio\n",
+                 options.connections, options.processes, options.processes, options.count);
     std::fprintf(out, "%-11s %12s %10s %10s %10s %11s %13s %10s\n", "path", "trans/s", "p50 (us)",
                  "p90 (us)", "p99 (us)", "p99.9 (us)", "CPU us/trans", "vs kernel");
   }
@@ -823,6 +1182,7 @@ void PrintTable(FILE *out, const Options &options, const std::vector<ParameterSu
                      s.median_rate, l.p50, l.p90, l.p99, l.p999, s.CpuPerOperation() * 1e6, ratio);
       }
     }
+    if (mode == "many") PrintMemoryTable(out, options, result);
   }
 }
 
@@ -838,6 +1198,32 @@ void WriteLatencyJson(JsonWriter *json, const LatencyPercentiles &l) {
   json->Number(l.p999);
   json->Key("max");
   json->Number(l.max);
+  json->EndObject();
+}
+
+// many: KiB per connection; null when not measured (other modes, a failed trial).
+void WriteMemoryJson(JsonWriter *json, const MemoryCost &m) {
+  if (!m.measured) {
+    json->Null();
+    return;
+  }
+  json->BeginObject();
+  json->Key("mem_available");
+  json->Number(m.available);
+  json->Key("pss");
+  json->Number(m.pss);
+  json->Key("pss_shmem");
+  json->Number(m.pss_shmem);
+  json->Key("slab");
+  json->Number(m.slab);
+  json->Key("slab_unreclaimable");
+  json->Number(m.unreclaimable_slab);
+  json->Key("shmem");
+  json->Number(m.shmem);
+  json->Key("page_tables");
+  json->Number(m.page_tables);
+  json->Key("accounted");
+  json->Number(m.Accounted());
   json->EndObject();
 }
 
@@ -891,6 +1277,8 @@ std::string BenchJson(const Options &options, const std::vector<Trial> &trials,
   json.Integer(options.read_size);
   json.Key("connections");
   json.Integer(mode == "many" ? options.connections : 1);
+  json.Key("processes");
+  json.Integer(mode == "many" ? options.processes : 1);
   json.EndObject();
   json.Key("units");
   json.BeginObject();
@@ -900,6 +1288,8 @@ std::string BenchJson(const Options &options, const std::vector<Trial> &trials,
   json.String(mode == "stream" ? "s/GB" : mode == "conn" ? "us/connection" : "us/transaction");
   json.Key("latency");
   json.String("us");
+  json.Key("memory");
+  json.String("KiB/connection");
   json.EndObject();
 
   json.Key("trials");
@@ -934,6 +1324,8 @@ std::string BenchJson(const Options &options, const std::vector<Trial> &trials,
       WriteLatencyJson(&json, trial.latency);
     else
       json.Null();
+    json.Key("memory_kib_per_connection");
+    WriteMemoryJson(&json, trial.memory);
     json.EndObject();
   }
   json.EndArray();
@@ -965,6 +1357,8 @@ std::string BenchJson(const Options &options, const std::vector<Trial> &trials,
         WriteLatencyJson(&json, s.latency);
       else
         json.Null();
+      json.Key("memory_kib_per_connection");
+      WriteMemoryJson(&json, s.memory);
       json.EndObject();
     }
     json.EndObject();
@@ -975,6 +1369,28 @@ std::string BenchJson(const Options &options, const std::vector<Trial> &trials,
       json.Number(result.RatioVsKernel(mode, kind));
     }
     json.EndObject();
+    json.Key("memory_ratio_vs_kernel");
+    if (mode == "many") {
+      json.BeginObject();
+      for (const Kind kind : {Kind::kFast, Kind::kUnix}) {
+        json.Key(Tag(kind));
+        json.Number(result.MemoryRatioVsKernel(kind));
+      }
+      json.EndObject();
+    } else {
+      json.Null();
+    }
+    json.Key("memory_accounted_ratio_vs_kernel");
+    if (mode == "many") {
+      json.BeginObject();
+      for (const Kind kind : {Kind::kFast, Kind::kUnix}) {
+        json.Key(Tag(kind));
+        json.Number(result.AccountedMemoryRatioVsKernel(kind));
+      }
+      json.EndObject();
+    } else {
+      json.Null();
+    }
     json.EndObject();
   }
   json.EndArray();
@@ -1052,10 +1468,20 @@ bool ParseOptions(int argc, char **argv, Options *options) {
       options->rounds = int(std::min<size_t>(value, 1000));
     else if (arg == "--connections")
       options->connections = std::min<size_t>(value, 100000);
+    else if (arg == "--processes")
+      options->processes = value;
     else {
       std::fprintf(stderr, "loopfast bench: unknown option '%s'\n", arg.c_str());
       return false;
     }
+  }
+  if (options->processes > 64 || options->processes > options->connections) {
+    std::fprintf(stderr, "loopfast bench: --processes must be at most 64 and --connections\n");
+    return false;
+  }
+  if (options->processes != 1 && options->mode != "many") {
+    std::fprintf(stderr, "loopfast bench: --processes is for many only\n");
+    return false;
   }
   if (!options->svg_path.empty() && options->mode != "rr" && options->mode != "many") {
     std::fprintf(stderr, "loopfast bench: --svg draws latency, for rr and many only\n");
@@ -1085,7 +1511,9 @@ int BenchCommand(int argc, char **argv) {
     run = RunConn;
   } else if (options.mode == "many") {
     run = RunMany;
-    if (!RaiseDescriptorLimit(options.connections)) return 1;
+    // The children check again, each for its own share.
+    const size_t largest_share = (options.connections + options.processes - 1) / options.processes;
+    if (!RaiseDescriptorLimit(largest_share)) return 1;
   } else {
     BenchUsage(stderr);
     return 2;
@@ -1123,6 +1551,7 @@ int BenchCommand(int argc, char **argv) {
           s.rates.push_back(trial.rate);
           s.cpu_seconds += trial.cpu_seconds;
           s.cpu_operations += trial.cpu_operations;
+          if (trial.memory.measured) s.memory_trials.push_back(trial.memory);
           ++s.trials;
         }
         trial.latency = PercentilesOf(trial.latencies_ns);
