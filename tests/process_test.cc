@@ -231,6 +231,28 @@ TEST(ProcessTest, AfterForkParentAndChildBothUseTheConnection) {
   close(pair.server);
 }
 
+// Campaign defect 2 (kill -9 campaign, docs/reliability.md): a fast end open across fork()
+// kept two doorbell sockets open in the parent after both processes had closed it, until the
+// next fork (the parent's list of ends counted for the child held strong references).
+TEST(ProcessTest, AFastEndOpenAcrossForkLeavesNoDescriptorOnceBothProcessesCloseIt) {
+  const int before = OpenDescriptorCount();
+  {
+    ConnectedPair pair;
+    ASSERT_NO_FATAL_FAILURE(MakeConnectedPair(true, &pair));
+    const pid_t child = fork();
+    if (child == 0) {
+      close(pair.client);
+      close(pair.server);
+      _exit(0);
+    }
+    ASSERT_GT(child, 0);
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }  // the parent closes both ends here
+  EXPECT_EQ(OpenDescriptorCount(), before) << "descriptors left after both processes closed";
+}
+
 TEST(ProcessTest, AcceptForkParentClosesAndTheChildServes) {
   uint16_t port = 0;
   const int listener = Listen(AF_INET, "127.0.0.1", true, &port);
