@@ -182,15 +182,7 @@ TEST(ExhaustionTest, AServerThatCannotMapTheRingsRefusesAtOnceAndTheConnectionWo
   const pid_t server = SpawnServer(
       [] {
         // Hardly any address space left to map rings in (the client asks for the largest).
-        std::ifstream status("/proc/self/status");
-        std::string line;
-        long vm_kb = 0;
-        while (std::getline(status, line)) {
-          if (line.rfind("VmSize:", 0) == 0) vm_kb = std::atol(line.c_str() + 7);
-        }
-        const rlim_t bytes = rlim_t(vm_kb + 8 * 1024) * 1024;
-        const rlimit tight = {bytes, bytes};
-        return setrlimit(RLIMIT_AS, &tight) == 0;
+        return LeaveLittleAddressSpace();
       },
       [](int listener) {
         const int fd = AcceptWithin(listener, 1500);

@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 #include <linux/tcp.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 
 #include "loopfast/loopfast.h"
 
@@ -167,6 +169,18 @@ int Reap(pid_t pid, int timeout_ms) {
     struct timespec nap = {0, 5 * 1000 * 1000};
     nanosleep(&nap, nullptr);
   }
+}
+
+bool LeaveLittleAddressSpace(long spare_kib) {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  long vm_kib = 0;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmSize:", 0) == 0) vm_kib = std::atol(line.c_str() + 7);
+  }
+  const rlim_t bytes = rlim_t(vm_kib + spare_kib) * 1024;
+  const rlimit tight = {bytes, bytes};
+  return setrlimit(RLIMIT_AS, &tight) == 0;
 }
 
 int OpenDescriptorCount() {

@@ -72,6 +72,10 @@ pid_t Spawn(const std::function<int()> &body);
 // or by a signal).
 int Reap(pid_t pid, int timeout_ms = 60000);
 
+// Leaves this process only `spare_kib` of address space beyond what it maps now (RLIMIT_AS):
+// no ring can be mapped any more. False when the limit cannot be set.
+bool LeaveLittleAddressSpace(long spare_kib = 8 * 1024);
+
 // Descriptors open in this process (for leak checks).
 int OpenDescriptorCount();
 // Files in /dev/shm and /tmp whose name starts with "loopfast" (must stay 0).

@@ -1362,35 +1362,25 @@ std::string BenchJson(const Options &options, const std::vector<Trial> &trials,
       json.EndObject();
     }
     json.EndObject();
-    json.Key("ratio_vs_kernel");
-    json.BeginObject();
-    for (const Kind kind : {Kind::kFast, Kind::kUnix}) {
-      json.Key(Tag(kind));
-      json.Number(result.RatioVsKernel(mode, kind));
-    }
-    json.EndObject();
-    json.Key("memory_ratio_vs_kernel");
-    if (mode == "many") {
+    // {"fast": ratio, "unix": ratio}, or null where the mode has none.
+    auto ratios = [&](const char *key, bool present, auto ratio_of) {
+      json.Key(key);
+      if (!present) {
+        json.Null();
+        return;
+      }
       json.BeginObject();
       for (const Kind kind : {Kind::kFast, Kind::kUnix}) {
         json.Key(Tag(kind));
-        json.Number(result.MemoryRatioVsKernel(kind));
+        json.Number(ratio_of(kind));
       }
       json.EndObject();
-    } else {
-      json.Null();
-    }
-    json.Key("memory_accounted_ratio_vs_kernel");
-    if (mode == "many") {
-      json.BeginObject();
-      for (const Kind kind : {Kind::kFast, Kind::kUnix}) {
-        json.Key(Tag(kind));
-        json.Number(result.AccountedMemoryRatioVsKernel(kind));
-      }
-      json.EndObject();
-    } else {
-      json.Null();
-    }
+    };
+    ratios("ratio_vs_kernel", true, [&](Kind kind) { return result.RatioVsKernel(mode, kind); });
+    ratios("memory_ratio_vs_kernel", mode == "many",
+           [&](Kind kind) { return result.MemoryRatioVsKernel(kind); });
+    ratios("memory_accounted_ratio_vs_kernel", mode == "many",
+           [&](Kind kind) { return result.AccountedMemoryRatioVsKernel(kind); });
     json.EndObject();
   }
   json.EndArray();
