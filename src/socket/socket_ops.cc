@@ -433,7 +433,13 @@ void RendezvousAccepted(Socket &accepted, int fd, rendezvous::ListenerChannel &c
   rendezvous::CloseAll(fds, 3);
   rendezvous::CloseAll(&found.value().channel_fd, 1);
   if (!sent.ok()) {
-    DecideKernel(accepted, fd, reason::kRendezvousLost);
+    // The client closed its channel after its Hello was found: it gave up (closed before this
+    // accept), as in FindHello's ECONNRESET.
+    const int error = sent.error();
+    DecideKernel(accepted, fd,
+                 error == EPIPE || error == ECONNRESET || error == ECONNREFUSED
+                     ? reason::kPeerGaveUp
+                     : reason::kRendezvousLost);
     return;  // `created` unmaps on destruction
   }
   accepted.fast_owner = std::move(created.value());
@@ -869,14 +875,14 @@ int Shutdown(int fd, int how) {
       AbandonPending(*socket, fd, reason::kShutBeforeAccept);
     }
   }
-  const int ret = Real().shutdown(fd, how);
-  if (ret == 0) {
-    if (FastConnection *fast = socket->fast.load(std::memory_order_acquire)) {
-      if (how == SHUT_WR || how == SHUT_RDWR) fast->ShutdownWrite();
-      if (how == SHUT_RD || how == SHUT_RDWR) fast->ShutdownRead();
-    }
+  // The fast end is marked first: a thread that the kernel's shutdown wakes (in epoll_wait or
+  // poll) must find it marked, or it reports the kernel's EPOLLHUP without the EPOLLIN and
+  // EPOLLRDHUP that kernel TCP reports with it.
+  if (FastConnection *fast = socket->fast.load(std::memory_order_acquire)) {
+    if (how == SHUT_WR || how == SHUT_RDWR) fast->ShutdownWrite();
+    if (how == SHUT_RD || how == SHUT_RDWR) fast->ShutdownRead();
   }
-  return ret;
+  return Real().shutdown(fd, how);
 }
 
 ssize_t Send(int fd, const struct msghdr *message, int flags) {
