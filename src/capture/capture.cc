@@ -283,7 +283,7 @@ Result<std::unique_ptr<Sink>> Sink::Open(const char *path, const char *ports) {
   if (ports != nullptr && *ports != '\0' && !ParsePortList(ports, &port_list)) {
     return Errno{EINVAL};
   }
-  const int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_CREAT, 0600);
+  const int fd = sys::MoveHigh(open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_CREAT, 0600));
   if (fd < 0) return Errno{errno};
   sys::Own(fd);
   auto sink = std::make_unique<Sink>(fd, std::move(port_list));

@@ -101,13 +101,13 @@ Result<std::shared_ptr<ListenerChannel>> ListenerChannel::Open(uint16_t port) {
 ListenerChannel::ListenerChannel(uint16_t port, int listen_fd, int group_rx, int group_tx,
                                  uint64_t inode)
     : port_(port),
-      listen_fd_(listen_fd),
-      group_rx_(group_rx),
-      group_tx_(group_tx),
+      listen_fd_(sys::MoveHigh(listen_fd)),
+      group_rx_(sys::MoveHigh(group_rx)),
+      group_tx_(sys::MoveHigh(group_tx)),
       channel_inode_(inode) {
-  sys::Own(listen_fd);
-  sys::Own(group_rx);
-  sys::Own(group_tx);
+  sys::Own(listen_fd_);
+  sys::Own(group_rx_);
+  sys::Own(group_tx_);
 }
 
 ListenerChannel::~ListenerChannel() {
@@ -229,8 +229,8 @@ bool ListenerChannel::ReceiveForwarded(Held *held) {
     }
     CloseAll(&fds[1], 1);
     *held = Held{};
-    held->channel_fd = fds[0];
-    sys::Own(fds[0]);
+    held->channel_fd = sys::MoveHigh(fds[0]);
+    sys::Own(held->channel_fd);
     if (unread) {
       held->accepted_ms = forward.unread.accepted_ms;
       return true;
@@ -322,7 +322,7 @@ Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
     }
     for (;;) {
       const int channel =
-          sys::Real().accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+          sys::MoveHigh(sys::Real().accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
       if (channel < 0) break;
       Held held;
       held.channel_fd = channel;

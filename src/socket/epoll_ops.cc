@@ -105,7 +105,7 @@ class EpollSet {
 
 int EpollSet::EnsureShadow() {
   if (shadow_ >= 0) return 0;
-  const int shadow = sys::Real().epoll_create1(EPOLL_CLOEXEC);
+  const int shadow = sys::MoveHigh(sys::Real().epoll_create1(EPOLL_CLOEXEC));
   if (shadow < 0) return -1;
   struct epoll_event event = {};
   event.events = EPOLLIN;

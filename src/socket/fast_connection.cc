@@ -159,8 +159,8 @@ FastConnection::FastConnection(int side, void *memory, uint64_t bytes, int data_
     : side_(side),
       memory_(memory),
       bytes_(bytes),
-      data_bell_(data_bell_fd),
-      space_bell_(space_bell_fd) {
+      data_bell_(sys::MoveHigh(data_bell_fd)),
+      space_bell_(sys::MoveHigh(space_bell_fd)) {
   SharedHeader *h = header();
   // Sizes come from our validated copy of the header (ValidateLayout), never re-read later.
   const int out = RingFrom(side), in = RingInto(side);
@@ -168,8 +168,8 @@ FastConnection::FastConnection(int side, void *memory, uint64_t bytes, int data_
                  h->ring_capacity[out]);
   rx_ = SpscRing(&h->ring[in], static_cast<uint8_t *>(memory) + h->ring_offset[in],
                  h->ring_capacity[in]);
-  sys::Own(data_bell_fd);
-  sys::Own(space_bell_fd);
+  sys::Own(data_bell_.fd());
+  sys::Own(space_bell_.fd());
 }
 
 FastConnection::~FastConnection() {

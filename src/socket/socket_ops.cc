@@ -590,7 +590,7 @@ void ReleaseDescriptor(const std::shared_ptr<Socket> &socket, int fd) {
     case Path::kFast: {
       if (socket->calls_in_flight.load() > 0) {
         // Another thread is inside a call on it: keep the connection for that call.
-        const int kept = Real().fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        const int kept = Real().fcntl(fd, F_DUPFD_CLOEXEC, sys::HighBase());
         if (kept >= 0) {
           sys::Own(kept);
           socket->kept_fd.store(kept, std::memory_order_release);
@@ -747,7 +747,7 @@ int Connect(int fd, const struct sockaddr *address, socklen_t length) {
   }
   int channel = -1;
   if (plain_reason == nullptr) {
-    channel = Real().socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    channel = sys::MoveHigh(Real().socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     struct sockaddr_un channel_address;
     const socklen_t channel_length =
         rendezvous::ChannelAddress(PortOf(address, length), &channel_address);

@@ -28,7 +28,7 @@ Registry *registry = nullptr;  // never freed: sockets may outlive static destru
 // Maps a fresh registry; -1 and nothing mapped on failure. Keeps errno.
 bool CreateMapping(Registry *out) {
   const int saved_errno = errno;
-  const int fd = memfd_create(kRegistryMemfdName, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  const int fd = sys::MoveHigh(memfd_create(kRegistryMemfdName, MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (fd < 0) {
     errno = saved_errno;
     return false;

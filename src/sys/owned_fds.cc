@@ -1,5 +1,9 @@
 #include "sys/owned_fds.h"
 
+#include <fcntl.h>
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
@@ -51,6 +55,29 @@ void CloseOwned(int fd) {
   const int saved_errno = errno;
   Real().close(fd);
   errno = saved_errno;
+}
+
+int HighBase() {
+  // Read once: a program that lowers its limit later only makes MoveHigh fail (and keep the
+  // low number); one that raises it keeps loopfast's descriptors where they are.
+  static const int base = [] {
+    struct rlimit limit {};
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+    constexpr rlim_t kHighest = 4096, kLowest = 64;
+    const rlim_t base = std::min<rlim_t>(limit.rlim_cur / 2, kHighest);
+    return base < kLowest ? 0 : static_cast<int>(base);
+  }();
+  return base;
+}
+
+int MoveHigh(int fd) {
+  const int base = HighBase();
+  if (fd < 0 || base == 0 || fd >= base) return fd;
+  const int saved_errno = errno;
+  const int moved = Real().fcntl(fd, F_DUPFD_CLOEXEC, base);
+  if (moved >= 0) Real().close(fd);
+  errno = saved_errno;
+  return moved >= 0 ? moved : fd;
 }
 
 bool IsOwned(int fd) {

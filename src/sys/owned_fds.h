@@ -12,6 +12,15 @@ namespace loopfast::sys {
 
 // Marks `fd` as loopfast's (negative descriptors are ignored).
 void Own(int fd);
+// Moves a descriptor loopfast just made to a number above the program's usual range (from
+// half the soft RLIMIT_NOFILE, at most 4096, up), so that the program's own descriptors get
+// the numbers they would get on kernel TCP: programs size tables by them (wrk's event loop
+// refuses descriptors above 10 + 3 x its connections, select() stops at FD_SETSIZE). Returns
+// the descriptor to use from now on: the new one, or `fd` itself when no higher number is
+// free (or `fd` is negative); close-on-exec either way. Keeps errno.
+[[nodiscard]] int MoveHigh(int fd);
+// The first number MoveHigh tries (0 when it leaves descriptors where they are).
+int HighBase();
 // Unmarks and really closes `fd`, keeping errno. For every descriptor loopfast closes itself.
 void CloseOwned(int fd);
 bool IsOwned(int fd);
