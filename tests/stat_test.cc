@@ -11,6 +11,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -38,8 +39,8 @@ std::string Join(const std::vector<std::string> &words) {
 // `loopfast stat --json --pid ...` (run by `wrapper`, e.g. as another user), checked against
 // the schema; one row per socket. `hidden` receives hidden_processes.
 std::vector<Row> Stat(const std::vector<pid_t> &pids, const std::vector<std::string> &wrapper = {},
-                      int *hidden = nullptr) {
-  std::string command = Join(wrapper) + LOOPFAST_TOOL " stat --json";
+                      int *hidden = nullptr, const std::string &tool = LOOPFAST_TOOL) {
+  std::string command = Join(wrapper) + tool + " stat --json";
   for (const pid_t pid : pids) command += " --pid " + std::to_string(pid);
   const std::string json = "/tmp/lfstat-" + std::to_string(getpid()) + ".json";
   command += " > " + json +
@@ -298,20 +299,56 @@ TEST(StatTest, NamesWhyRealProgramsUseKernelTcp) {
   }
 }
 
+// The library, the tool and stream_peer where user 65534 can run them: the build tree itself,
+// or, when it is not reachable by other users (a checkout in a 0700 directory), copies in a
+// directory every user may read, removed again at the end.
+struct ForNobody {
+  std::string dir, library = LOOPFAST_LIBRARY, tool = LOOPFAST_TOOL,
+                   peer = LOOPFAST_STREAM_PEER;
+  std::vector<std::string> tool_wrapper = kAsNobody;
+  ForNobody() {
+    const std::string check = Join(kAsNobody) + "test -r " + library + " -a -x " + tool +
+                              " -a -x " + peer + " 2>/dev/null";
+    if (std::system(check.c_str()) == 0) return;
+    char path[] = "/tmp/lf-nobody.XXXXXX";
+    if (mkdtemp(path) == nullptr) return;
+    dir = path;
+    namespace fs = std::filesystem;
+    fs::permissions(dir, fs::perms(0755));
+    const std::pair<std::string *, const char *> files[] = {
+        {&library, "/libloopfast.so.0"}, {&tool, "/loopfast"}, {&peer, "/stream_peer"}};
+    for (const auto &[file, name] : files) {
+      fs::copy_file(*file, dir + name);
+      fs::permissions(dir + name, fs::perms(0755));
+      *file = dir + name;
+    }
+    tool_wrapper.insert(tool_wrapper.end(), {"env", "LD_LIBRARY_PATH=" + dir});
+  }
+  ~ForNobody() {
+    if (!dir.empty()) std::filesystem::remove_all(dir);
+  }
+  ForNobody(const ForNobody &) = delete;
+  ForNobody &operator=(const ForNobody &) = delete;
+};
+
 // A user sees their own processes' connections without root, and not root's.
 TEST(StatTest, AUserSeesTheirOwnConnectionsWithoutRoot) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to start processes as another user";
-  Peer server({"listen", "--bytes", "65536", "--hold-ms", "30000"}, kTransparent, "", {}, true,
-              kAsNobody);
+  const ForNobody nobody;
+  std::vector<std::string> environment = kTransparent;
+  environment.push_back("LD_PRELOAD=" + nobody.library);
+  Peer server({"listen", "--bytes", "65536", "--hold-ms", "30000"}, environment, "", {}, false,
+              kAsNobody, nobody.peer);
   const uint16_t port = PortLine(server);
   Peer client({"connect", std::to_string(port), "--bytes", "65536", "--hold-ms", "30000"},
-              kTransparent, "", {}, true, kAsNobody);
+              environment, "", {}, false, kAsNobody, nobody.peer);
   const Held s = WaitHolding(server), c = WaitHolding(client);
   // This (root) process holds an opted-in listener too.
   uint16_t mine = 0;
   const int listener = Listen(AF_INET, "127.0.0.1", true, &mine);
   int hidden = -1;
-  const std::vector<Row> rows = Stat({s.pid, c.pid, getpid()}, kAsNobody, &hidden);
+  const std::vector<Row> rows =
+      Stat({s.pid, c.pid, getpid()}, nobody.tool_wrapper, &hidden, nobody.tool);
   Row server_row = Find(rows, s.pid, s.fd), client_row = Find(rows, c.pid, c.fd);
   EXPECT_EQ(server_row["state"], "fast");
   EXPECT_EQ(client_row["state"], "fast");
