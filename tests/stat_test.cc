@@ -303,8 +303,7 @@ TEST(StatTest, NamesWhyRealProgramsUseKernelTcp) {
 // or, when it is not reachable by other users (a checkout in a 0700 directory), copies in a
 // directory every user may read, removed again at the end.
 struct ForNobody {
-  std::string dir, library = LOOPFAST_LIBRARY, tool = LOOPFAST_TOOL,
-                   peer = LOOPFAST_STREAM_PEER;
+  std::string dir, library = LOOPFAST_LIBRARY, tool = LOOPFAST_TOOL, peer = LOOPFAST_STREAM_PEER;
   std::vector<std::string> tool_wrapper = kAsNobody;
   ForNobody() {
     const std::string check = Join(kAsNobody) + "test -r " + library + " -a -x " + tool +

@@ -321,8 +321,8 @@ Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
       }
     }
     for (;;) {
-      const int channel =
-          sys::MoveHigh(sys::Real().accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+      const int channel = sys::MoveHigh(
+          sys::Real().accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
       if (channel < 0) break;
       Held held;
       held.channel_fd = channel;

@@ -244,7 +244,8 @@ void EpollSet::PrepareSleep() {
   // peers an open-ended loop never ended).
   struct epoll_event rang[64];
   size_t members = 0;
-  for (const auto &entry : interests_) members += static_cast<size_t>(entry.second.registered_count);
+  for (const auto &entry : interests_)
+    members += static_cast<size_t>(entry.second.registered_count);
   for (size_t pass = 0; pass <= members / 64; ++pass) {
     const int n = sys::Real().epoll_wait(shadow_, rang, 64, 0);
     for (int i = 0; i < n; ++i) {

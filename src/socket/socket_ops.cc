@@ -747,7 +747,8 @@ int Connect(int fd, const struct sockaddr *address, socklen_t length) {
   }
   int channel = -1;
   if (plain_reason == nullptr) {
-    channel = sys::MoveHigh(Real().socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    channel =
+        sys::MoveHigh(Real().socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     struct sockaddr_un channel_address;
     const socklen_t channel_length =
         rendezvous::ChannelAddress(PortOf(address, length), &channel_address);
