@@ -24,13 +24,12 @@ int main() {
   using namespace loopfast;
   const rendezvous::Hello hello = {rendezvous::MakeHeader(rendezvous::Kind::kHello), 7, 65536};
   Write("seed-hello", 0, &hello, sizeof hello);
-  const rendezvous::Offer offer = {rendezvous::MakeHeader(rendezvous::Kind::kOffer), 65536,
-                                   65536};
+  const rendezvous::Offer offer = {rendezvous::MakeHeader(rendezvous::Kind::kOffer), 65536, 65536};
   Write("seed-offer", 0, &offer, sizeof offer);
-  const uint64_t bytes = LayoutBytes(kMinRingBytes, kMinRingBytes);
+  const uint64_t bytes = LayoutBytes(kMinRingBytes, 2 * kInitialWindowBytes);
   std::vector<uint8_t> memory(bytes + 64);
   void *base = memory.data() + (64 - reinterpret_cast<uintptr_t>(memory.data()) % 64) % 64;
-  InitializeLayout(base, kMinRingBytes, kMinRingBytes);
+  InitializeLayout(base, kMinRingBytes, 2 * kInitialWindowBytes);
   Write("seed-layout", 1, base, sizeof(SharedHeader));
   const std::string policy = "inspect port 5432\ninspect address 127.0.1.0/24\ninspect user 0\n";
   Write("seed-policy", 2, policy.data(), policy.size());

@@ -36,16 +36,19 @@ void FuzzMessages(const uint8_t *data, size_t size) {
 // The input overwrites the header and ring controls of a real layout, as a hostile peer could;
 // a layout that passes validation is then used exactly as a connection uses it.
 void FuzzSharedMemory(const uint8_t *data, size_t size) {
-  const uint64_t bytes = LayoutBytes(kMinRingBytes, kMinRingBytes);
+  const uint64_t bytes = LayoutBytes(kMinRingBytes, 2 * kInitialWindowBytes);
   static std::vector<uint8_t> *memory = new std::vector<uint8_t>();
   memory->assign(bytes + 64, 0);
   void *base = memory->data() + (64 - reinterpret_cast<uintptr_t>(memory->data()) % 64) % 64;
-  InitializeLayout(base, kMinRingBytes, kMinRingBytes);
+  InitializeLayout(base, kMinRingBytes, 2 * kInitialWindowBytes);
   std::memcpy(base, data, std::min<size_t>(size, sizeof(SharedHeader)));
   if (!ValidateLayout(base, bytes)) return;
   auto *header = static_cast<SharedHeader *>(base);
   for (int ring = 0; ring < 2; ++ring) {
-    SpscRing spsc(&header->ring[ring], static_cast<uint8_t *>(base) + header->ring_offset[ring],
+    // Ring 0 lives in its small area only; ring 1 has a large area as well.
+    auto *bytes_base = static_cast<uint8_t *>(base);
+    SpscRing spsc(&header->ring[ring], bytes_base + header->small_offset[ring],
+                  header->small_bytes[ring], bytes_base + header->large_offset[ring],
                   header->ring_capacity[ring]);
     uint8_t buffer[4096];
     (void)spsc.FillLevel();

@@ -37,7 +37,15 @@ void SpscRing::Initialize(RingControl *control, uint32_t initial_window) {
 }
 
 SpscRing::SpscRing(RingControl *control, uint8_t *data, uint32_t capacity)
-    : control_(control), data_(data), capacity_(capacity) {
+    : SpscRing(control, data, capacity, data, capacity) {}
+
+SpscRing::SpscRing(RingControl *control, uint8_t *small_data, uint32_t small_bytes, uint8_t *data,
+                   uint32_t capacity)
+    : control_(control),
+      small_data_(small_data),
+      small_bytes_(small_bytes),
+      data_(data),
+      capacity_(capacity) {
   cached_tail_ = control_->tail.load(std::memory_order_acquire);
 }
 
@@ -112,11 +120,21 @@ bool SpscRing::Grow(RingMapping *mapping) {
   const auto start = static_cast<uint32_t>((cached_tail_ + mapping->shift) & (old_window - 1));
   const auto window =
       static_cast<uint32_t>(std::min<uint64_t>(uint64_t{old_window} * kWindowGrowth, capacity_));
-  if (start + unread > old_window) {
+  uint8_t *const from = DataFor(old_window);
+  uint8_t *const to = DataFor(window);
+  if (from != to) {
+    // Out of the small area: every unread byte is copied to the same offsets of the large
+    // one, the wrapped part to just past the old window (the new one is at least twice as
+    // large). Nothing is written to the small area again, so it needs no guard.
+    const auto first = static_cast<uint32_t>(std::min<uint64_t>(unread, old_window - start));
+    std::memcpy(to + start, from + start, first);
+    std::memcpy(to + old_window, from, static_cast<size_t>(unread - first));
+    control_->guard_bytes.store(0, std::memory_order_relaxed);
+  } else if (start + unread > old_window) {
     // The unread bytes wrapped: the part at the start goes to just past the old window, where
     // no reader with the old window looks. Its old place stays as it is for such a reader.
     const auto wrapped = static_cast<uint32_t>(start + unread - old_window);
-    std::memcpy(data_ + old_window, data_, wrapped);
+    std::memcpy(to + old_window, to, wrapped);
     control_->guard_until.store(head, std::memory_order_relaxed);
     control_->guard_bytes.store(wrapped, std::memory_order_relaxed);
   }
@@ -169,6 +187,7 @@ int64_t SpscRing::Write(const struct iovec *iov, size_t iov_count, size_t iov_sk
   const uint64_t head = control_->head.load(std::memory_order_relaxed);
   const uint32_t window = mapping.window;
   const uint32_t mask = window - 1;
+  uint8_t *const data = DataFor(window);
   size_t budget = std::min<size_t>(max, static_cast<size_t>(room));
   size_t written = 0;
   for (size_t i = 0; i < iov_count && budget > 0; ++i) {
@@ -184,7 +203,7 @@ int64_t SpscRing::Write(const struct iovec *iov, size_t iov_count, size_t iov_sk
     while (len > 0) {
       const auto offset = static_cast<uint32_t>((head + written + mapping.shift) & mask);
       const size_t chunk = std::min<size_t>(len, window - offset);
-      std::memcpy(data_ + offset, src, chunk);
+      std::memcpy(data + offset, src, chunk);
       src += chunk;
       len -= chunk;
       written += chunk;
@@ -202,7 +221,7 @@ size_t SpscRing::UnreadSpan(uint64_t from, const uint8_t **bytes) const {
   const uint64_t tail = control_->tail.load(std::memory_order_acquire);
   if (mapping.window == 0 || head - tail > mapping.window || from - tail >= head - tail) return 0;
   const auto offset = static_cast<uint32_t>((from + mapping.shift) & (mapping.window - 1));
-  *bytes = data_ + offset;
+  *bytes = DataFor(mapping.window) + offset;
   return static_cast<size_t>(std::min<uint64_t>(head - from, mapping.window - offset));
 }
 
@@ -234,6 +253,7 @@ int64_t SpscRing::Read(const struct iovec *iov, size_t iov_count, size_t iov_ski
   if (readable <= 0) return readable;
   const uint32_t window = mapping.window;
   const uint32_t mask = window - 1;
+  const uint8_t *const data = DataFor(window);
   const uint64_t tail = control_->tail.load(std::memory_order_relaxed);
   size_t budget = std::min<size_t>(max, static_cast<size_t>(readable));
   size_t copied = 0;
@@ -250,7 +270,7 @@ int64_t SpscRing::Read(const struct iovec *iov, size_t iov_count, size_t iov_ski
     while (len > 0) {
       const auto offset = static_cast<uint32_t>((tail + copied + mapping.shift) & mask);
       const size_t chunk = std::min<size_t>(len, window - offset);
-      std::memcpy(dst, data_ + offset, chunk);
+      std::memcpy(dst, data + offset, chunk);
       dst += chunk;
       len -= chunk;
       copied += chunk;

@@ -20,6 +20,13 @@
 // wrapped part's old place alone, so a consumer still reading with the old window reads
 // intact bytes.
 //
+// A ring may also have a *small area* of its own, apart from its large one: windows up to the
+// small area's size live there, larger ones in the large area. Shared memory puts both rings'
+// small areas next to their control blocks, so a connection that never streams touches a few
+// neighbouring pages (and page tables) instead of pages megabytes apart. The growth that
+// leaves the small area copies every unread byte to the large one; the small area is never
+// written again, so a consumer still reading with the old window reads intact bytes there.
+//
 // Thread rules: one producer thread and one consumer thread at a time (callers that share an
 // end serialise with their own lock); any thread may read the fill level.
 #ifndef LOOPFAST_RING_RING_H_
@@ -89,6 +96,11 @@ class SpscRing {
   SpscRing() = default;
   // `data` must hold `capacity` bytes; `capacity` must satisfy ValidCapacity.
   SpscRing(RingControl *control, uint8_t *data, uint32_t capacity);
+  // With a small area: `small_data` holds `small_bytes` (a valid capacity no larger than
+  // `capacity`), where windows of up to `small_bytes` live; `data` holds `capacity` bytes for
+  // larger windows (it may be `small_data` itself when `small_bytes == capacity`).
+  SpscRing(RingControl *control, uint8_t *small_data, uint32_t small_bytes, uint8_t *data,
+           uint32_t capacity);
 
   uint32_t capacity() const { return capacity_; }
   RingControl *control() const { return control_; }
@@ -137,8 +149,12 @@ class SpscRing {
   bool WantsGrowth(uint32_t window, size_t room, size_t wanted);
   // Producer: enlarges the window keeping every unread byte readable. False if corrupt.
   bool Grow(RingMapping *mapping);
+  // Where the bytes of a window of this size live.
+  uint8_t *DataFor(uint32_t window) const { return window <= small_bytes_ ? small_data_ : data_; }
 
   RingControl *control_ = nullptr;
+  uint8_t *small_data_ = nullptr;
+  uint32_t small_bytes_ = 0;
   uint8_t *data_ = nullptr;
   uint32_t capacity_ = 0;
   // Producer's process-local copy of the consumer's position: the consumer's cache line is

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -18,6 +19,21 @@ struct HeapRing {
   }
   RingControl control;
   std::vector<uint8_t> data;
+  SpscRing producer;
+  SpscRing consumer;
+};
+
+// A ring whose windows up to `small_bytes` live in a small area apart from the large one.
+struct TwoAreaRing {
+  TwoAreaRing(uint32_t small_bytes, uint32_t capacity, uint32_t window)
+      : small(small_bytes), large(capacity) {
+    SpscRing::Initialize(&control, window);
+    producer = SpscRing(&control, small.data(), small_bytes, large.data(), capacity);
+    consumer = SpscRing(&control, small.data(), small_bytes, large.data(), capacity);
+  }
+  RingControl control;
+  std::vector<uint8_t> small;
+  std::vector<uint8_t> large;
   SpscRing producer;
   SpscRing consumer;
 };
@@ -180,10 +196,76 @@ TEST(RingTest, CorruptMappingIsReportedNotTrusted) {
   EXPECT_EQ(ring.consumer.Read(out, sizeof out), 3);
 }
 
+TEST(RingTest, SmallWindowsStayInTheSmallAreaAndTheLargeAreaIsUntouched) {
+  TwoAreaRing ring(16384, 262144, 4096);
+  std::vector<uint8_t> in(16384, 0x5a), out(16384);
+  // Request/response traffic and growth up to the small area's size: all of it stays there.
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_EQ(ring.producer.Write(in.data(), 3000), 3000);
+    ASSERT_EQ(ring.consumer.Read(out.data(), 3000), 3000);
+  }
+  ASSERT_EQ(ring.producer.Write(in.data(), 6000), 6000);  // does not fit 4 KiB: grows to 16
+  EXPECT_EQ(ring.producer.Window(), 16384u);
+  ASSERT_EQ(ring.consumer.Read(out.data(), 6000), 6000);
+  EXPECT_TRUE(std::all_of(ring.large.begin(), ring.large.end(), [](uint8_t b) { return b == 0; }));
+}
+
+TEST(RingTest, LeavingTheSmallAreaMovesWrappedUnreadBytesAndLeavesTheOldCopyIntact) {
+  TwoAreaRing ring(16384, 262144, 16384);
+  std::vector<uint8_t> in(300000), out(300000);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = uint8_t(i * 29 + 11);
+  // 12,000 unread bytes that wrap in the 16 KiB small window: offsets 10000..16383, 0..5615.
+  ASSERT_EQ(ring.producer.Write(in.data(), 14000), 14000);
+  ASSERT_EQ(ring.consumer.Read(out.data(), 10000), 10000);
+  ASSERT_EQ(ring.producer.Write(in.data() + 14000, 8000), 8000);
+  // A consumer that looked before the growth still reads with the small window: snapshot it.
+  const std::vector<uint8_t> small_before = ring.small;
+  // Does not fit: the window grows to 64 KiB, in the large area, with no guard to wait for.
+  const int64_t n = ring.producer.Write(in.data() + 22000, 100000);
+  EXPECT_EQ(ring.producer.Window(), 65536u);
+  EXPECT_EQ(n, 65536 - 12000);
+  EXPECT_EQ(ring.small, small_before);
+  // Everything reads back in order from the large area.
+  ASSERT_EQ(ring.consumer.Read(out.data() + 10000, 12000 + size_t(n)), 12000 + n);
+  EXPECT_EQ(std::memcmp(out.data(), in.data(), 22000 + size_t(n)), 0);
+  // And the stream goes on there, growing to the capacity; the small area is never written.
+  size_t sent = 22000 + size_t(n), received = sent;
+  while (received < in.size()) {
+    const int64_t w = ring.producer.Write(in.data() + sent, in.size() - sent);
+    ASSERT_GE(w, 0);
+    sent += size_t(w);
+    const int64_t r = ring.consumer.Read(out.data() + received, 7000);
+    ASSERT_GE(r, 0);
+    received += size_t(r);
+  }
+  EXPECT_EQ(ring.producer.Window(), 262144u);
+  EXPECT_EQ(out, in);
+  EXPECT_EQ(ring.small, small_before);
+}
+
+TEST(RingTest, AReaderWithTheSmallWindowReadsIntactBytesAfterTheMove) {
+  TwoAreaRing ring(4096, 65536, 4096);
+  std::vector<uint8_t> in(8192), out(8192);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = uint8_t(i * 3 + 1);
+  ASSERT_EQ(ring.producer.Write(in.data(), 3000), 3000);
+  ASSERT_EQ(ring.consumer.Read(out.data(), 2000), 2000);
+  ASSERT_EQ(ring.producer.Write(in.data() + 3000, 3000), 3000);  // 4000 unread, wrapped
+  // The consumer took its view (the small window) before the producer grew the ring.
+  const RingMapping seen = ring.consumer.Mapping();
+  ASSERT_EQ(ring.producer.Write(in.data() + 6000, 2000), 2000);  // moves to the large area
+  ASSERT_EQ(ring.producer.Window(), 16384u);
+  // Reading the 4000 bytes it knew of with that view finds them where they were.
+  for (uint64_t pos = 2000; pos < 6000; ++pos) {
+    ASSERT_EQ(ring.small[(pos + seen.shift) & (seen.window - 1)], in[pos]) << pos;
+  }
+  ASSERT_EQ(ring.consumer.Read(out.data() + 2000, 6000), 6000);
+  EXPECT_EQ(std::memcmp(out.data(), in.data(), 8000), 0);
+}
+
 // Two threads, random sizes: every byte arrives once, in order, while the window grows.
 // Run under ThreadSanitizer too.
-void ConcurrentTransfer(uint32_t seed, size_t total) {
-  HeapRing ring(65536, 4096);
+template <typename Ring>
+void ConcurrentTransfer(Ring &ring, uint32_t seed, size_t total) {
   const size_t kTotal = total;
   std::thread producer([&] {
     std::mt19937 rng(seed * 2 + 1);
@@ -222,8 +304,22 @@ void ConcurrentTransfer(uint32_t seed, size_t total) {
 
 TEST(RingTest, ConcurrentProducerAndConsumerAreByteExact) {
   // Many young rings: each grows twice (4 KiB, 16 KiB, 64 KiB) while bytes are in flight.
-  for (uint32_t round = 0; round < 40; ++round) ConcurrentTransfer(round, 256 << 10);
-  ConcurrentTransfer(99, 8 << 20);
+  for (uint32_t round = 0; round < 40; ++round) {
+    HeapRing ring(65536, 4096);
+    ConcurrentTransfer(ring, round, 256 << 10);
+  }
+  HeapRing ring(65536, 4096);
+  ConcurrentTransfer(ring, 99, 8 << 20);
+}
+
+TEST(RingTest, ConcurrentTransferOutOfTheSmallAreaIsByteExact) {
+  // Each ring grows in its small area (4 to 16 KiB), then out of it (64, 256 KiB).
+  for (uint32_t round = 0; round < 40; ++round) {
+    TwoAreaRing ring(16384, 262144, 4096);
+    ConcurrentTransfer(ring, 1000 + round, 512 << 10);
+  }
+  TwoAreaRing ring(16384, 262144, 4096);
+  ConcurrentTransfer(ring, 1099, 8 << 20);
 }
 
 }  // namespace

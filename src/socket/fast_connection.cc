@@ -164,10 +164,11 @@ FastConnection::FastConnection(int side, void *memory, uint64_t bytes, int data_
   SharedHeader *h = header();
   // Sizes come from our validated copy of the header (ValidateLayout), never re-read later.
   const int out = RingFrom(side), in = RingInto(side);
-  tx_ = SpscRing(&h->ring[out], static_cast<uint8_t *>(memory) + h->ring_offset[out],
-                 h->ring_capacity[out]);
-  rx_ = SpscRing(&h->ring[in], static_cast<uint8_t *>(memory) + h->ring_offset[in],
-                 h->ring_capacity[in]);
+  auto *base = static_cast<uint8_t *>(memory);
+  tx_ = SpscRing(&h->ring[out], base + h->small_offset[out], h->small_bytes[out],
+                 base + h->large_offset[out], h->ring_capacity[out]);
+  rx_ = SpscRing(&h->ring[in], base + h->small_offset[in], h->small_bytes[in],
+                 base + h->large_offset[in], h->ring_capacity[in]);
   sys::Own(data_bell_.fd());
   sys::Own(space_bell_.fd());
 }

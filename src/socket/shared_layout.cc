@@ -4,9 +4,40 @@
 #include <cstring>
 
 namespace loopfast {
+namespace {
+
+// The one placement both sides compute from the two capacities.
+struct Placement {
+  uint32_t small_offset[2];
+  uint32_t small_bytes[2];
+  uint64_t large_offset[2];
+  uint64_t total_bytes;
+};
+
+Placement PlaceRings(uint32_t capacity_c2s, uint32_t capacity_s2c) {
+  const uint32_t capacity[2] = {capacity_c2s, capacity_s2c};
+  Placement placement{};
+  uint64_t next = kHeaderBytes;
+  for (int i = 0; i < 2; ++i) {
+    placement.small_offset[i] = static_cast<uint32_t>(next);
+    placement.small_bytes[i] = std::min(capacity[i], kInitialWindowBytes);
+    next += placement.small_bytes[i];
+  }
+  for (int i = 0; i < 2; ++i) {
+    placement.large_offset[i] = placement.small_offset[i];
+    if (capacity[i] > placement.small_bytes[i]) {
+      placement.large_offset[i] = next;
+      next += capacity[i];
+    }
+  }
+  placement.total_bytes = next;
+  return placement;
+}
+
+}  // namespace
 
 uint64_t LayoutBytes(uint32_t capacity_c2s, uint32_t capacity_s2c) {
-  return uint64_t{kHeaderBytes} + capacity_c2s + capacity_s2c;
+  return PlaceRings(capacity_c2s, capacity_s2c).total_bytes;
 }
 
 void InitializeLayout(void *memory, uint32_t capacity_c2s, uint32_t capacity_s2c) {
@@ -15,11 +46,15 @@ void InitializeLayout(void *memory, uint32_t capacity_c2s, uint32_t capacity_s2c
   header->magic = kLayoutMagic;
   header->version = kLayoutVersion;
   header->header_bytes = kHeaderBytes;
-  header->total_bytes = LayoutBytes(capacity_c2s, capacity_s2c);
-  header->ring_offset[0] = kHeaderBytes;
-  header->ring_offset[1] = uint64_t{kHeaderBytes} + capacity_c2s;
+  const Placement placement = PlaceRings(capacity_c2s, capacity_s2c);
+  header->total_bytes = placement.total_bytes;
   header->ring_capacity[0] = capacity_c2s;
   header->ring_capacity[1] = capacity_s2c;
+  for (int i = 0; i < 2; ++i) {
+    header->large_offset[i] = placement.large_offset[i];
+    header->small_offset[i] = placement.small_offset[i];
+    header->small_bytes[i] = placement.small_bytes[i];
+  }
   header->side[0].holders.store(1, std::memory_order_relaxed);
   header->side[1].holders.store(1, std::memory_order_relaxed);
   SpscRing::Initialize(&header->ring[0], std::min(capacity_c2s, kInitialWindowBytes));
@@ -36,9 +71,16 @@ bool ValidateLayout(const void *memory, uint64_t mapped_bytes) {
   for (int i = 0; i < 2; ++i) {
     if (!SpscRing::ValidCapacity(copy.ring_capacity[i])) return false;
   }
-  if (copy.ring_offset[0] != kHeaderBytes) return false;
-  if (copy.ring_offset[1] != uint64_t{kHeaderBytes} + copy.ring_capacity[0]) return false;
-  if (copy.ring_offset[1] + copy.ring_capacity[1] != mapped_bytes) return false;
+  // Every offset and size must be exactly what this side would have placed.
+  const Placement placement = PlaceRings(copy.ring_capacity[0], copy.ring_capacity[1]);
+  if (placement.total_bytes != mapped_bytes) return false;
+  for (int i = 0; i < 2; ++i) {
+    if (copy.large_offset[i] != placement.large_offset[i] ||
+        copy.small_offset[i] != placement.small_offset[i] ||
+        copy.small_bytes[i] != placement.small_bytes[i]) {
+      return false;
+    }
+  }
   return true;
 }
 

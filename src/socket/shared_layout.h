@@ -13,7 +13,7 @@
 namespace loopfast {
 
 inline constexpr uint32_t kLayoutMagic = 0x4c465354;  // "LFST"
-inline constexpr uint32_t kLayoutVersion = 3;         // 3: windows grow with unread bytes in place
+inline constexpr uint32_t kLayoutVersion = 4;         // 4: small areas next to the header
 inline constexpr uint32_t kHeaderBytes = 4096;
 // Ring sizes: the smallest (also the most a connecting side buffers before the rendezvous
 // completes, so that its early bytes always fit), the default, the largest. A ring starts
@@ -84,23 +84,31 @@ static_assert(offsetof(SideBlock, send_lock) == kCacheLine);
 static_assert(offsetof(SideBlock, bytes_sent) == kCacheLine + 8);
 static_assert(sizeof(SideBlock) == 2 * kCacheLine);
 
+// Where each ring's bytes live. A ring's windows up to small_bytes use its small area; both
+// small areas sit right after the header, so a connection that never streams touches three
+// neighbouring pages (one page table per mapping) rather than pages megabytes apart. Larger
+// windows use the ring's large area, after both small areas (SpscRing explains the move).
+// A ring no larger than its small area has no large area: large_offset == small_offset.
 struct SharedHeader {
   uint32_t magic;
   uint32_t version;
   uint32_t header_bytes;
   uint32_t reserved;
   uint64_t total_bytes;
-  uint64_t ring_offset[2];
+  uint64_t large_offset[2];
   uint32_t ring_capacity[2];
-  uint8_t pad0[kCacheLine - 48];
+  uint32_t small_offset[2];
+  uint32_t small_bytes[2];
   SideBlock side[2];
   RingControl ring[2];
 };
 static_assert(offsetof(SharedHeader, magic) == 0);
 static_assert(offsetof(SharedHeader, version) == 4);
 static_assert(offsetof(SharedHeader, total_bytes) == 16);
-static_assert(offsetof(SharedHeader, ring_offset) == 24);
+static_assert(offsetof(SharedHeader, large_offset) == 24);
 static_assert(offsetof(SharedHeader, ring_capacity) == 40);
+static_assert(offsetof(SharedHeader, small_offset) == 48);
+static_assert(offsetof(SharedHeader, small_bytes) == 56);
 static_assert(offsetof(SharedHeader, side) == kCacheLine);
 static_assert(offsetof(SharedHeader, ring) == 5 * kCacheLine);
 static_assert(sizeof(SharedHeader) == 9 * kCacheLine);

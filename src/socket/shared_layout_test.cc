@@ -15,7 +15,30 @@ TEST(SharedLayoutTest, FreshLayoutValidates) {
   EXPECT_TRUE(ValidateLayout(memory.data(), bytes));
   const auto *header = reinterpret_cast<const SharedHeader *>(memory.data());
   EXPECT_EQ(header->side[0].holders.load(), 1u);
-  EXPECT_EQ(header->ring_offset[1], kHeaderBytes + 16384u);
+  // Both small areas right after the header; rings no larger than them need nothing more.
+  EXPECT_EQ(header->small_offset[0], kHeaderBytes);
+  EXPECT_EQ(header->small_offset[1], kHeaderBytes + 16384u);
+  EXPECT_EQ(header->large_offset[1], header->small_offset[1]);
+  EXPECT_EQ(bytes, kHeaderBytes + 16384u + 32768u);
+}
+
+TEST(SharedLayoutTest, LargeRingsStartSmallNextToTheHeader) {
+  const uint64_t bytes = LayoutBytes(kDefaultRingBytes, kDefaultRingBytes);
+  std::vector<uint8_t> memory(bytes);
+  InitializeLayout(memory.data(), kDefaultRingBytes, kDefaultRingBytes);
+  ASSERT_TRUE(ValidateLayout(memory.data(), bytes));
+  const auto *header = reinterpret_cast<const SharedHeader *>(memory.data());
+  EXPECT_EQ(header->small_offset[0], kHeaderBytes);
+  EXPECT_EQ(header->small_offset[1], kHeaderBytes + kInitialWindowBytes);
+  EXPECT_EQ(header->small_bytes[1], kInitialWindowBytes);
+  EXPECT_EQ(header->large_offset[0], kHeaderBytes + 2 * kInitialWindowBytes);
+  EXPECT_EQ(header->large_offset[1], header->large_offset[0] + kDefaultRingBytes);
+  EXPECT_EQ(bytes, header->large_offset[1] + kDefaultRingBytes);
+  // So a ring's first window ends within the first 132 KiB: one page table maps it all.
+  SpscRing ring(const_cast<RingControl *>(&header->ring[1]),
+                memory.data() + header->small_offset[1], header->small_bytes[1],
+                memory.data() + header->large_offset[1], header->ring_capacity[1]);
+  EXPECT_EQ(ring.Window(), kInitialWindowBytes);
 }
 
 TEST(SharedLayoutTest, EveryForgedFieldIsRejected) {
@@ -33,8 +56,12 @@ TEST(SharedLayoutTest, EveryForgedFieldIsRejected) {
   EXPECT_FALSE(forged([](SharedHeader &h) { h.total_bytes += 4096; }));
   EXPECT_FALSE(forged([](SharedHeader &h) { h.ring_capacity[0] = 12345; }));
   EXPECT_FALSE(forged([](SharedHeader &h) { h.ring_capacity[1] = 1u << 30; }));
-  EXPECT_FALSE(forged([](SharedHeader &h) { h.ring_offset[0] = 0; }));
-  EXPECT_FALSE(forged([](SharedHeader &h) { h.ring_offset[1] = 8; }));
+  EXPECT_FALSE(forged([](SharedHeader &h) { h.large_offset[0] = 0; }));
+  EXPECT_FALSE(forged([](SharedHeader &h) { h.large_offset[1] = 8; }));
+  EXPECT_FALSE(forged([](SharedHeader &h) { h.small_offset[0] = 0; }));
+  EXPECT_FALSE(forged([](SharedHeader &h) { h.small_offset[1] += 4096; }));
+  EXPECT_FALSE(forged([](SharedHeader &h) { h.small_bytes[0] = 4096; }));
+  EXPECT_FALSE(forged([](SharedHeader &h) { h.small_bytes[1] = 1u << 20; }));
   EXPECT_FALSE(ValidateLayout(good.data(), bytes - 1));
   EXPECT_FALSE(ValidateLayout(good.data(), 100));
   EXPECT_FALSE(ValidateLayout(nullptr, bytes));
