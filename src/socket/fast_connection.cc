@@ -13,6 +13,7 @@
 
 #include "socket/deadline.h"
 #include "stat/registry.h"
+#include "sys/mapping_slots.h"
 #include "sys/owned_fds.h"
 #include "sys/real_calls.h"
 #include "wait/shared_lock.h"
@@ -21,6 +22,7 @@ namespace loopfast {
 namespace {
 
 constexpr uint64_t kMaxMappingBytes = uint64_t{64} << 20;
+static_assert(kMaxNearBytes <= sys::kMappingSlotBytes, "the near part must fit a mapping slot");
 
 size_t TotalLength(const struct iovec *iov, size_t count) {
   size_t total = 0;
@@ -83,35 +85,35 @@ Result<std::unique_ptr<FastConnection>> FastConnection::Create(uint32_t capacity
   if (!SpscRing::ValidCapacity(capacity_c2s) || !SpscRing::ValidCapacity(capacity_s2c)) {
     return Errno{EINVAL};
   }
-  const uint64_t bytes = LayoutBytes(capacity_c2s, capacity_s2c);
+  const Placement placement = PlaceRings(capacity_c2s, capacity_s2c);
   const int memory_fd = memfd_create("loopfast", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (memory_fd < 0) return Errno{errno};
   // Seals: the peer checks them, so neither side can shrink the memory under the other
   // (which would turn the other's next access into SIGBUS).
-  if (ftruncate(memory_fd, static_cast<off_t>(bytes)) != 0 ||
+  if (ftruncate(memory_fd, static_cast<off_t>(placement.total_bytes)) != 0 ||
       sys::Real().fcntl(memory_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
     const int error = errno;
     sys::CloseOwned(memory_fd);
     return Errno{error};
   }
-  void *memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, memory_fd, 0);
-  if (memory == MAP_FAILED) {
+  SharedMemory memory;
+  if (!memory.Map(memory_fd, placement)) {
     const int error = errno;
     sys::CloseOwned(memory_fd);
     return Errno{error};
   }
-  InitializeLayout(memory, capacity_c2s, capacity_s2c);
+  InitializeLayout(memory.near, capacity_c2s, capacity_s2c);
   int data_pair[2];
   int space_pair[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, data_pair) != 0) {
     const int error = errno;
-    munmap(memory, bytes);
+    memory.Unmap();
     sys::CloseOwned(memory_fd);
     return Errno{error};
   }
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, space_pair) != 0) {
     const int error = errno;
-    munmap(memory, bytes);
+    memory.Unmap();
     sys::CloseOwned(memory_fd);
     sys::CloseOwned(data_pair[0]);
     sys::CloseOwned(data_pair[1]);
@@ -120,9 +122,9 @@ Result<std::unique_ptr<FastConnection>> FastConnection::Create(uint32_t capacity
   peer->memory_fd = memory_fd;
   peer->data_bell_fd = data_pair[1];
   peer->space_bell_fd = space_pair[1];
-  header_of(memory)->side[kServerSide].pid = static_cast<uint32_t>(getpid());
+  header_of(memory.near)->side[kServerSide].pid = static_cast<uint32_t>(getpid());
   return std::unique_ptr<FastConnection>(
-      new FastConnection(kServerSide, memory, bytes, data_pair[0], space_pair[0]));
+      new FastConnection(kServerSide, memory, placement, data_pair[0], space_pair[0]));
 }
 
 Result<std::unique_ptr<FastConnection>> FastConnection::Attach(int memory_fd, int data_bell_fd,
@@ -142,39 +144,86 @@ Result<std::unique_ptr<FastConnection>> FastConnection::Attach(int memory_fd, in
     return fail(EPROTO);
   }
   const uint64_t bytes = static_cast<uint64_t>(info.st_size);
-  void *memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, memory_fd, 0);
-  if (memory == MAP_FAILED) return fail(errno);
-  if (!ValidateLayout(memory, bytes)) {
-    munmap(memory, bytes);
+  // The near part first, for the header; then the large areas where our own reading of it
+  // puts them.
+  SharedMemory memory;
+  if (!memory.MapNear(memory_fd, bytes)) return fail(errno);
+  Placement placement;
+  if (!ValidateLayout(memory.near, bytes, &placement)) {
+    memory.Unmap();
     return fail(EPROTO);
   }
-  sys::CloseOwned(memory_fd);  // the mapping keeps the memory; no descriptor names it any more
-  header_of(memory)->side[kClientSide].pid = static_cast<uint32_t>(getpid());
+  if (!memory.MapLarge(memory_fd, placement)) {
+    const int error = errno;
+    memory.Unmap();
+    return fail(error);
+  }
+  sys::CloseOwned(memory_fd);  // the mappings keep the memory; no descriptor names it any more
+  header_of(memory.near)->side[kClientSide].pid = static_cast<uint32_t>(getpid());
   return std::unique_ptr<FastConnection>(
-      new FastConnection(kClientSide, memory, bytes, data_bell_fd, space_bell_fd));
+      new FastConnection(kClientSide, memory, placement, data_bell_fd, space_bell_fd));
 }
 
-FastConnection::FastConnection(int side, void *memory, uint64_t bytes, int data_bell_fd,
-                               int space_bell_fd)
+bool FastConnection::SharedMemory::MapNear(int fd, uint64_t total_bytes) {
+  near_bytes = NearBytes(total_bytes);
+  near = sys::MapShared(fd, near_bytes);
+  if (near != MAP_FAILED) return true;
+  near = nullptr;
+  return false;
+}
+
+bool FastConnection::SharedMemory::MapLarge(int fd, const Placement &placement) {
+  large_start = placement.large_start;
+  large_bytes = placement.total_bytes - placement.large_start;
+  if (large_bytes == 0) return true;
+  large = mmap(nullptr, large_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+               static_cast<off_t>(large_start));
+  if (large != MAP_FAILED) return true;
+  large = nullptr;
+  return false;
+}
+
+bool FastConnection::SharedMemory::Map(int fd, const Placement &placement) {
+  if (!MapNear(fd, placement.total_bytes)) return false;
+  if (MapLarge(fd, placement)) return true;
+  const int error = errno;
+  Unmap();
+  errno = error;
+  return false;
+}
+
+void FastConnection::SharedMemory::Unmap() {
+  if (near != nullptr) sys::UnmapShared(near, near_bytes);
+  if (large != nullptr) munmap(large, large_bytes);
+  near = large = nullptr;
+}
+
+FastConnection::FastConnection(int side, const SharedMemory &memory, const Placement &placement,
+                               int data_bell_fd, int space_bell_fd)
     : side_(side),
       memory_(memory),
-      bytes_(bytes),
       data_bell_(sys::MoveHigh(data_bell_fd)),
       space_bell_(sys::MoveHigh(space_bell_fd)) {
-  SharedHeader *h = header();
-  // Sizes come from our validated copy of the header (ValidateLayout), never re-read later.
-  const int out = RingFrom(side), in = RingInto(side);
-  auto *base = static_cast<uint8_t *>(memory);
-  tx_ = SpscRing(&h->ring[out], base + h->small_offset[out], h->small_bytes[out],
-                 base + h->large_offset[out], h->ring_capacity[out]);
-  rx_ = SpscRing(&h->ring[in], base + h->small_offset[in], h->small_bytes[in],
-                 base + h->large_offset[in], h->ring_capacity[in]);
+  // Offsets and sizes from this side's own placement, never from the shared header.
+  auto make_ring = [&](int ring) {
+    auto *near = static_cast<uint8_t *>(memory.near);
+    uint8_t *small = near + placement.small_offset[ring];
+    uint8_t *large = small;
+    if (placement.large_offset[ring] != placement.small_offset[ring]) {
+      large = static_cast<uint8_t *>(memory.large) +
+              (placement.large_offset[ring] - placement.large_start);
+    }
+    return SpscRing(&header()->ring[ring], small, placement.small_bytes[ring], large,
+                    placement.capacity[ring]);
+  };
+  tx_ = make_ring(RingFrom(side));
+  rx_ = make_ring(RingInto(side));
   sys::Own(data_bell_.fd());
   sys::Own(space_bell_.fd());
 }
 
 FastConnection::~FastConnection() {
-  munmap(memory_, bytes_);
+  memory_.Unmap();
   sys::CloseOwned(data_bell_.fd());
   sys::CloseOwned(space_bell_.fd());
 }

@@ -169,9 +169,24 @@ class FastConnection {
   void PublishTo(int slot);
 
  private:
-  FastConnection(int side, void *memory, uint64_t bytes, int data_bell_fd, int space_bell_fd);
+  // This end's mappings of the connection's memory (see NearBytes in shared_layout.h).
+  struct SharedMemory {
+    void *near = nullptr;  // the header and both small areas, in a mapping slot
+    uint64_t near_bytes = 0;
+    void *large = nullptr;  // the large areas; null when no ring has one
+    uint64_t large_start = 0;
+    uint64_t large_bytes = 0;
+    // False with errno set (and nothing left mapped by that call).
+    bool MapNear(int fd, uint64_t total_bytes);
+    bool MapLarge(int fd, const Placement &placement);
+    bool Map(int fd, const Placement &placement);
+    void Unmap();
+  };
 
-  SharedHeader *header() const { return static_cast<SharedHeader *>(memory_); }
+  FastConnection(int side, const SharedMemory &memory, const Placement &placement, int data_bell_fd,
+                 int space_bell_fd);
+
+  SharedHeader *header() const { return static_cast<SharedHeader *>(memory_.near); }
   SideBlock &self() const { return header()->side[side_]; }
   SideBlock &peer() const { return header()->side[1 - side_]; }
   uint32_t PeerFlags() const;
@@ -195,8 +210,7 @@ class FastConnection {
   Result<size_t> RecvFromRing(const struct iovec *iov, size_t iov_count, const RecvCall &call);
 
   int side_;
-  void *memory_;
-  uint64_t bytes_;
+  SharedMemory memory_;
   SpscRing tx_;
   SpscRing rx_;
   Doorbell data_bell_;                  // sleep here for data; ring here after writing

@@ -4,37 +4,28 @@
 #include <cstring>
 
 namespace loopfast {
-namespace {
-
-// The one placement both sides compute from the two capacities.
-struct Placement {
-  uint32_t small_offset[2];
-  uint32_t small_bytes[2];
-  uint64_t large_offset[2];
-  uint64_t total_bytes;
-};
 
 Placement PlaceRings(uint32_t capacity_c2s, uint32_t capacity_s2c) {
-  const uint32_t capacity[2] = {capacity_c2s, capacity_s2c};
   Placement placement{};
+  placement.capacity[0] = capacity_c2s;
+  placement.capacity[1] = capacity_s2c;
   uint64_t next = kHeaderBytes;
   for (int i = 0; i < 2; ++i) {
     placement.small_offset[i] = static_cast<uint32_t>(next);
-    placement.small_bytes[i] = std::min(capacity[i], kInitialWindowBytes);
+    placement.small_bytes[i] = std::min(placement.capacity[i], kInitialWindowBytes);
     next += placement.small_bytes[i];
   }
+  placement.large_start = next;
   for (int i = 0; i < 2; ++i) {
     placement.large_offset[i] = placement.small_offset[i];
-    if (capacity[i] > placement.small_bytes[i]) {
+    if (placement.capacity[i] > placement.small_bytes[i]) {
       placement.large_offset[i] = next;
-      next += capacity[i];
+      next += placement.capacity[i];
     }
   }
   placement.total_bytes = next;
   return placement;
 }
-
-}  // namespace
 
 uint64_t LayoutBytes(uint32_t capacity_c2s, uint32_t capacity_s2c) {
   return PlaceRings(capacity_c2s, capacity_s2c).total_bytes;
@@ -61,7 +52,7 @@ void InitializeLayout(void *memory, uint32_t capacity_c2s, uint32_t capacity_s2c
   SpscRing::Initialize(&header->ring[1], std::min(capacity_s2c, kInitialWindowBytes));
 }
 
-bool ValidateLayout(const void *memory, uint64_t mapped_bytes) {
+bool ValidateLayout(const void *memory, uint64_t mapped_bytes, Placement *placement_out) {
   if (memory == nullptr || mapped_bytes < kHeaderBytes) return false;
   // Copy the fixed fields once: the peer may change them while we look.
   SharedHeader copy;
@@ -81,6 +72,7 @@ bool ValidateLayout(const void *memory, uint64_t mapped_bytes) {
       return false;
     }
   }
+  if (placement_out != nullptr) *placement_out = placement;
   return true;
 }
 

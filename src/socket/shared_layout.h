@@ -114,15 +114,37 @@ static_assert(offsetof(SharedHeader, ring) == 5 * kCacheLine);
 static_assert(sizeof(SharedHeader) == 9 * kCacheLine);
 static_assert(sizeof(SharedHeader) <= kHeaderBytes);
 
+// Where everything lives, computed by each side from the two capacities alone.
+struct Placement {
+  uint32_t capacity[2];
+  uint32_t small_offset[2];
+  uint32_t small_bytes[2];
+  uint64_t large_offset[2];  // == small_offset when the ring has no large area
+  uint64_t large_start;      // where the large areas start (a page boundary), or total_bytes
+  uint64_t total_bytes;
+};
+Placement PlaceRings(uint32_t capacity_c2s, uint32_t capacity_s2c);
+
 // Bytes of shared memory for rings of these capacities.
 uint64_t LayoutBytes(uint32_t capacity_c2s, uint32_t capacity_s2c);
 
-// Writes a fresh header into `memory` (LayoutBytes(...) bytes, zeroed).
+// Each end maps the memory in two parts: the header and both small areas (the first
+// NearBytes(total) bytes: the small areas always end within kMaxNearBytes), and the large
+// areas, from large_start to the end, apart (nothing touches them until a stream grows a
+// window past its small area).
+inline constexpr uint64_t kMaxNearBytes =
+    uint64_t{kHeaderBytes} + 2 * uint64_t{kInitialWindowBytes};
+inline uint64_t NearBytes(uint64_t total_bytes) {
+  return total_bytes < kMaxNearBytes ? total_bytes : kMaxNearBytes;
+}
+
+// Writes a fresh header into `memory` (at least kHeaderBytes bytes, zeroed).
 void InitializeLayout(void *memory, uint32_t capacity_c2s, uint32_t capacity_s2c);
 
-// Checks a header received from the peer against the mapping's real size. Every field the
-// reader will use is checked; false means "do not use this memory".
-bool ValidateLayout(const void *memory, uint64_t mapped_bytes);
+// Checks a header received from the peer against the memory's real size. Every field is
+// checked; false means "do not use this memory". On success `placement` (if given) is where
+// things are, from this side's own reading: the peer may change the header afterwards.
+bool ValidateLayout(const void *memory, uint64_t mapped_bytes, Placement *placement = nullptr);
 
 // Rounds a requested buffer size up to a valid ring capacity in [kMinRingBytes, kMaxRingBytes].
 uint32_t RingCapacityFor(uint64_t requested_bytes);

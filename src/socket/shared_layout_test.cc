@@ -34,7 +34,14 @@ TEST(SharedLayoutTest, LargeRingsStartSmallNextToTheHeader) {
   EXPECT_EQ(header->large_offset[0], kHeaderBytes + 2 * kInitialWindowBytes);
   EXPECT_EQ(header->large_offset[1], header->large_offset[0] + kDefaultRingBytes);
   EXPECT_EQ(bytes, header->large_offset[1] + kDefaultRingBytes);
-  // So a ring's first window ends within the first 132 KiB: one page table maps it all.
+  // The reader's placement is its own computation, equal to what the header says.
+  Placement placement;
+  ASSERT_TRUE(ValidateLayout(memory.data(), bytes, &placement));
+  EXPECT_EQ(placement.large_start, header->large_offset[0]);
+  EXPECT_EQ(placement.large_offset[1], header->large_offset[1]);
+  EXPECT_EQ(placement.total_bytes, bytes);
+  EXPECT_LE(placement.large_start, kMaxNearBytes);
+  // So a ring's first window ends within the near part: one small mapping holds it all.
   SpscRing ring(const_cast<RingControl *>(&header->ring[1]),
                 memory.data() + header->small_offset[1], header->small_bytes[1],
                 memory.data() + header->large_offset[1], header->ring_capacity[1]);
