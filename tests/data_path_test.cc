@@ -205,6 +205,31 @@ TEST(DataPathTest, HalfCloseDeliversEverythingThenEndOfFileAndTheOtherWayStillWo
   EXPECT_EQ(Reap(c.server), 0);
 }
 
+// Closing rings the peer's doorbell only when the peer announced a sleep: a peer asleep in
+// recv() or in poll() (long past its spin) must wake with end-of-file all the same.
+TEST(DataPathTest, AClosingPeerWakesAReaderAsleepInRecvAndOneAsleepInPoll) {
+  for (const bool in_poll : {false, true}) {
+    Connection c = Open(true, [](int fd) {
+      const int path = ExpectPath(fd, true);
+      usleep(200 * 1000);  // the client is asleep by now
+      close(fd);
+      return path;
+    });
+    const Clock::time_point start = Clock::now();
+    if (in_poll) {
+      struct pollfd pfd = {c.client, POLLIN, 0};
+      ASSERT_EQ(poll(&pfd, 1, 10000), 1);
+      EXPECT_NE(pfd.revents & POLLIN, 0);
+    }
+    char byte;
+    EXPECT_EQ(recv(c.client, &byte, 1, 0), 0) << (in_poll ? "after poll" : "blocking recv");
+    EXPECT_LT(MsSince(start), 5000.0);
+    EXPECT_EQ(ObservedPath(c.client), "fast");
+    close(c.client);
+    EXPECT_EQ(Reap(c.server), 0);
+  }
+}
+
 TEST(DataPathTest, ShutdownReadEndsReadsAtOnce) {
   Connection c = Open(true, [](int fd) {
     char byte;

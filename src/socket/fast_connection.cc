@@ -650,8 +650,10 @@ bool FastConnection::Close(int kernel_fd) {
   if (capture_flow_) capture_sink_->End(*capture_flow_, /*outgoing=*/true);
   self().flags.fetch_or(kSideWriteShut | kSideClosed | (unread ? kSideAborted : 0u),
                         std::memory_order_release);
-  data_bell_.Ring();
-  space_bell_.Ring();
+  // Only a peer that announced a sleep needs a wake-up byte (one that did not sees the flags
+  // on its next look); this end's doorbells close right after, which ends such sleeps too.
+  NotifyPeerReader();
+  NotifyPeerWriter();
   return unread;
 }
 
