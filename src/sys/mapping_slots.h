@@ -21,7 +21,7 @@
 namespace loopfast::sys {
 
 // The largest mapping a slot takes.
-inline constexpr size_t kMappingSlotBytes = 132 * 1024;
+inline constexpr size_t kMappingSlotBytes = size_t{132} * 1024;
 
 // Maps `bytes` of `fd` from offset 0, shared, read-write: in a slot when `bytes` fits one.
 // Returns MAP_FAILED with errno set when it cannot be mapped at all.
