@@ -258,6 +258,71 @@ TEST(ProcessTest, AfterForkParentAndChildBothUseTheConnection) {
   close(pair.server);
 }
 
+// fork() right after connect(), before the client has read the listener's answer: without care
+// both processes shared the rendezvous channel, the child's close consumed the Offer, and the
+// parent's next send reset the connection ("bytes bypassed the fast path"). The parent now
+// settles the path before the child exists: here the Offer is there, so both share one fast
+// connection.
+TEST(ProcessTest, ForkRightAfterConnectSharesOneFastConnectionWithTheChild) {
+  uint16_t port = 0;
+  const int listener = Listen(AF_INET, "127.0.0.1", true, &port);
+  ASSERT_GE(listener, 0);
+  const int client = Connect({AF_INET, "127.0.0.1", port}, true);
+  const int server = accept(listener, nullptr, nullptr);  // sends the Offer
+  close(listener);
+  ASSERT_GE(client, 0);
+  ASSERT_GE(server, 0);
+  const pid_t child = Spawn([&] {
+    close(client);  // the child serves; the parent keeps the client end
+    std::vector<uint8_t> got(1 << 20);
+    if (!ReadAll(server, got.data(), got.size())) return 2;
+    if (got != Pattern(4, 0, got.size())) return 3;
+    if (!WriteAll(server, got.data(), got.size())) return 4;
+    return ObservedPath(server) == "fast" ? 0 : 5;
+  });
+  close(server);
+  const std::vector<uint8_t> sent = Pattern(4, 0, 1 << 20);
+  ASSERT_TRUE(WriteAll(client, sent.data(), sent.size()));
+  std::vector<uint8_t> back(sent.size());
+  ASSERT_TRUE(ReadAll(client, back.data(), back.size()));
+  EXPECT_TRUE(back == sent);
+  EXPECT_EQ(ObservedPath(client), "fast");
+  EXPECT_EQ(Reap(child), 0);
+  close(client);
+}
+
+// The same fork before the listening program has accepted (the child accepts): no Offer can
+// come in time, so the connection takes kernel TCP on both ends, every byte intact, and says
+// why.
+TEST(ProcessTest, ForkBeforeTheListenerAcceptedTakesKernelTcpWithEveryByte) {
+  uint16_t port = 0;
+  const int listener = Listen(AF_INET, "127.0.0.1", true, &port);
+  ASSERT_GE(listener, 0);
+  const int client = Connect({AF_INET, "127.0.0.1", port}, true);
+  ASSERT_GE(client, 0);
+  const pid_t child = Spawn([&] {
+    close(client);
+    const int server = accept(listener, nullptr, nullptr);
+    if (server < 0) return 2;
+    std::vector<uint8_t> got(1 << 20);
+    if (!ReadAll(server, got.data(), got.size())) return 3;
+    if (got != Pattern(5, 0, got.size())) return 4;
+    if (!WriteAll(server, got.data(), got.size())) return 5;
+    return ObservedPath(server) == "kernel" ? 0 : 6;
+  });
+  close(listener);
+  const std::vector<uint8_t> sent = Pattern(5, 0, 1 << 20);
+  ASSERT_TRUE(WriteAll(client, sent.data(), sent.size()));
+  std::vector<uint8_t> back(sent.size());
+  ASSERT_TRUE(ReadAll(client, back.data(), back.size()));
+  EXPECT_TRUE(back == sent);
+  EXPECT_EQ(ObservedPath(client), "kernel");
+  EXPECT_STREQ(loopfast_fallback_reason(client),
+               "the program forked before the rendezvous completed");
+  EXPECT_EQ(Reap(child), 0);
+  close(client);
+}
+
 // Campaign defect 2 (kill -9 campaign, docs/reliability.md): a fast end open across fork()
 // kept two doorbell sockets open in the parent after both processes had closed it, until the
 // next fork (the parent's list of ends counted for the child held strong references).

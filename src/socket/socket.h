@@ -65,6 +65,8 @@ inline constexpr const char *kPeerMoved = "moved to kernel TCP by the peer";
 inline constexpr const char *kPeerNeverAttached = "the connecting side took kernel TCP";
 inline constexpr const char *kSignalDrivenIo = "moved to kernel TCP: signal-driven I/O (O_ASYNC)";
 inline constexpr const char *kIoUring = "the process uses io_uring, which bypasses loopfast";
+inline constexpr const char *kForkedWhilePending =
+    "the program forked before the rendezvous completed";
 }  // namespace reason
 
 struct Socket {

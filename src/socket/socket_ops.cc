@@ -1332,7 +1332,36 @@ namespace {
 thread_local std::vector<std::weak_ptr<Socket>> held_for_child;
 }  // namespace
 
+// How long fork() waits for an Offer that is on its way (a listener in another process that
+// has accepted answers within microseconds).
+constexpr int kForkOfferWaitMs = 20;
+
+// A connection still deciding its path would be shared with the child: both processes could
+// read (or hang up) the one rendezvous channel and take different paths. The parent settles it
+// alone, before the child exists: it takes an Offer that is there (or comes within
+// kForkOfferWaitMs); otherwise the connection takes kernel TCP, for both processes.
+void SettleBeforeFork(Socket &socket, int fd) {
+  std::lock_guard<std::mutex> guard(socket.mutex);
+  CheckConnectProgress(socket, fd);
+  if (socket.path.load(std::memory_order_relaxed) == Path::kConnecting) {
+    rendezvous::RestoreClientMarker(fd, socket.family, socket.program_ttl, socket.program_hops);
+    AbandonPending(socket, fd, reason::kForkedWhilePending);
+    return;
+  }
+  if (socket.path.load(std::memory_order_relaxed) != Path::kPending) return;
+  const int saved_errno = errno;
+  const Resolve resolved = ResolvePending(socket, fd, kForkOfferWaitMs);
+  errno = saved_errno;
+  if (resolved != Resolve::kResolved) AbandonPending(socket, fd, reason::kForkedWhilePending);
+}
+
 void BeforeFork() {
+  std::vector<std::pair<int, std::shared_ptr<Socket>>> deciding;
+  FdTable::Instance().ForEach([&](int fd, const std::shared_ptr<Socket> &socket) {
+    const Path path = socket->path.load(std::memory_order_acquire);
+    if (path == Path::kPending || path == Path::kConnecting) deciding.emplace_back(fd, socket);
+  });
+  for (auto &[fd, socket] : deciding) SettleBeforeFork(*socket, fd);
   stat::BeforeFork();
   held_for_child.clear();
   FdTable::Instance().ForEach([](int, const std::shared_ptr<Socket> &socket) {
