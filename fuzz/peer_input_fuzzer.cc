@@ -45,11 +45,13 @@ void FuzzSharedMemory(const uint8_t *data, size_t size) {
   if (!ValidateLayout(base, bytes)) return;
   auto *header = static_cast<SharedHeader *>(base);
   for (int ring = 0; ring < 2; ++ring) {
-    // Ring 0 lives in its small area only; ring 1 has a large area as well.
+    // Ring 0 lives in its header window and small area only; ring 1 has a large area as well.
     auto *bytes_base = static_cast<uint8_t *>(base);
-    SpscRing spsc(&header->ring[ring], bytes_base + header->small_offset[ring],
-                  header->small_bytes[ring], bytes_base + header->large_offset[ring],
-                  header->ring_capacity[ring]);
+    const SpscRing::Area areas[3] = {
+        {bytes_base + kHeaderWindowOffset + kHeaderWindowBytes * ring, kHeaderWindowBytes},
+        {bytes_base + header->small_offset[ring], header->small_bytes[ring]},
+        {bytes_base + header->large_offset[ring], header->ring_capacity[ring]}};
+    SpscRing spsc(&header->ring[ring], areas, 3);
     uint8_t buffer[4096];
     (void)spsc.FillLevel();
     (void)spsc.HasRoom();

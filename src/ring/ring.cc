@@ -37,15 +37,15 @@ void SpscRing::Initialize(RingControl *control, uint32_t initial_window) {
 }
 
 SpscRing::SpscRing(RingControl *control, uint8_t *data, uint32_t capacity)
-    : SpscRing(control, data, capacity, data, capacity) {}
+    : control_(control), capacity_(capacity) {
+  areas_[0] = {data, capacity};
+  cached_tail_ = control_->tail.load(std::memory_order_acquire);
+}
 
-SpscRing::SpscRing(RingControl *control, uint8_t *small_data, uint32_t small_bytes, uint8_t *data,
-                   uint32_t capacity)
-    : control_(control),
-      small_data_(small_data),
-      small_bytes_(small_bytes),
-      data_(data),
-      capacity_(capacity) {
+SpscRing::SpscRing(RingControl *control, const Area *areas, int area_count)
+    : control_(control), area_count_(std::clamp(area_count, 1, kMaxAreas)) {
+  for (int i = 0; i < area_count_; ++i) areas_[i] = areas[i];
+  capacity_ = areas_[area_count_ - 1].bytes;
   cached_tail_ = control_->tail.load(std::memory_order_acquire);
 }
 
@@ -63,7 +63,7 @@ RingMapping SpscRing::Mapping() const {
   RingMapping mapping;
   mapping.window = uint32_t{1} << log2_window;
   mapping.shift = static_cast<uint32_t>(raw);
-  if (!ValidCapacity(mapping.window) || mapping.window > capacity_ ||
+  if (mapping.window < kMinWindow || mapping.window > capacity_ ||
       mapping.shift >= mapping.window) {
     return {};
   }
@@ -123,9 +123,9 @@ bool SpscRing::Grow(RingMapping *mapping) {
   uint8_t *const from = DataFor(old_window);
   uint8_t *const to = DataFor(window);
   if (from != to) {
-    // Out of the small area: every unread byte is copied to the same offsets of the large
-    // one, the wrapped part to just past the old window (the new one is at least twice as
-    // large). Nothing is written to the small area again, so it needs no guard.
+    // Into another area: every unread byte is copied to the same offsets there, the wrapped
+    // part to just past the old window (the new one is at least twice as large). Nothing is
+    // written to the old area again, so it needs no guard.
     const auto first = static_cast<uint32_t>(std::min<uint64_t>(unread, old_window - start));
     std::memcpy(to + start, from + start, first);
     std::memcpy(to + old_window, from, static_cast<size_t>(unread - first));

@@ -20,12 +20,13 @@
 // wrapped part's old place alone, so a consumer still reading with the old window reads
 // intact bytes.
 //
-// A ring may also have a *small area* of its own, apart from its large one: windows up to the
-// small area's size live there, larger ones in the large area. Shared memory puts both rings'
-// small areas next to their control blocks, so a connection that never streams touches a few
-// neighbouring pages (and page tables) instead of pages megabytes apart. The growth that
-// leaves the small area copies every unread byte to the large one; the small area is never
-// written again, so a consumer still reading with the old window reads intact bytes there.
+// A ring may also keep its smaller windows in *areas* of their own, apart from the area of its
+// full capacity: each window lives in the first area large enough for it. Shared memory puts
+// both rings' first windows in the header's own page and their next ones right after it, so a
+// connection that never streams touches one page (and shares page tables with its neighbours)
+// rather than pages megabytes apart. A growth into another area copies every unread byte
+// there; the old area is never written again, so a consumer still reading with the old window
+// reads intact bytes.
 //
 // Thread rules: one producer thread and one consumer thread at a time (callers that share an
 // end serialise with their own lock); any thread may read the fill level.
@@ -85,22 +86,29 @@ class SpscRing {
  public:
   static constexpr uint32_t kMinCapacity = 4096;
   static constexpr uint32_t kMaxCapacity = 1u << 30;
+  // The smallest window (a first window in a small area; a capacity is never below 4 KiB).
+  static constexpr uint32_t kMinWindow = 1024;
+  static constexpr int kMaxAreas = 3;
 
   // True when `capacity` is a power of two within [kMinCapacity, kMaxCapacity].
   static bool ValidCapacity(uint64_t capacity);
 
-  // Resets the control block of a new ring, which starts wrapping at `initial_window` (a valid
-  // capacity no larger than the ring's). Call once, before either side uses it.
+  // Resets the control block of a new ring, which starts wrapping at `initial_window` (a power
+  // of two, at least kMinWindow, no larger than the ring's capacity). Call once, before either
+  // side uses it.
   static void Initialize(RingControl *control, uint32_t initial_window);
 
   SpscRing() = default;
   // `data` must hold `capacity` bytes; `capacity` must satisfy ValidCapacity.
   SpscRing(RingControl *control, uint8_t *data, uint32_t capacity);
-  // With a small area: `small_data` holds `small_bytes` (a valid capacity no larger than
-  // `capacity`), where windows of up to `small_bytes` live; `data` holds `capacity` bytes for
-  // larger windows (it may be `small_data` itself when `small_bytes == capacity`).
-  SpscRing(RingControl *control, uint8_t *small_data, uint32_t small_bytes, uint8_t *data,
-           uint32_t capacity);
+  // Where windows of up to `bytes` live. Areas are given smallest first; each size is a power
+  // of two of at least kMinWindow, the last one the capacity. An area may be the same memory as
+  // the next one (the start of it).
+  struct Area {
+    uint8_t *data;
+    uint32_t bytes;
+  };
+  SpscRing(RingControl *control, const Area *areas, int area_count);
 
   uint32_t capacity() const { return capacity_; }
   RingControl *control() const { return control_; }
@@ -150,12 +158,16 @@ class SpscRing {
   // Producer: enlarges the window keeping every unread byte readable. False if corrupt.
   bool Grow(RingMapping *mapping);
   // Where the bytes of a window of this size live.
-  uint8_t *DataFor(uint32_t window) const { return window <= small_bytes_ ? small_data_ : data_; }
+  uint8_t *DataFor(uint32_t window) const {
+    for (int i = 0; i + 1 < area_count_; ++i) {
+      if (window <= areas_[i].bytes) return areas_[i].data;
+    }
+    return areas_[area_count_ - 1].data;
+  }
 
   RingControl *control_ = nullptr;
-  uint8_t *small_data_ = nullptr;
-  uint32_t small_bytes_ = 0;
-  uint8_t *data_ = nullptr;
+  Area areas_[kMaxAreas] = {};
+  int area_count_ = 1;
   uint32_t capacity_ = 0;
   // Producer's process-local copy of the consumer's position: the consumer's cache line is
   // read only when this copy says the ring is full.

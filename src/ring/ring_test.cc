@@ -28,10 +28,31 @@ struct TwoAreaRing {
   TwoAreaRing(uint32_t small_bytes, uint32_t capacity, uint32_t window)
       : small(small_bytes), large(capacity) {
     SpscRing::Initialize(&control, window);
-    producer = SpscRing(&control, small.data(), small_bytes, large.data(), capacity);
-    consumer = SpscRing(&control, small.data(), small_bytes, large.data(), capacity);
+    const SpscRing::Area areas[2] = {{small.data(), small_bytes}, {large.data(), capacity}};
+    producer = SpscRing(&control, areas, 2);
+    consumer = SpscRing(&control, areas, 2);
   }
   RingControl control;
+  std::vector<uint8_t> small;
+  std::vector<uint8_t> large;
+  SpscRing producer;
+  SpscRing consumer;
+};
+
+// As a connection's rings: a first window of 1 KiB (in the header's page), a small area, a
+// large one.
+struct ThreeAreaRing {
+  ThreeAreaRing(uint32_t small_bytes, uint32_t capacity)
+      : first(SpscRing::kMinWindow), small(small_bytes), large(capacity) {
+    SpscRing::Initialize(&control, SpscRing::kMinWindow);
+    const SpscRing::Area areas[3] = {{first.data(), SpscRing::kMinWindow},
+                                     {small.data(), small_bytes},
+                                     {large.data(), capacity}};
+    producer = SpscRing(&control, areas, 3);
+    consumer = SpscRing(&control, areas, 3);
+  }
+  RingControl control;
+  std::vector<uint8_t> first;
   std::vector<uint8_t> small;
   std::vector<uint8_t> large;
   SpscRing producer;
@@ -262,6 +283,49 @@ TEST(RingTest, AReaderWithTheSmallWindowReadsIntactBytesAfterTheMove) {
   EXPECT_EQ(std::memcmp(out.data(), in.data(), 8000), 0);
 }
 
+TEST(RingTest, AFirstWindowOfOneKibMovesTwiceAndKeepsEveryByte) {
+  ThreeAreaRing ring(16384, 262144);
+  std::vector<uint8_t> in(200000), out(200000);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = uint8_t(i * 11 + 3);
+  // Small request/response traffic stays in the first window: nothing else is touched.
+  size_t sent = 0, received = 0;
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_EQ(ring.producer.Write(in.data() + sent, 700), 700);
+    sent += 700;
+    ASSERT_EQ(ring.consumer.Read(out.data() + received, 700), 700);
+    received += 700;
+  }
+  EXPECT_EQ(ring.producer.Window(), SpscRing::kMinWindow);
+  auto all_zero = [](const std::vector<uint8_t> &area) {
+    return std::all_of(area.begin(), area.end(), [](uint8_t b) { return b == 0; });
+  };
+  EXPECT_TRUE(all_zero(ring.small));
+  EXPECT_TRUE(all_zero(ring.large));
+  // 900 unread bytes that wrap in the first window (offsets 368..1023, 0..243), then a write
+  // that does not fit: the window moves to the small area (4 KiB), the first window is left as
+  // it was.
+  ASSERT_EQ(ring.producer.Write(in.data() + sent, 900), 900);
+  sent += 900;
+  const std::vector<uint8_t> first_before = ring.first;
+  ASSERT_EQ(ring.producer.Write(in.data() + sent, 3000), 3000);
+  sent += 3000;
+  EXPECT_EQ(ring.producer.Window(), 4096u);
+  EXPECT_EQ(ring.first, first_before);
+  // A stream: in place to 16 KiB, then into the large area; every byte arrives in order.
+  while (received < in.size()) {
+    const int64_t w =
+        ring.producer.Write(in.data() + sent, std::min<size_t>(in.size() - sent, 9000));
+    ASSERT_GE(w, 0);
+    sent += size_t(w);
+    const int64_t r = ring.consumer.Read(out.data() + received, 5000);
+    ASSERT_GE(r, 0);
+    received += size_t(r);
+  }
+  EXPECT_GE(ring.producer.Window(), 65536u);
+  EXPECT_EQ(out, in);
+  EXPECT_EQ(ring.first, first_before);
+}
+
 // Two threads, random sizes: every byte arrives once, in order, while the window grows.
 // Run under ThreadSanitizer too.
 template <typename Ring>
@@ -310,6 +374,13 @@ TEST(RingTest, ConcurrentProducerAndConsumerAreByteExact) {
   }
   HeapRing ring(65536, 4096);
   ConcurrentTransfer(ring, 99, 8 << 20);
+}
+
+TEST(RingTest, ConcurrentTransferThroughThreeAreasIsByteExact) {
+  for (uint32_t round = 0; round < 40; ++round) {
+    ThreeAreaRing ring(16384, 262144);
+    ConcurrentTransfer(ring, 2000 + round, 512 << 10);
+  }
 }
 
 TEST(RingTest, ConcurrentTransferOutOfTheSmallAreaIsByteExact) {

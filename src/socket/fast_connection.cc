@@ -207,14 +207,14 @@ FastConnection::FastConnection(int side, const SharedMemory &memory, const Place
   // Offsets and sizes from this side's own placement, never from the shared header.
   auto make_ring = [&](int ring) {
     auto *near = static_cast<uint8_t *>(memory.near);
-    uint8_t *small = near + placement.small_offset[ring];
-    uint8_t *large = small;
+    SpscRing::Area areas[3] = {{near + placement.header_window_offset[ring], kHeaderWindowBytes},
+                               {near + placement.small_offset[ring], placement.small_bytes[ring]},
+                               {near + placement.small_offset[ring], placement.capacity[ring]}};
     if (placement.large_offset[ring] != placement.small_offset[ring]) {
-      large = static_cast<uint8_t *>(memory.large) +
-              (placement.large_offset[ring] - placement.large_start);
+      areas[2].data = static_cast<uint8_t *>(memory.large) +
+                      (placement.large_offset[ring] - placement.large_start);
     }
-    return SpscRing(&header()->ring[ring], small, placement.small_bytes[ring], large,
-                    placement.capacity[ring]);
+    return SpscRing(&header()->ring[ring], areas, 3);
   };
   tx_ = make_ring(RingFrom(side));
   rx_ = make_ring(RingInto(side));

@@ -228,7 +228,11 @@ bool WriteStream(FastConnection &end, int kernel, int direction, uint64_t total,
 }
 
 // Reads `total` bytes of stream `direction`, from the rings, then from `kernel`.
-bool ReadStream(FastConnection &end, int kernel, int direction, uint64_t total) {
+// `must_end_on_kernel`: the writer of this stream switches half-way, so its end is read from
+// the kernel connection. (A writer that only follows the peer's switch moves on its next send;
+// if its whole stream was already in the ring by then, the stream ends on the ring, whole.)
+bool ReadStream(FastConnection &end, int kernel, int direction, uint64_t total,
+                bool must_end_on_kernel) {
   std::vector<uint8_t> buffer(4099);
   uint64_t received = 0;
   bool on_kernel = false;
@@ -253,11 +257,12 @@ bool ReadStream(FastConnection &end, int kernel, int direction, uint64_t total) 
     }
     received += got;
   }
-  return on_kernel;  // the stream must have ended up on the kernel connection
+  return on_kernel || !must_end_on_kernel;
 }
 
 // Both directions stream through small rings; one writer switches half-way. Every byte of both
-// streams arrives once and in order, and both end up on the kernel connection.
+// streams arrives once and in order; the switching writer's stream ends on the kernel
+// connection, and so does the other unless it was wholly written before that writer followed.
 void SwitchMidStream(bool server_switches) {
   constexpr uint64_t kTotal = 8 << 20;
   int kernel[2];
@@ -268,7 +273,8 @@ void SwitchMidStream(bool server_switches) {
     close(kernel[0]);
     auto client = AttachInChild(pair.peer);
     bool read_ok = false;
-    std::thread reader([&] { read_ok = ReadStream(*client, kernel[1], 1, kTotal); });
+    std::thread reader(
+        [&] { read_ok = ReadStream(*client, kernel[1], 1, kTotal, server_switches); });
     const bool wrote = WriteStream(*client, kernel[1], 0, kTotal, server_switches ? 0 : kTotal / 2);
     reader.join();
     _exit(wrote && read_ok ? 0 : 7);
@@ -276,7 +282,8 @@ void SwitchMidStream(bool server_switches) {
   close(kernel[1]);
   ClosePeerHandles(pair.peer);
   bool read_ok = false;
-  std::thread reader([&] { read_ok = ReadStream(*pair.server, kernel[0], 0, kTotal); });
+  std::thread reader(
+      [&] { read_ok = ReadStream(*pair.server, kernel[0], 0, kTotal, !server_switches); });
   EXPECT_TRUE(WriteStream(*pair.server, kernel[0], 1, kTotal, server_switches ? kTotal / 2 : 0));
   reader.join();
   EXPECT_TRUE(read_ok);

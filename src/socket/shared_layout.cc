@@ -11,6 +11,7 @@ Placement PlaceRings(uint32_t capacity_c2s, uint32_t capacity_s2c) {
   placement.capacity[1] = capacity_s2c;
   uint64_t next = kHeaderBytes;
   for (int i = 0; i < 2; ++i) {
+    placement.header_window_offset[i] = kHeaderWindowOffset + kHeaderWindowBytes * i;
     placement.small_offset[i] = static_cast<uint32_t>(next);
     placement.small_bytes[i] = std::min(placement.capacity[i], kInitialWindowBytes);
     next += placement.small_bytes[i];
@@ -48,8 +49,8 @@ void InitializeLayout(void *memory, uint32_t capacity_c2s, uint32_t capacity_s2c
   }
   header->side[0].holders.store(1, std::memory_order_relaxed);
   header->side[1].holders.store(1, std::memory_order_relaxed);
-  SpscRing::Initialize(&header->ring[0], std::min(capacity_c2s, kInitialWindowBytes));
-  SpscRing::Initialize(&header->ring[1], std::min(capacity_s2c, kInitialWindowBytes));
+  SpscRing::Initialize(&header->ring[0], kHeaderWindowBytes);
+  SpscRing::Initialize(&header->ring[1], kHeaderWindowBytes);
 }
 
 bool ValidateLayout(const void *memory, uint64_t mapped_bytes, Placement *placement_out) {

@@ -22,6 +22,11 @@ inline constexpr uint32_t kHeaderBytes = 4096;
 // than one core's L2 cache streams several times faster (docs/performance.md).
 inline constexpr uint32_t kMinRingBytes = 16 * 1024;
 inline constexpr uint32_t kInitialWindowBytes = 64 * 1024;
+// Each ring's first window: 1 KiB in the header's own page, after the header (at 2 and 3 KiB).
+// Request/response traffic of small messages never leaves it, so such a connection's shared
+// memory is that one page.
+inline constexpr uint32_t kHeaderWindowBytes = 1024;
+inline constexpr uint32_t kHeaderWindowOffset = 2048;
 inline constexpr uint32_t kDefaultRingBytes = 4 * 1024 * 1024;
 inline constexpr uint32_t kMaxRingBytes = 16 * 1024 * 1024;
 
@@ -84,11 +89,12 @@ static_assert(offsetof(SideBlock, send_lock) == kCacheLine);
 static_assert(offsetof(SideBlock, bytes_sent) == kCacheLine + 8);
 static_assert(sizeof(SideBlock) == 2 * kCacheLine);
 
-// Where each ring's bytes live. A ring's windows up to small_bytes use its small area; both
-// small areas sit right after the header, so a connection that never streams touches three
-// neighbouring pages (one page table per mapping) rather than pages megabytes apart. Larger
-// windows use the ring's large area, after both small areas (SpscRing explains the move).
-// A ring no larger than its small area has no large area: large_offset == small_offset.
+// Where each ring's bytes live. A ring's first window (1 KiB) is in the header's page; windows
+// up to small_bytes use its small area; both small areas sit right after the header page, so
+// a connection that streams a little touches neighbouring pages (one page table per mapping)
+// rather than pages megabytes apart. Larger windows use the ring's large area, after both small
+// areas (SpscRing explains the moves). A ring no larger than its small area has no large area:
+// large_offset == small_offset.
 struct SharedHeader {
   uint32_t magic;
   uint32_t version;
@@ -112,11 +118,13 @@ static_assert(offsetof(SharedHeader, small_bytes) == 56);
 static_assert(offsetof(SharedHeader, side) == kCacheLine);
 static_assert(offsetof(SharedHeader, ring) == 5 * kCacheLine);
 static_assert(sizeof(SharedHeader) == 9 * kCacheLine);
-static_assert(sizeof(SharedHeader) <= kHeaderBytes);
+static_assert(sizeof(SharedHeader) <= kHeaderWindowOffset);
+static_assert(kHeaderWindowOffset + 2 * kHeaderWindowBytes <= kHeaderBytes);
 
 // Where everything lives, computed by each side from the two capacities alone.
 struct Placement {
   uint32_t capacity[2];
+  uint32_t header_window_offset[2];  // the first window, kHeaderWindowBytes, in the header page
   uint32_t small_offset[2];
   uint32_t small_bytes[2];
   uint64_t large_offset[2];  // == small_offset when the ring has no large area

@@ -40,12 +40,15 @@ TEST(SharedLayoutTest, LargeRingsStartSmallNextToTheHeader) {
   EXPECT_EQ(placement.large_start, header->large_offset[0]);
   EXPECT_EQ(placement.large_offset[1], header->large_offset[1]);
   EXPECT_EQ(placement.total_bytes, bytes);
+  // So the small areas end within the near part: one small mapping holds them all.
   EXPECT_LE(placement.large_start, kMaxNearBytes);
-  // So a ring's first window ends within the near part: one small mapping holds it all.
-  SpscRing ring(const_cast<RingControl *>(&header->ring[1]),
-                memory.data() + header->small_offset[1], header->small_bytes[1],
-                memory.data() + header->large_offset[1], header->ring_capacity[1]);
-  EXPECT_EQ(ring.Window(), kInitialWindowBytes);
+  // And each ring's first window is in the header's own page, after the header.
+  EXPECT_EQ(placement.header_window_offset[0], kHeaderWindowOffset);
+  EXPECT_EQ(placement.header_window_offset[1], kHeaderWindowOffset + kHeaderWindowBytes);
+  EXPECT_LE(placement.header_window_offset[1] + kHeaderWindowBytes, kHeaderBytes);
+  EXPECT_EQ(
+      SpscRing(const_cast<RingControl *>(&header->ring[1]), memory.data(), kHeaderBytes).Window(),
+      kHeaderWindowBytes);
 }
 
 TEST(SharedLayoutTest, EveryForgedFieldIsRejected) {
