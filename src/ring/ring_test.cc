@@ -217,6 +217,21 @@ TEST(RingTest, CorruptMappingIsReportedNotTrusted) {
   EXPECT_EQ(ring.consumer.Read(out, sizeof out), 3);
 }
 
+// Writes the rest of `in` (at most `write_max` per write) while reading it into `out` (at most
+// `read_max` per read), single-threaded, from positions `sent` and `received`.
+template <typename Ring>
+void StreamTheRest(Ring &ring, const std::vector<uint8_t> &in, std::vector<uint8_t> &out,
+                   size_t sent, size_t received, size_t write_max, size_t read_max) {
+  while (received < in.size()) {
+    const int64_t w = ring.producer.Write(in.data() + sent, std::min(in.size() - sent, write_max));
+    ASSERT_GE(w, 0);
+    sent += size_t(w);
+    const int64_t r = ring.consumer.Read(out.data() + received, read_max);
+    ASSERT_GE(r, 0);
+    received += size_t(r);
+  }
+}
+
 TEST(RingTest, SmallWindowsStayInTheSmallAreaAndTheLargeAreaIsUntouched) {
   TwoAreaRing ring(16384, 262144, 4096);
   std::vector<uint8_t> in(16384, 0x5a), out(16384);
@@ -251,14 +266,7 @@ TEST(RingTest, LeavingTheSmallAreaMovesWrappedUnreadBytesAndLeavesTheOldCopyInta
   EXPECT_EQ(std::memcmp(out.data(), in.data(), 22000 + size_t(n)), 0);
   // And the stream goes on there, growing to the capacity; the small area is never written.
   size_t sent = 22000 + size_t(n), received = sent;
-  while (received < in.size()) {
-    const int64_t w = ring.producer.Write(in.data() + sent, in.size() - sent);
-    ASSERT_GE(w, 0);
-    sent += size_t(w);
-    const int64_t r = ring.consumer.Read(out.data() + received, 7000);
-    ASSERT_GE(r, 0);
-    received += size_t(r);
-  }
+  ASSERT_NO_FATAL_FAILURE(StreamTheRest(ring, in, out, sent, received, in.size(), 7000));
   EXPECT_EQ(ring.producer.Window(), 262144u);
   EXPECT_EQ(out, in);
   EXPECT_EQ(ring.small, small_before);
@@ -312,15 +320,7 @@ TEST(RingTest, AFirstWindowOfOneKibMovesTwiceAndKeepsEveryByte) {
   EXPECT_EQ(ring.producer.Window(), 4096u);
   EXPECT_EQ(ring.first, first_before);
   // A stream: in place to 16 KiB, then into the large area; every byte arrives in order.
-  while (received < in.size()) {
-    const int64_t w =
-        ring.producer.Write(in.data() + sent, std::min<size_t>(in.size() - sent, 9000));
-    ASSERT_GE(w, 0);
-    sent += size_t(w);
-    const int64_t r = ring.consumer.Read(out.data() + received, 5000);
-    ASSERT_GE(r, 0);
-    received += size_t(r);
-  }
+  ASSERT_NO_FATAL_FAILURE(StreamTheRest(ring, in, out, sent, received, 9000, 5000));
   EXPECT_GE(ring.producer.Window(), 65536u);
   EXPECT_EQ(out, in);
   EXPECT_EQ(ring.first, first_before);
