@@ -44,17 +44,6 @@ Pair FastPair() {
   return pair;
 }
 
-// Sends `size` pattern bytes of stream `seed` on `from`, reads and checks them on `to`.
-bool CarriesExactly(int from, int to, uint64_t seed, size_t size) {
-  const std::vector<uint8_t> sent = Pattern(seed, 0, size);
-  bool wrote = false;
-  std::thread writer([&] { wrote = WriteAll(from, sent.data(), sent.size()); });
-  std::vector<uint8_t> got(size);
-  const bool read = ReadAll(to, got.data(), got.size());
-  writer.join();
-  return wrote && read && got == sent;
-}
-
 // The descriptors open in this process, from /proc/self/fd (without the directory's own).
 std::vector<int> OpenDescriptors() {
   std::vector<int> fds;

@@ -13,6 +13,8 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <thread>
+#include <vector>
 
 #include "loopfast/loopfast.h"
 
@@ -115,6 +117,17 @@ bool TransferAll(char *bytes, size_t size, Call call) {
 bool WriteAll(int fd, const void *data, size_t size) {
   return TransferAll(static_cast<char *>(const_cast<void *>(data)), size,
                      [fd](char *at, size_t left) { return send(fd, at, left, MSG_NOSIGNAL); });
+}
+
+// Sends `size` pattern bytes of stream `seed` on `from`, reads and checks them on `to`.
+bool CarriesExactly(int from, int to, uint64_t seed, size_t size) {
+  const std::vector<uint8_t> sent = Pattern(seed, 0, size);
+  bool wrote = false;
+  std::thread writer([&] { wrote = WriteAll(from, sent.data(), sent.size()); });
+  std::vector<uint8_t> got(size);
+  const bool read = ReadAll(to, got.data(), got.size());
+  writer.join();
+  return wrote && read && got == sent;
 }
 
 bool ReadAll(int fd, void *data, size_t size) {

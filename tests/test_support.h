@@ -62,6 +62,9 @@ int64_t NowMs();
 
 bool WriteAll(int fd, const void *data, size_t size);
 bool ReadAll(int fd, void *data, size_t size);
+// Sends `size` pattern bytes of stream `seed` on `from` (from a thread), reads and checks them
+// on `to`.
+bool CarriesExactly(int from, int to, uint64_t seed, size_t size);
 // Deterministic test data: byte i of stream `seed`.
 uint8_t PatternByte(uint64_t seed, uint64_t i);
 std::vector<uint8_t> Pattern(uint64_t seed, uint64_t offset, size_t size);

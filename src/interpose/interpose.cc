@@ -20,8 +20,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
+#include "capi/user_memory.h"
 #include "socket/socket_ops.h"
 #include "socket/startup.h"
 #include "sys/real_calls.h"
@@ -76,6 +78,18 @@ ssize_t RecvFrom(int fd, void *buffer, size_t length, int flags, sockaddr *addre
     *address_length = message.msg_namelen;
   }
   return keeper.Done(n);
+}
+
+// A message that passes descriptors (SCM_RIGHTS) hands fast sockets among them to kernel TCP
+// first. The control data is copied through the kernel: a bad pointer is the real call's EFAULT.
+void HandOverPassedSockets(const msghdr *message) {
+  if (message == nullptr || message->msg_controllen == 0 || message->msg_control == nullptr) {
+    return;
+  }
+  alignas(cmsghdr) char control[4096];
+  const size_t length = std::min<size_t>(message->msg_controllen, sizeof control);
+  if (loopfast::CopyFromUser(control, message->msg_control, length))
+    ops::BeforePassing(control, length);
 }
 
 void ForkPrepare() { ops::BeforeFork(); }
@@ -158,7 +172,10 @@ LOOPFAST_EXPORT ssize_t sendto(int fd, const void *buffer, size_t length, int fl
 }
 
 LOOPFAST_EXPORT ssize_t sendmsg(int fd, const msghdr *message, int flags) {
-  if (!ops::IsTracked(fd)) return Real().sendmsg(fd, message, flags);
+  if (!ops::IsTracked(fd)) {
+    HandOverPassedSockets(message);
+    return Real().sendmsg(fd, message, flags);
+  }
   ErrnoKeeper keeper;
   return keeper.Done(ops::Send(fd, message, flags));
 }
@@ -299,7 +316,14 @@ LOOPFAST_EXPORT ssize_t splice(int fd_in, loff_t *off_in, int fd_out, loff_t *of
 }
 
 LOOPFAST_EXPORT int sendmmsg(int fd, mmsghdr *messages, unsigned count, int flags) {
-  if (!ops::IsTracked(fd)) return Real().sendmmsg(fd, messages, count, flags);
+  if (!ops::IsTracked(fd)) {
+    for (unsigned i = 0; messages != nullptr && i < count && i < UIO_MAXIOV; ++i) {
+      mmsghdr entry;
+      if (!loopfast::CopyFromUser(&entry, &messages[i], sizeof entry)) break;
+      HandOverPassedSockets(&entry.msg_hdr);
+    }
+    return Real().sendmmsg(fd, messages, count, flags);
+  }
   ErrnoKeeper keeper;
   return keeper.Done(ops::SendMany(fd, messages, count, flags));
 }

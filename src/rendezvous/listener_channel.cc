@@ -341,6 +341,16 @@ Result<FoundHello> ListenerChannel::FindHello(int accepted_fd, int timeout_ms) {
       DropBeyondCap();
     }
     if (unverifiable) return Errno{EACCES};
+    // Alone (no group), one pass settles it: a client queues its Hello before it sends its
+    // SYN, so the Hello of this connection was there to read. None matched: its sender no
+    // longer holds the socket at the number it named (it dup'd and closed it, or handed it
+    // on), and waiting longer would only stall this accept.
+    if (!shared_) {
+      struct pollfd ended = {accepted_fd, POLLRDHUP, 0};
+      const bool gave_up = sys::Real().poll(&ended, 1, 0) == 1 &&
+                           (ended.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+      return Errno{gave_up ? ECONNRESET : ENOENT};  // ECONNRESET: as below, it gave up
+    }
     const int64_t left = deadline - NowMs();
     if (left <= 0) return Errno{ETIMEDOUT};
     // A client that ended its side of the TCP connection before getting an Offer has given

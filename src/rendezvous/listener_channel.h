@@ -39,8 +39,9 @@ class ListenerChannel {
   uint16_t port() const { return port_; }
 
   // Finds the Hello of accepted connection `accepted_fd`, waiting up to `timeout_ms` for one
-  // that another process of the group holds. ETIMEDOUT when none came; EACCES when the
-  // client belongs to a user whose processes we cannot check.
+  // that another process of the group holds. ETIMEDOUT when none came (group), ENOENT when
+  // none matched (alone: no wait), ECONNRESET when the client gave up, EACCES when the client
+  // belongs to a user whose processes we cannot check.
   Result<FoundHello> FindHello(int accepted_fd, int timeout_ms);
 
   // From now on, Hellos that are not ours go to the group (called in both processes at fork).

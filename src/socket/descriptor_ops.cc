@@ -3,9 +3,12 @@
 // loopfast's own descriptors (sys/owned_fds.h) are never the program's to close or replace.
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -148,6 +151,30 @@ void BeforeSpawn(const void *file_actions) {
     }
     return KeptAcrossExec(fd);
   });
+}
+
+void BeforePassing(const void *control, size_t length) {
+  struct msghdr message {};
+  message.msg_control = const_cast<void *>(control);
+  message.msg_controllen = length;
+  std::vector<int> passed;
+  for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header != nullptr;
+       header = CMSG_NXTHDR(&message, header)) {
+    if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS ||
+        header->cmsg_len < CMSG_LEN(0)) {
+      continue;
+    }
+    const size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof fd);
+      passed.push_back(fd);
+    }
+  }
+  const int saved_errno = errno;
+  MoveInherited(
+      [&](int fd) { return std::find(passed.begin(), passed.end(), fd) != passed.end(); });
+  errno = saved_errno;
 }
 
 void NoteSpawnDup2(const void *file_actions, int fd) {

@@ -140,6 +140,11 @@ int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out, bool drain) {
       if (kernel != 0 || count == 0) out[count++] = {fd, kernel, true};
       return count;
     }
+    case Path::kConnecting:
+      // The end of the handshake (POLLOUT, or an error) moves the socket on, to wait for the
+      // listener's answer; a caller that only wants input must wake for it too.
+      out[count++] = {fd, static_cast<short>(wanted | POLLOUT | POLLRDHUP), true};
+      return count;
     case Path::kPending: {
       const ops::PendingView view = ops::ViewPending(socket);
       if (view.channel_fd >= 0) out[count++] = {view.channel_fd, POLLIN, false};

@@ -392,10 +392,10 @@ void RendezvousAccepted(Socket &accepted, int fd, rendezvous::ListenerChannel &c
   if (!found.ok()) {
     const int error = found.error();
     DecideKernel(accepted, fd,
-                 error == EACCES       ? reason::kOtherUser
-                 : error == ECONNRESET ? reason::kPeerGaveUp
-                 : error == ETIMEDOUT  ? reason::kHelloNotFound
-                                       : reason::kRendezvousLost);
+                 error == EACCES                         ? reason::kOtherUser
+                 : error == ECONNRESET                   ? reason::kPeerGaveUp
+                 : error == ETIMEDOUT || error == ENOENT ? reason::kHelloNotFound
+                                                         : reason::kRendezvousLost);
     return;
   }
   if (const char *denied = AcceptedDenied(fd)) {
@@ -607,13 +607,31 @@ void ReleaseDescriptor(const std::shared_ptr<Socket> &socket, int fd) {
   socket->channel.reset();
 }
 
+namespace {
+
+// Ends a connection's deciding (a connect under way, or an Offer not yet read) in this process
+// alone, for a moment when another process is about to share the socket: takes an Offer that is
+// there or comes within `offer_wait_ms` (< 0: no wait); otherwise kernel TCP for good, `why`.
+// What a pending socket buffered lives only in this process: it goes to the kernel now. Caller
+// holds the mutex.
+void SettleDeciding(Socket &socket, int fd, int offer_wait_ms, const char *why) {
+  const int saved_errno = errno;
+  CheckConnectProgress(socket, fd);
+  if (socket.path.load(std::memory_order_relaxed) == Path::kConnecting) {
+    rendezvous::RestoreClientMarker(fd, socket.family, socket.program_ttl, socket.program_hops);
+    AbandonPending(socket, fd, why);
+  } else if (socket.path.load(std::memory_order_relaxed) == Path::kPending &&
+             ResolvePending(socket, fd, offer_wait_ms) != Resolve::kResolved) {
+    AbandonPending(socket, fd, why);
+  }
+  errno = saved_errno;
+}
+
+}  // namespace
+
 void MoveToKernel(Socket &socket, int fd) {
   std::lock_guard<std::mutex> guard(socket.mutex);
-  // A pending socket keeps what it buffered only in this process: it goes to the kernel now.
-  if (socket.path.load(std::memory_order_relaxed) == Path::kPending &&
-      ResolvePending(socket, fd, -1) == Resolve::kStillPending) {
-    AbandonPending(socket, fd, reason::kHandedOver);
-  }
+  SettleDeciding(socket, fd, -1, reason::kHandedOver);
   if (socket.path.load(std::memory_order_relaxed) == Path::kFast) {
     socket.fast.load(std::memory_order_relaxed)->MoveToKernel();
     DecideKernel(socket, fd, reason::kHandedOver);
@@ -1342,17 +1360,7 @@ constexpr int kForkOfferWaitMs = 20;
 // kForkOfferWaitMs); otherwise the connection takes kernel TCP, for both processes.
 void SettleBeforeFork(Socket &socket, int fd) {
   std::lock_guard<std::mutex> guard(socket.mutex);
-  CheckConnectProgress(socket, fd);
-  if (socket.path.load(std::memory_order_relaxed) == Path::kConnecting) {
-    rendezvous::RestoreClientMarker(fd, socket.family, socket.program_ttl, socket.program_hops);
-    AbandonPending(socket, fd, reason::kForkedWhilePending);
-    return;
-  }
-  if (socket.path.load(std::memory_order_relaxed) != Path::kPending) return;
-  const int saved_errno = errno;
-  const Resolve resolved = ResolvePending(socket, fd, kForkOfferWaitMs);
-  errno = saved_errno;
-  if (resolved != Resolve::kResolved) AbandonPending(socket, fd, reason::kForkedWhilePending);
+  SettleDeciding(socket, fd, kForkOfferWaitMs, reason::kForkedWhilePending);
 }
 
 void BeforeFork() {

@@ -54,6 +54,10 @@ int RecvMany(int fd, struct mmsghdr *messages, unsigned count, int flags);
 void BeforeExec();
 void BeforeSpawn(const void *file_actions);
 void NoteSpawnDup2(const void *file_actions, int fd);
+// Sockets passed to another process in an SCM_RIGHTS message: that process cannot see their
+// rings (it may not even use loopfast), so each moves to kernel TCP first, as for exec.
+// `control` is a copy of the message's control data, `length` bytes.
+void BeforePassing(const void *control, size_t length);
 void ForgetSpawnActions(const void *file_actions);
 
 // Readiness over fast and ordinary descriptors (poll_ops.cc, epoll_ops.cc). A null timeout
