@@ -164,10 +164,15 @@ void BeforePassing(const void *control, size_t length) {
         header->cmsg_len < CMSG_LEN(0)) {
       continue;
     }
-    const size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    // A header may claim more than the copy holds (a truncated or forged message).
+    const auto *data = reinterpret_cast<const uint8_t *>(CMSG_DATA(header));
+    const auto *end = static_cast<const uint8_t *>(control) + length;
+    if (data > end) break;
+    const size_t count = std::min<size_t>((header->cmsg_len - CMSG_LEN(0)) / sizeof(int),
+                                          static_cast<size_t>(end - data) / sizeof(int));
     for (size_t i = 0; i < count; ++i) {
       int fd;
-      std::memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof fd);
+      std::memcpy(&fd, data + i * sizeof(int), sizeof fd);
       passed.push_back(fd);
     }
   }
