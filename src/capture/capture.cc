@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/escape.h"
 #include "capture/pcap_format.h"
 #include "socket/config.h"
 #include "sys/owned_fds.h"
@@ -266,7 +267,7 @@ Sink *Sink::Get() {
     auto opened = Open(path, std::getenv("LOOPFAST_CAPTURE_PORTS"));
     Sink *made = nullptr;
     if (!opened.ok()) {
-      Log(LogLevel::kError, "no capture to %s: %s", path,
+      Log(LogLevel::kError, "no capture to \"%s\": %s", EscapeText(path).c_str(),
           opened.error() == EINVAL ? "LOOPFAST_CAPTURE_PORTS is malformed"
                                    : std::strerror(opened.error()));
     } else {

@@ -4,14 +4,19 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
+#include "base/escape.h"
+
 namespace loopfast {
 namespace {
+
+constexpr size_t kLineBytes = 512;
 
 bool Truthy(const char *value) {
   return value != nullptr && (std::strcmp(value, "1") == 0 || std::strcmp(value, "on") == 0 ||
@@ -19,6 +24,22 @@ bool Truthy(const char *value) {
 }
 
 const char *GetEnv(const char *name) { return std::getenv(name); }
+
+// "loopfast[pid]: message\n" with one raw write: stdio could re-enter the interposer or be
+// locked by the interrupted code. The message is escaped as a line (a value a caller forgot
+// to escape still cannot start a line of its own) and cut to fit, never inside an escape.
+void WriteLineV(int fd, const char *format, va_list args) {
+  char message[kLineBytes];
+  const int length = std::vsnprintf(message, sizeof message, format, args);
+  if (length < 0) return;
+  char line[kLineBytes];
+  size_t n = static_cast<size_t>(
+      std::snprintf(line, sizeof line, "loopfast[%d]: ", static_cast<int>(getpid())));
+  const size_t message_length = std::min(static_cast<size_t>(length), sizeof message - 1);
+  n += EscapeInto({message, message_length}, EscapeStyle::kLine, line + n, sizeof line - n - 1);
+  line[n++] = '\n';
+  (void)!syscall(SYS_write, fd, line, n);
+}
 
 int LogFd() {
   static const int fd = [] {
@@ -59,16 +80,11 @@ const Config &GetConfig() {
 void Log(LogLevel level, const char *format, ...) {
   if (static_cast<int>(level) > static_cast<int>(GetConfig().log_level)) return;
   const int saved_errno = errno;
-  char line[512];
-  int n = std::snprintf(line, sizeof line, "loopfast[%d]: ", static_cast<int>(getpid()));
+  const int fd = LogFd();
   va_list args;
   va_start(args, format);
-  n += std::vsnprintf(line + n, sizeof line - static_cast<size_t>(n) - 1, format, args);
+  WriteLineV(fd, format, args);
   va_end(args);
-  if (n > static_cast<int>(sizeof line) - 2) n = static_cast<int>(sizeof line) - 2;
-  line[n++] = '\n';
-  // A raw write: stdio could re-enter the interposer or be locked by the interrupted code.
-  (void)!syscall(SYS_write, LogFd(), line, static_cast<size_t>(n));
   errno = saved_errno;
 }
 

@@ -25,7 +25,10 @@ const Config &GetConfig();
 // Parses from an environment lookup function (tests pass their own).
 Config ParseConfig(const char *(*lookup)(const char *name));
 
-// One line to the log if `level` is enabled: "loopfast[pid]: message".
+// One line to the log if `level` is enabled: "loopfast[pid]: message". Outside text in the
+// arguments (the environment, a peer, /proc, paths) must be escaped by the caller
+// (EscapeText, base/escape.h); the line as a whole is escaped again (EscapeStyle::kLine) and
+// cut to 512 bytes, so one call is always exactly one line.
 void Log(LogLevel level, const char *format, ...) __attribute__((format(printf, 2, 3)));
 
 }  // namespace loopfast
