@@ -1,6 +1,5 @@
 #include "socket/config.h"
 
-#include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -12,6 +11,8 @@
 #include <cstring>
 
 #include "base/escape.h"
+#include "base/output_file.h"
+#include "sys/owned_fds.h"
 
 namespace loopfast {
 namespace {
@@ -41,13 +42,30 @@ void WriteLineV(int fd, const char *format, va_list args) {
   (void)!syscall(SYS_write, fd, line, n);
 }
 
+void WriteLine(int fd, const char *format, ...) __attribute__((format(printf, 2, 3)));
+void WriteLine(int fd, const char *format, ...) {
+  va_list args;
+  va_start(args, format);
+  WriteLineV(fd, format, args);
+  va_end(args);
+}
+
 int LogFd() {
   static const int fd = [] {
     const char *path = std::getenv("LOOPFAST_LOG_FILE");
     if (path == nullptr || *path == '\0') return 2;
-    const int opened = static_cast<int>(
-        syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
-    return opened >= 0 ? opened : 2;
+    const char *refusal = nullptr;
+    const Result<int> opened = OpenOutputFile(path, OutputMode::kAppend, 0644, &refusal);
+    if (!opened.ok()) {
+      WriteLine(2, "not logging to \"%s\": %s; logging to stderr", EscapeText(path).c_str(),
+                refusal != nullptr ? refusal : std::strerror(opened.error()));
+      return 2;
+    }
+    // Out of the program's way, and kept when it closes "every other descriptor": a number it
+    // reuses must not receive log lines.
+    const int log_fd = sys::MoveHigh(opened.value());
+    sys::Own(log_fd);
+    return log_fd;
   }();
   return fd;
 }
