@@ -262,11 +262,13 @@ bool ToEndpoint(const struct sockaddr *address, socklen_t length, Endpoint *out)
 
 Sink *Sink::Get() {
   static Sink *const sink = []() -> Sink * {
-    const char *path = std::getenv("LOOPFAST_CAPTURE");
+    // A capture file is both a file and more than the program would show: never in a
+    // setuid program (config.h).
+    const char *path = WideningSetting("LOOPFAST_CAPTURE");
     if (path == nullptr || *path == '\0') return nullptr;
     const int saved_errno = errno;
     const char *refusal = nullptr;
-    auto opened = Open(path, std::getenv("LOOPFAST_CAPTURE_PORTS"), &refusal);
+    auto opened = Open(path, WideningSetting("LOOPFAST_CAPTURE_PORTS"), &refusal);
     Sink *made = nullptr;
     if (!opened.ok()) {
       const char *why = refusal != nullptr         ? refusal

@@ -1,5 +1,6 @@
 #include "socket/config.h"
 
+#include <sys/auxv.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -52,7 +53,7 @@ void WriteLine(int fd, const char *format, ...) {
 
 int LogFd() {
   static const int fd = [] {
-    const char *path = std::getenv("LOOPFAST_LOG_FILE");
+    const char *path = WideningSetting("LOOPFAST_LOG_FILE");
     if (path == nullptr || *path == '\0') return 2;
     const char *refusal = nullptr;
     const Result<int> opened = OpenOutputFile(path, OutputMode::kAppend, 0644, &refusal);
@@ -72,26 +73,40 @@ int LogFd() {
 
 }  // namespace
 
-Config ParseConfig(const char *(*lookup)(const char *name)) {
+bool SecureExecution() {
+  static const bool secure = getauxval(AT_SECURE) != 0;
+  return secure;
+}
+
+const char *WideningSetting(const char *name) {
+  return SecureExecution() ? nullptr : std::getenv(name);
+}
+
+Config ParseConfig(const char *(*lookup)(const char *name), bool secure_execution) {
   Config config;
   config.disabled = Truthy(lookup("LOOPFAST_DISABLE"));
-  config.default_on = Truthy(lookup("LOOPFAST_DEFAULT"));
-  if (const char *spin = lookup("LOOPFAST_SPIN_US"); spin != nullptr && *spin != '\0') {
-    char *end = nullptr;
-    const unsigned long us = std::strtoul(spin, &end, 10);
-    if (end != nullptr && *end == '\0' && us <= 1000000) config.spin_ns = uint32_t(us) * 1000;
+  if (!secure_execution) {
+    config.default_on = Truthy(lookup("LOOPFAST_DEFAULT"));
+    if (const char *spin = lookup("LOOPFAST_SPIN_US"); spin != nullptr && *spin != '\0') {
+      char *end = nullptr;
+      const unsigned long us = std::strtoul(spin, &end, 10);
+      if (end != nullptr && *end == '\0' && us <= 1000000) config.spin_ns = uint32_t(us) * 1000;
+    }
   }
   if (const char *level = lookup("LOOPFAST_LOG"); level != nullptr) {
-    if (std::strcmp(level, "off") == 0) config.log_level = LogLevel::kOff;
-    if (std::strcmp(level, "error") == 0) config.log_level = LogLevel::kError;
-    if (std::strcmp(level, "info") == 0) config.log_level = LogLevel::kInfo;
-    if (std::strcmp(level, "debug") == 0) config.log_level = LogLevel::kDebug;
+    LogLevel asked = config.log_level;
+    if (std::strcmp(level, "off") == 0) asked = LogLevel::kOff;
+    if (std::strcmp(level, "error") == 0) asked = LogLevel::kError;
+    if (std::strcmp(level, "info") == 0) asked = LogLevel::kInfo;
+    if (std::strcmp(level, "debug") == 0) asked = LogLevel::kDebug;
+    // A privileged program tells the user who started it no more than by default.
+    if (!secure_execution || asked < config.log_level) config.log_level = asked;
   }
   return config;
 }
 
 const Config &GetConfig() {
-  static const Config config = ParseConfig(GetEnv);
+  static const Config config = ParseConfig(GetEnv, SecureExecution());
   return config;
 }
 

@@ -320,6 +320,7 @@ const Policy &GetPolicy() {
         {"LOOPFAST_INCLUDE_ADDRESSES", false, nullptr, &built.include_addresses},
         {"LOOPFAST_EXCLUDE_ADDRESSES", false, nullptr, &built.exclude_addresses},
     };
+    // These only narrow, so they are read in secure execution (setuid) too (config.h).
     for (const Narrowing &n : narrowing) {
       const char *value = std::getenv(n.variable);
       if (value == nullptr || *value == '\0') continue;
