@@ -137,6 +137,7 @@ struct Victim {
   int stop_write = -1;            // closing it ends the stream (and the server's accepting)
   int stop_read = -1;
   uintptr_t client_memory = 0, server_memory = 0;  // where the shared memory is mapped
+  LeftoverFiles leftovers;                         // what was there before it started
 };
 
 // Starts the victim as `uid`. Its server accepts the streaming connection, then keeps
@@ -268,7 +269,7 @@ void StopVictim(Victim *victim) {
   close(victim->stop_read);
   EXPECT_EQ(client, kOk) << "victim client (11 data, 12 not fast, 15 timed out)";
   EXPECT_EQ(server, kOk) << "victim server (11 data, 12 not fast, 13/14 an extra connection)";
-  EXPECT_EQ(LeftoverFiles(), 0);
+  EXPECT_EQ(victim->leftovers.New(), std::vector<std::string>{});
 }
 
 // ---- attack 1 and 3: finding, opening, mapping, reading the shared memory ----
