@@ -18,7 +18,7 @@ void Usage(FILE *out) {
       "\n"
       "commands:\n"
       "  run [OPTIONS] -- PROGRAM [ARGS]   run a program with the fast path on by default\n"
-      "  bench rr|stream|conn [OPTIONS]    fast path beside kernel TCP, in one run\n"
+      "  bench rr|stream|conn|many [OPTS]  fast path beside kernel TCP, in one run\n"
       "  capture -w FILE -- PROGRAM [ARGS] run, and write fast-path traffic to a pcap file\n"
       "  stat [--json] [-w]                the host's fast-path connections, like ss\n"
       "  doctor [--json]                   does the fast path work on this host, and if not, why\n"
