@@ -131,7 +131,7 @@ bool InChild(Body body, int timeout_ms = 5000) {
       waitpid(child, &status, 0);
       return false;
     }
-    const timespec nap = {0, 5 * 1000 * 1000};
+    const timespec nap = {0, 5L * 1000 * 1000};
     nanosleep(&nap, nullptr);
   }
 }
@@ -190,7 +190,7 @@ CheckOutcome CheckSharedFutex() {
     }
     _exit(word->load() == 1 ? 0 : 1);
   }
-  const timespec nap = {0, 20 * 1000 * 1000};
+  const timespec nap = {0, 20L * 1000 * 1000};
   nanosleep(&nap, nullptr);
   word->store(1);
   const long woken =

@@ -32,7 +32,7 @@ constexpr int kRoundTrips = 20000;
 constexpr double kRoundTripSeconds = 0.3;  // at most, per path
 constexpr int kWarmUpRoundTrips = 100;
 constexpr size_t kStreamBytes = size_t{256} << 20;
-constexpr size_t kWriteSize = 64 * 1024;
+constexpr size_t kWriteSize = size_t{64} * 1024;
 constexpr unsigned kProbeSeconds = 30;  // the whole probe, then SIGALRM ends it
 
 double Now() {

@@ -29,7 +29,7 @@ std::string LibraryPath() {
   if (dladdr(reinterpret_cast<void *>(&loopfast_version), &info) == 0 || !info.dli_fname) {
     return "libloopfast.so";
   }
-  const std::string loaded = info.dli_fname;
+  std::string loaded = info.dli_fname;
   const size_t slash = loaded.rfind('/');
   const std::string directory = slash == std::string::npos ? "." : loaded.substr(0, slash + 1);
   char resolved[PATH_MAX];
