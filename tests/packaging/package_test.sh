@@ -44,10 +44,12 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
 fail() { echo "FAIL: $*"; exit 1; }
 cd /lf
 rm -f /var/lib/man-db/auto-update  # no mandb run at install: man finds pages without it
-# Nothing of loopfast there before.
-if dpkg-query -W loopfast libloopfast0 libloopfast-dev >/dev/null 2>&1; then
-  fail "loopfast packages already installed on this machine"
-fi
+# Start from nothing of loopfast (a machine where they are installed, or that has its own
+# /etc/loopfast.conf, keeps them: this is the throw-away copy).
+for package in loopfast libloopfast-dev libloopfast0; do
+  if dpkg-query -W "$package" >/dev/null 2>&1; then dpkg --purge "$package" >/dev/null; fi
+done
+rm -f /etc/loopfast.conf
 dpkg -i debs/*.deb >dpkg-i.log 2>&1 || { cat dpkg-i.log; fail "dpkg -i"; }
 echo "dpkg -i: $(dpkg-query -W -f '${Package} ${Version}, ' loopfast libloopfast0 libloopfast-dev)"
 
@@ -65,6 +67,12 @@ echo "man: loopfast(1), loopfast.conf(5), loopfast_ioctl(3), loopfast(7) and the
 [ "$(pkg-config --modversion loopfast)" = "$VERSION" ] || fail "pkg-config --modversion"
 echo "pkg-config --modversion loopfast: $(pkg-config --modversion loopfast)"
 
+libdir=$(dirname "$(dpkg -L libloopfast0 | grep '/libloopfast.so.0$')")
+[ "$(readlink "$libdir/libloopfast.so.0")" = "libloopfast.so.$VERSION" ] || fail "soname link"
+[ "$(readlink "$libdir/libloopfast.so")" = libloopfast.so.0 ] || fail "development link"
+readelf -d "$libdir/libloopfast.so.$VERSION" | grep -q 'SONAME.*\[libloopfast.so.0\]' ||
+  fail "soname"
+echo "$libdir: libloopfast.so -> libloopfast.so.0 -> libloopfast.so.$VERSION (soname set)"
 if readelf -d /usr/bin/loopfast | grep -qE 'RPATH|RUNPATH'; then fail "the tool has a RUNPATH"; fi
 ldd /usr/bin/loopfast | grep -q 'libloopfast.so.0 => /.*lib/x86_64-linux-gnu/libloopfast.so.0' ||
   fail "the tool does not use the installed library: $(ldd /usr/bin/loopfast)"
