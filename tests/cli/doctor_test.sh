@@ -32,7 +32,7 @@ done
 grep -Eq '^ok +connection +fast, both ends' "$work/out" || fail "connection not fast"
 grep -Eq '^info +rr +[0-9.]+ us per 1-byte round trip' "$work/out" || fail "no rr figure"
 grep -Eq '^info +stream +[0-9.]+ GB/s' "$work/out" || fail "no stream figure"
-tail -1 "$work/out" | grep -q 'the fast path works here' || fail "verdict"
+grep -q 'the fast path works here' <<<"$(tail -1 "$work/out")" || fail "verdict"
 
 "${clean[@]}" "$tool" doctor --json >"$work/json" || fail "--json exited non-zero"
 python3 - "$work/json" <<'EOF'
@@ -61,7 +61,7 @@ expect_no() {  # expect_no PATTERN COMMAND...: exit 1, and the verdict matches P
   shift
   "$@" >"$work/out" 2>&1 || code=$?
   [ "$code" = 1 ] || fail "$*: exit $code, wanted 1: $(cat "$work/out")"
-  tail -1 "$work/out" | grep -q "no fast path here: .*$pattern" ||
+  grep -q "no fast path here: .*$pattern" <<<"$(tail -1 "$work/out")" ||
     fail "$*: verdict: $(tail -1 "$work/out")"
 }
 expect_no 'environment: .*LOOPFAST_DISABLE' "${clean[@]}" LOOPFAST_DISABLE=1 "$tool" doctor
@@ -102,5 +102,5 @@ fi
 status=0
 "$tool" doctor --bogus >/dev/null 2>&1 || status=$?
 [ "$status" = 2 ] || fail "unknown option: exit $status"
-"$tool" doctor --help | grep -q -- '--json' || fail "--help"
+grep -q -- '--json' <<<"$("$tool" doctor --help)" || fail "--help"
 echo "loopfast doctor: ok"

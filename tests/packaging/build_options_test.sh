@@ -11,13 +11,15 @@ trap 'rm -rf "$work"' EXIT
 cmake -S "$source_dir" -B "$work" -DLOOPFAST_BUILD_TESTS=OFF -DLOOPFAST_BUILD_BENCH=OFF \
   -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON -DCMAKE_DISABLE_FIND_PACKAGE_benchmark=ON \
   >"$work/configure.log" 2>&1 || { cat "$work/configure.log"; echo "FAIL: configure"; exit 1; }
-targets=$(cmake --build "$work" --target help | sed -n 's/^\.\.\. \([^ ]*\).*/\1/p' | grep -v '\.[ois]$')
+# Target names, without the per-file ones (foo.o, foo.i, foo.s).
+targets=$(cmake --build "$work" --target help | sed -n 's/^\.\.\. \([^ ]*\).*/\1/p' |
+  grep -v '\.[ois]$')
 for wanted in loopfast loopfast_tool loopfast_core install; do
   grep -qx "$wanted" <<<"$targets" || { echo "FAIL: no target $wanted"; exit 1; }
 done
 unwanted=$(grep -E "test|asan|tsan|fuzz|bench|stream_peer" <<<"$targets" || true)
 [ -z "$unwanted" ] || { echo "FAIL: targets with the options off: $unwanted"; exit 1; }
-(cd "$work" && ctest -N) | grep -q 'Total Tests: 0' || { echo "FAIL: ctest has tests"; exit 1; }
+grep -q 'Total Tests: 0' <<<"$(cd "$work" && ctest -N)" || { echo "FAIL: ctest has tests"; exit 1; }
 if grep -qiE '^(GTest|benchmark)_DIR:' "$work/CMakeCache.txt"; then
   echo "FAIL: GoogleTest or Google Benchmark was looked up"
   exit 1

@@ -60,8 +60,8 @@ for page in "loopfast" "loopfast.conf" "3 loopfast_ioctl" "7 loopfast" "loopfast
   warnings=$(MANPAGER=cat MANWIDTH=80 man --warnings $page 2>&1 >/dev/null) || fail "man $page"
   [ -z "$warnings" ] || fail "man $page: $warnings"
 done
-MANPAGER=cat man loopfast.conf | grep -q 'inspect port' || fail "man loopfast.conf text"
-MANPAGER=cat man 3 loopfast_ioctl | grep -q 'SIO_LOOPBACK_FAST_PATH' || fail "man 3 text"
+grep -q 'inspect port' <<<"$(MANPAGER=cat man loopfast.conf)" || fail "man loopfast.conf text"
+grep -q SIO_LOOPBACK_FAST_PATH <<<"$(MANPAGER=cat man 3 loopfast_ioctl)" || fail "man 3 text"
 echo "man: loopfast(1), loopfast.conf(5), loopfast_ioctl(3), loopfast(7) and the others render"
 
 [ "$(pkg-config --modversion loopfast)" = "$VERSION" ] || fail "pkg-config --modversion"
@@ -70,12 +70,13 @@ echo "pkg-config --modversion loopfast: $(pkg-config --modversion loopfast)"
 libdir=$(dirname "$(dpkg -L libloopfast0 | grep '/libloopfast.so.0$')")
 [ "$(readlink "$libdir/libloopfast.so.0")" = "libloopfast.so.$VERSION" ] || fail "soname link"
 [ "$(readlink "$libdir/libloopfast.so")" = libloopfast.so.0 ] || fail "development link"
-readelf -d "$libdir/libloopfast.so.$VERSION" | grep -q 'SONAME.*\[libloopfast.so.0\]' ||
+grep -q 'SONAME.*\[libloopfast.so.0\]' <<<"$(readelf -d "$libdir/libloopfast.so.$VERSION")" ||
   fail "soname"
 echo "$libdir: libloopfast.so -> libloopfast.so.0 -> libloopfast.so.$VERSION (soname set)"
-if readelf -d /usr/bin/loopfast | grep -qE 'RPATH|RUNPATH'; then fail "the tool has a RUNPATH"; fi
-ldd /usr/bin/loopfast | grep -q 'libloopfast.so.0 => /.*lib/x86_64-linux-gnu/libloopfast.so.0' ||
-  fail "the tool does not use the installed library: $(ldd /usr/bin/loopfast)"
+if grep -qE 'RPATH|RUNPATH' <<<"$(readelf -d /usr/bin/loopfast)"; then fail "tool RUNPATH"; fi
+libraries=$(ldd /usr/bin/loopfast)  # (grep -q on the pipe would end ldd early: pipefail)
+grep -q 'libloopfast.so.0 => /.*lib/x86_64-linux-gnu/libloopfast.so.0' <<<"$libraries" ||
+  fail "the tool does not use the installed library: $libraries"
 preload=$(loopfast run -- sh -c 'echo "$LD_PRELOAD"')
 case "$preload" in /usr/lib/*/libloopfast.so.0) ;; *) fail "loopfast run preloads $preload" ;; esac
 echo "loopfast run preloads $preload"
@@ -90,7 +91,7 @@ cc -o fast_consumer fast_consumer.c $(pkg-config --cflags --libs loopfast) || fa
 echo "a program built with pkg-config --cflags --libs loopfast: fast connection"
 { cmake -S cmake_consumer -B cmake_build && cmake --build cmake_build; } >cmake.log 2>&1 ||
   { cat cmake.log; fail "find_package(loopfast)"; }
-./cmake_build/consumer | grep -qx "loopfast $VERSION" || fail "the CMake consumer"
+[ "$(./cmake_build/consumer)" = "loopfast $VERSION" ] || fail "the CMake consumer"
 echo "a program built with CMake find_package(loopfast): links and runs"
 
 dpkg -r loopfast libloopfast-dev libloopfast0 >dpkg-r.log 2>&1 ||
@@ -101,7 +102,7 @@ left=$(while read -r file; do
 done <files)
 [ -z "$left" ] || fail "dpkg -r left: $left"
 [ -f /etc/loopfast.conf ] || fail "dpkg -r removed the conffile"
-dpkg-query -W -f '${Status}' loopfast | grep -q 'config-files' || fail "loopfast status after -r"
+[[ "$(dpkg-query -W -f '${Status}' loopfast)" == *config-files ]] || fail "status after -r"
 for dir in /usr/share/doc/loopfast /usr/include/loopfast /usr/lib/*/cmake/loopfast; do
   [ ! -e "$dir" ] || fail "dpkg -r left $dir"
 done
