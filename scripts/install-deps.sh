@@ -1,12 +1,31 @@
 #!/usr/bin/env bash
-# Installs what loopfast needs to build and test on Debian 12, and nothing that is already there.
+# Installs what loopfast needs on Debian 12, and nothing that is already there.
+#   scripts/install-deps.sh               build and test (what demo.sh and test.sh need)
+#   scripts/install-deps.sh --packaging   build the Debian packages (scripts/package.sh):
+#                                         the compiler and debhelper, lintian; no test libraries
+#   scripts/install-deps.sh --with-packaging   both (test.sh: the suite builds the packages too)
 # LOOPFAST_PROGRAM_TESTS=0 leaves out the real programs tests/programs/ runs (redis, nginx, ...).
 set -euo pipefail
-packages=(g++ cmake make libgtest-dev libgmock-dev libbenchmark-dev iproute2 pkg-config
-  clang libclang-rt-14-dev tcpdump)
+build_packages=(g++ cmake make pkg-config)
+test_packages=(libgtest-dev libgmock-dev libbenchmark-dev iproute2 clang libclang-rt-14-dev
+  tcpdump python3 groff-base)
 # The real-program tests (tests/programs/): servers and clients from Debian, run under loopfast.
 program_packages=(redis-server redis-tools nginx-light wrk sockperf iperf3 curl)
-if [ "${LOOPFAST_PROGRAM_TESTS:-1}" != 0 ]; then
+# scripts/package.sh: dpkg-buildpackage (build-essential is its implicit build dependency),
+# debhelper, lintian; man-db and groff to read and check the pages.
+packaging_packages=(build-essential dpkg-dev debhelper lintian man-db groff-base)
+case "${1:-}" in
+  "") packages=("${build_packages[@]}" "${test_packages[@]}") ;;
+  --packaging) packages=("${build_packages[@]}" "${packaging_packages[@]}") ;;
+  --with-packaging)
+    packages=("${build_packages[@]}" "${test_packages[@]}" "${packaging_packages[@]}")
+    ;;
+  *)
+    echo "usage: scripts/install-deps.sh [--packaging | --with-packaging]" >&2
+    exit 2
+    ;;
+esac
+if [ "${1:-}" != --packaging ] && [ "${LOOPFAST_PROGRAM_TESTS:-1}" != 0 ]; then
   packages+=("${program_packages[@]}")
 fi
 missing=()

@@ -3,7 +3,7 @@
 # and failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh --with-packaging
 scripts/build.sh
 cd build
 ctest --output-on-failure --timeout 600 -j 2 "$@"

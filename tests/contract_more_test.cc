@@ -1121,6 +1121,7 @@ bool MapsMemfd(pid_t pid) {
 // /dev/shm or /tmp, and neither endpoint process holds a descriptor naming the memfd (which
 // another process could open through /proc/<pid>/fd); the memory is only mapped.
 TEST(ContractMoreTest, NoOtherProcessCanFindTheSharedMemory) {
+  const LeftoverFiles leftovers;
   uint16_t port = 0;
   const int listener = Listen(AF_INET, "127.0.0.1", true, &port);
   int ready[2], done[2];
@@ -1155,7 +1156,7 @@ TEST(ContractMoreTest, NoOtherProcessCanFindTheSharedMemory) {
   EXPECT_TRUE(MapsMemfd(server));
   EXPECT_FALSE(HasMemfdDescriptor(getpid()));
   EXPECT_FALSE(HasMemfdDescriptor(server));
-  EXPECT_EQ(LeftoverFiles(), 0);
+  EXPECT_EQ(leftovers.New(), std::vector<std::string>{});
   close(done[1]);
   close(ready[0]);
   close(fd);

@@ -476,6 +476,7 @@ TEST(DataPathTest, FionreadSoErrorTimeoutsAndAddresses) {
 // 1,000 transfers of random sizes (1 B to 4 MiB, log-uniform), both directions at once, random
 // read and write sizes; every byte checked. Then: no descriptor leaked, nothing left behind.
 TEST(DataPathTest, ThousandRandomTransfersAreByteExact) {
+  const LeftoverFiles leftovers;
   const char *forced = std::getenv("LOOPFAST_TEST_SEED");
   const unsigned base =
       forced ? unsigned(std::strtoul(forced, nullptr, 10)) : unsigned(std::random_device{}());
@@ -545,7 +546,7 @@ TEST(DataPathTest, ThousandRandomTransfersAreByteExact) {
     ASSERT_EQ(Reap(c.server), 0) << "connection " << k;
   }
   EXPECT_EQ(OpenDescriptorCount(), descriptors_before);
-  EXPECT_EQ(LeftoverFiles(), 0);
+  EXPECT_EQ(leftovers.New(), std::vector<std::string>{});
 }
 
 // Non-blocking mode set each way a program sets it: EAGAIN exactly where kernel TCP gives it

@@ -212,6 +212,7 @@ TEST(ExhaustionTest, AServerThatCannotMapTheRingsRefusesAtOnceAndTheConnectionWo
 // Thousands of connections opened at once, each carrying a checked exchange, then closed: all
 // work, every descriptor comes back, nothing is left in the file system.
 TEST(ExhaustionTest, ABurstOfConnectionsAllWorkAndLeaveNothingBehind) {
+  const LeftoverFiles leftovers;
   int count = 2000;
   if (const char *value = std::getenv("LOOPFAST_CAMPAIGN_BURST")) count = std::atoi(value);
   rlimit limit;
@@ -264,7 +265,7 @@ TEST(ExhaustionTest, ABurstOfConnectionsAllWorkAndLeaveNothingBehind) {
   EXPECT_EQ(Reap(server, 120000), 0);
   EXPECT_EQ(fast, count);
   EXPECT_EQ(OpenCount(), before);
-  EXPECT_EQ(LeftoverFiles(), 0);
+  EXPECT_EQ(leftovers.New(), std::vector<std::string>{});
 }
 
 }  // namespace

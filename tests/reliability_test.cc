@@ -735,6 +735,7 @@ bool OnlyPathMissed(const std::string &result) {
 }
 
 TEST(ReliabilityTest, RandomizedTransfers) {
+  const LeftoverFiles leftovers;
   const uint64_t single = EnvNumber("LOOPFAST_CAMPAIGN_SEED", 0);
   const uint64_t runs = single ? 1 : EnvNumber("LOOPFAST_CAMPAIGN_RUNS", 200);
   const uint64_t base = EnvNumber("LOOPFAST_CAMPAIGN_BASE", std::random_device{}());
@@ -765,8 +766,8 @@ TEST(ReliabilityTest, RandomizedTransfers) {
                     << " build-reliability/tests/e2e_tests"
                        " --gtest_filter=ReliabilityTest.RandomizedTransfers";
     }
-    if (LeftoverFiles() != 0) {
-      ADD_FAILURE() << "files left in /dev/shm or /tmp after seed " << seed;
+    if (const std::vector<std::string> left = leftovers.New(); !left.empty()) {
+      ADD_FAILURE() << "files left in /dev/shm or /tmp after seed " << seed << ": " << left[0];
       break;
     }
   }
@@ -780,7 +781,7 @@ TEST(ReliabilityTest, RandomizedTransfers) {
               (unsigned long long)kernel_only);
   EXPECT_LE(kernel_only * 20, done) << "more than 5% of the runs missed the fast path";
   EXPECT_EQ(OpenDescriptorCount(), descriptors_before);
-  EXPECT_EQ(LeftoverFiles(), 0);
+  EXPECT_EQ(leftovers.New(), std::vector<std::string>{});
 }
 
 // Campaign defect 4 (docs/reliability.md): this seed hung once in 2,000 runs before the fixes
@@ -1268,6 +1269,7 @@ std::string Survive(const KillPlan &plan) {
 }
 
 TEST(ReliabilityTest, KillNineAtRandomPoints) {
+  const LeftoverFiles leftovers;
   const uint64_t single = EnvNumber("LOOPFAST_CAMPAIGN_SEED", 0);
   const uint64_t kills = single ? 1 : EnvNumber("LOOPFAST_CAMPAIGN_KILLS", 60);
   const uint64_t base = EnvNumber("LOOPFAST_CAMPAIGN_BASE", std::random_device{}());
@@ -1299,8 +1301,8 @@ TEST(ReliabilityTest, KillNineAtRandomPoints) {
                     << " build-reliability/tests/e2e_tests"
                        " --gtest_filter=ReliabilityTest.KillNineAtRandomPoints";
     }
-    if (LeftoverFiles() != 0) {
-      ADD_FAILURE() << "files left in /dev/shm or /tmp after seed " << seed;
+    if (const std::vector<std::string> left = leftovers.New(); !left.empty()) {
+      ADD_FAILURE() << "files left in /dev/shm or /tmp after seed " << seed << ": " << left[0];
       break;
     }
   }
@@ -1313,7 +1315,7 @@ TEST(ReliabilityTest, KillNineAtRandomPoints) {
   for (const auto &[kind, count] : outcomes)
     std::printf("[ campaign ]   %s %d\n", kind.c_str(), count);
   EXPECT_EQ(OpenDescriptorCount(), descriptors_before);
-  EXPECT_EQ(LeftoverFiles(), 0);
+  EXPECT_EQ(leftovers.New(), std::vector<std::string>{});
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -214,17 +215,44 @@ int OpenDescriptorCount() {
   return count - 1;  // the directory's own descriptor
 }
 
-int LeftoverFiles() {
-  int count = 0;
+namespace {
+
+// (path, inode) of every entry of /dev/shm and /tmp whose name starts with "loopfast", sorted.
+// The inode tells a name removed and made again from one that stayed.
+std::vector<std::pair<std::string, ino_t>> LibraryLikeEntries() {
+  std::vector<std::pair<std::string, ino_t>> entries;
   for (const char *path : {"/dev/shm", "/tmp"}) {
     DIR *dir = opendir(path);
     if (dir == nullptr) continue;
     while (dirent *entry = readdir(dir)) {
-      if (std::strncmp(entry->d_name, "loopfast", 8) == 0) ++count;
+      if (std::strncmp(entry->d_name, "loopfast", 8) == 0) {
+        entries.emplace_back(std::string(path) + "/" + entry->d_name, entry->d_ino);
+      }
     }
     closedir(dir);
   }
-  return count;
+  std::sort(entries.begin(), entries.end());
+  return entries;
+}
+
+}  // namespace
+
+LeftoverFiles::LeftoverFiles() : before_(LibraryLikeEntries()) {}
+
+std::vector<std::string> LeftoverFiles::New() const {
+  std::vector<std::string> appeared;
+  for (const auto &entry : LibraryLikeEntries()) {
+    if (!std::binary_search(before_.begin(), before_.end(), entry)) {
+      appeared.push_back(entry.first);
+    }
+  }
+  return appeared;
+}
+
+std::vector<std::string> LeftoverFiles::AllNamedLikeTheLibrary() {
+  std::vector<std::string> names;
+  for (const auto &entry : LibraryLikeEntries()) names.push_back(entry.first);
+  return names;
 }
 
 void Bound(int fd, int ms) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace loopfast::test {
@@ -81,8 +82,21 @@ bool LeaveLittleAddressSpace(long spare_kib = 8 * 1024);
 
 // Descriptors open in this process (for leak checks).
 int OpenDescriptorCount();
-// Files in /dev/shm and /tmp whose name starts with "loopfast" (must stay 0).
-int LeftoverFiles();
+// What the library might leave in the file system (guarantee 5: nothing). A snapshot of the
+// entries of /dev/shm and /tmp named like the library's own objects ("loopfast...": its
+// memfds, its abstract channels), taken when constructed; New() lists the ones that appeared
+// since, as "/tmp/name". Whatever was there before (a build directory, a downloaded tarball,
+// another checkout's files) is not the library's doing and is not counted.
+class LeftoverFiles {
+ public:
+  LeftoverFiles();
+  std::vector<std::string> New() const;
+  // Every such entry there is now, whoever made it and when (what the check once counted).
+  static std::vector<std::string> AllNamedLikeTheLibrary();
+
+ private:
+  std::vector<std::pair<std::string, ino_t>> before_;  // sorted
+};
 
 }  // namespace loopfast::test
 

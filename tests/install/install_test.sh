@@ -10,7 +10,8 @@ prefix=$work/prefix
 cmake --install "$build_dir" --prefix "$prefix" >/dev/null
 for f in include/loopfast/loopfast.h include/loopfast/loopfast.hpp include/loopfast/winsock.h \
          lib/libloopfast.so bin/loopfast lib/cmake/loopfast/loopfastConfig.cmake \
-         lib/pkgconfig/loopfast.pc; do
+         lib/pkgconfig/loopfast.pc share/man/man1/loopfast.1 share/man/man1/loopfast-doctor.1 \
+         share/man/man3/loopfast_ioctl.3 share/man/man5/loopfast.conf.5 share/man/man7/loopfast.7; do
   [ -e "$prefix/$f" ] || { echo "missing after install: $f"; exit 1; }
 done
 "$prefix/bin/loopfast" version | grep -q '^loopfast [0-9]'

@@ -1027,6 +1027,7 @@ void BenchUsage(FILE *out) {
       "                   docs/performance.md); '-' writes it to stdout and the table to stderr\n"
       "  --svg FILE       latency distribution (CDF per path, log-scale us) as SVG (rr, many)\n"
       "  --no-progress    no progress lines on stderr (otherwise one every ~2 s)\n"
+      "  -h, --help       this text\n"
       "\n"
       "LIST is comma-separated, e.g. --size 1,64,1K,16K. Sizes take K, M and G suffixes\n"
       "(powers of 1024). The wait policy comes from the environment (LOOPFAST_SPIN_US), as for\n"

@@ -8,6 +8,8 @@ int RunCommand(int argc, char **argv);
 int BenchCommand(int argc, char **argv);
 int CaptureCommand(int argc, char **argv);
 int StatCommand(int argc, char **argv);
+int DoctorCommand(int argc, char **argv);
+int ServiceCommand(int argc, char **argv);
 
 }  // namespace loopfast::tool
 

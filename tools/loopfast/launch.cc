@@ -1,6 +1,8 @@
 #include "launch.h"
 
 #include <dlfcn.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,18 +14,28 @@
 #include "loopfast/loopfast.h"
 
 namespace loopfast::tool {
-namespace {
 
-// The library this tool is linked with: the one to preload.
-std::string LibraryPath() {
-  Dl_info info{};
-  if (dladdr(reinterpret_cast<void *>(&loopfast_version), &info) != 0 && info.dli_fname) {
-    return info.dli_fname;
+void RunVariables::Set(const char *name, const std::string &value, bool list) {
+  for (RunVariable &variable : variables_) {
+    if (variable.name != name) continue;
+    variable.value = list && !variable.value.empty() ? variable.value + "," + value : value;
+    return;
   }
-  return "libloopfast.so";
+  variables_.push_back({name, value, list});
 }
 
-}  // namespace
+std::string LibraryPath() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void *>(&loopfast_version), &info) == 0 || !info.dli_fname) {
+    return "libloopfast.so";
+  }
+  std::string loaded = info.dli_fname;
+  const size_t slash = loaded.rfind('/');
+  const std::string directory = slash == std::string::npos ? "." : loaded.substr(0, slash + 1);
+  char resolved[PATH_MAX];
+  if (realpath(directory.c_str(), resolved) == nullptr) return loaded;
+  return std::string(resolved) + "/" + loaded.substr(slash == std::string::npos ? 0 : slash + 1);
+}
 
 void AppendList(const char *variable, const char *list) {
   std::string value = list;
@@ -33,7 +45,7 @@ void AppendList(const char *variable, const char *list) {
   setenv(variable, value.c_str(), 1);
 }
 
-bool ApplyRunOption(const char *command, int argc, char **argv, int *index) {
+bool ParseRunOption(const char *command, int argc, char **argv, int *index, RunVariables *out) {
   int &i = *index;
   const char *arg = argv[i];
   auto value = [&](const char *name) -> const char * {
@@ -44,29 +56,42 @@ bool ApplyRunOption(const char *command, int argc, char **argv, int *index) {
     return argv[++i];
   };
   if (std::strcmp(arg, "--spin-us") == 0) {
-    setenv("LOOPFAST_SPIN_US", value(arg), 1);
+    out->Set("LOOPFAST_SPIN_US", value(arg), false);
   } else if (std::strcmp(arg, "--log") == 0) {
-    setenv("LOOPFAST_LOG", value(arg), 1);
+    out->Set("LOOPFAST_LOG", value(arg), false);
   } else if (std::strcmp(arg, "--log-file") == 0) {
-    setenv("LOOPFAST_LOG_FILE", value(arg), 1);
+    out->Set("LOOPFAST_LOG_FILE", value(arg), false);
   } else if (std::strcmp(arg, "--include-port") == 0) {
-    AppendList("LOOPFAST_INCLUDE_PORTS", value(arg));
+    out->Set("LOOPFAST_INCLUDE_PORTS", value(arg), true);
   } else if (std::strcmp(arg, "--exclude-port") == 0) {
-    AppendList("LOOPFAST_EXCLUDE_PORTS", value(arg));
+    out->Set("LOOPFAST_EXCLUDE_PORTS", value(arg), true);
   } else if (std::strcmp(arg, "--include-address") == 0) {
-    AppendList("LOOPFAST_INCLUDE_ADDRESSES", value(arg));
+    out->Set("LOOPFAST_INCLUDE_ADDRESSES", value(arg), true);
   } else if (std::strcmp(arg, "--exclude-address") == 0) {
-    AppendList("LOOPFAST_EXCLUDE_ADDRESSES", value(arg));
+    out->Set("LOOPFAST_EXCLUDE_ADDRESSES", value(arg), true);
   } else if (std::strcmp(arg, "--disable") == 0) {
-    setenv("LOOPFAST_DISABLE", "1", 1);
+    out->Set("LOOPFAST_DISABLE", "1", false);
   } else {
     return false;
   }
   return true;
 }
 
+bool ApplyRunOption(const char *command, int argc, char **argv, int *index) {
+  RunVariables variables;
+  if (!ParseRunOption(command, argc, argv, index, &variables)) return false;
+  for (const RunVariable &variable : variables.all()) {
+    if (variable.list) {
+      AppendList(variable.name.c_str(), variable.value.c_str());
+    } else {
+      setenv(variable.name.c_str(), variable.value.c_str(), 1);
+    }
+  }
+  return true;
+}
+
 int ExecWithFastPath(const char *command, char **program) {
-  setenv("LOOPFAST_DEFAULT", "1", 1);
+  setenv(kDefaultOnVariable, "1", 1);
   std::string preload = LibraryPath();
   if (const char *existing = std::getenv("LD_PRELOAD"); existing != nullptr && *existing) {
     preload += ":";

@@ -18,12 +18,15 @@ void Usage(FILE *out) {
       "\n"
       "commands:\n"
       "  run [OPTIONS] -- PROGRAM [ARGS]   run a program with the fast path on by default\n"
-      "  bench rr|stream|conn [OPTIONS]    fast path beside kernel TCP, in one run\n"
+      "  bench rr|stream|conn|many [OPTS]  fast path beside kernel TCP, in one run\n"
       "  capture -w FILE -- PROGRAM [ARGS] run, and write fast-path traffic to a pcap file\n"
       "  stat [--json] [-w]                the host's fast-path connections, like ss\n"
+      "  doctor [--json]                   does the fast path work on this host, and if not, why\n"
+      "  service enable|disable|status UNIT [RUN OPTIONS]\n"
+      "                                    run a systemd service under loopfast\n"
       "  version                           print the version\n"
       "\n"
-      "`loopfast COMMAND --help` describes each command.\n");
+      "`loopfast COMMAND --help` describes each command; man loopfast, man loopfast-COMMAND.\n");
 }
 
 }  // namespace
@@ -37,6 +40,10 @@ int main(int argc, char **argv) {
   if (std::strcmp(command, "run") == 0) return loopfast::tool::RunCommand(argc - 1, argv + 1);
   if (std::strcmp(command, "bench") == 0) return loopfast::tool::BenchCommand(argc - 1, argv + 1);
   if (std::strcmp(command, "stat") == 0) return loopfast::tool::StatCommand(argc - 1, argv + 1);
+  if (std::strcmp(command, "doctor") == 0) return loopfast::tool::DoctorCommand(argc - 1, argv + 1);
+  if (std::strcmp(command, "service") == 0) {
+    return loopfast::tool::ServiceCommand(argc - 1, argv + 1);
+  }
   if (std::strcmp(command, "capture") == 0) {
     return loopfast::tool::CaptureCommand(argc - 1, argv + 1);
   }

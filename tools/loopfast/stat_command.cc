@@ -285,7 +285,8 @@ void StatUsage(FILE *out) {
                "  --json          one JSON document (schema loopfast-stat/1, docs/stat.md)\n"
                "  -w, --watch [S] refresh every S seconds (1), until interrupted or --count\n"
                "  --count N       with --watch: stop after N refreshes\n"
-               "  --pid PID       only this process's sockets (repeat for more)\n");
+               "  --pid PID       only this process's sockets (repeat for more)\n"
+               "  -h, --help      this text\n");
 }
 
 }  // namespace
