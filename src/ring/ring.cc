@@ -30,6 +30,9 @@ void SpscRing::Initialize(RingControl *control, uint32_t initial_window) {
   control->mapping.store(EncodeMapping({initial_window, 0}), std::memory_order_relaxed);
   control->guard_until.store(0, std::memory_order_relaxed);
   control->guard_bytes.store(0, std::memory_order_relaxed);
+  control->reserved2 = 0;
+  control->area_offset[0].store(0, std::memory_order_relaxed);
+  control->area_offset[1].store(0, std::memory_order_relaxed);
   control->tail.store(0, std::memory_order_relaxed);
   control->consumer_waiting.store(0, std::memory_order_relaxed);
   control->reserved1 = 0;
@@ -47,6 +50,49 @@ SpscRing::SpscRing(RingControl *control, const Area *areas, int area_count)
   for (int i = 0; i < area_count_; ++i) areas_[i] = areas[i];
   capacity_ = areas_[area_count_ - 1].bytes;
   cached_tail_ = control_->tail.load(std::memory_order_acquire);
+}
+
+SpscRing::SpscRing(RingControl *control, Area first, AreaSource *source, uint32_t capacity)
+    : control_(control), area_count_(kMaxAreas), capacity_(capacity), source_(source) {
+  areas_[0] = first;
+  cached_tail_ = control_->tail.load(std::memory_order_acquire);
+}
+
+void SpscRing::SetCapacity(uint32_t capacity) {
+  if (capacity <= capacity_ || (capacity & (capacity - 1)) != 0 || capacity > kMaxCapacity) {
+    return;
+  }
+  // A large area made for the old capacity cannot hold a larger window.
+  if (areas_[2].data != nullptr && capacity > areas_[2].bytes) return;
+  capacity_ = capacity;
+}
+
+uint8_t *SpscRing::SourcedData(uint32_t window) const {
+  if (window <= areas_[0].bytes) return areas_[0].data;
+  const int area = window <= source_->medium_bytes() ? 1 : 2;
+  Area &known = areas_[area];
+  if (known.data != nullptr && window <= known.bytes) return known.data;
+  if (producer_) return nullptr;  // a producer only uses what it made (PrepareArea)
+  // Consumer: the producer published where it put the area; check it once per window size.
+  const uint64_t offset = control_->area_offset[area - 1].load(std::memory_order_acquire);
+  uint8_t *data = source_->Resolve(offset, window);
+  if (data != nullptr) known = {data, window};
+  return data;
+}
+
+bool SpscRing::PrepareArea(uint32_t window) {
+  producer_ = true;
+  if (source_ == nullptr || window <= areas_[0].bytes) return true;
+  const int area = window <= source_->medium_bytes() ? 1 : 2;
+  if (areas_[area].data != nullptr) return window <= areas_[area].bytes;
+  const uint32_t bytes = area == 1 ? std::min(source_->medium_bytes(), capacity_) : capacity_;
+  uint64_t offset = 0;
+  uint8_t *data = source_->Allocate(area, bytes, &offset);
+  if (data == nullptr) return false;
+  // Release: the consumer reads it after the mapping that first uses the area (seq_cst).
+  control_->area_offset[area - 1].store(offset, std::memory_order_release);
+  areas_[area] = {data, bytes};
+  return true;
 }
 
 uint64_t SpscRing::FillLevel() const {
@@ -118,10 +164,10 @@ bool SpscRing::Grow(RingMapping *mapping) {
   const uint32_t old_window = mapping->window;
   if (unread > old_window) return false;
   const auto start = static_cast<uint32_t>((cached_tail_ + mapping->shift) & (old_window - 1));
-  const auto window =
-      static_cast<uint32_t>(std::min<uint64_t>(uint64_t{old_window} * kWindowGrowth, capacity_));
+  const uint32_t window = NextWindow(old_window);
   uint8_t *const from = DataFor(old_window);
   uint8_t *const to = DataFor(window);
+  if (from == nullptr || to == nullptr) return false;
   if (from != to) {
     // Into another area: every unread byte is copied to the same offsets there, the wrapped
     // part to just past the old window (the new one is at least twice as large). Nothing is
@@ -146,6 +192,10 @@ bool SpscRing::Grow(RingMapping *mapping) {
   *mapping = grown;
   queued_bytes_ = 0;
   return true;
+}
+
+uint32_t SpscRing::NextWindow(uint32_t window) const {
+  return static_cast<uint32_t>(std::min<uint64_t>(uint64_t{window} * kWindowGrowth, capacity_));
 }
 
 bool SpscRing::WantsGrowth(uint32_t window, size_t room, size_t wanted) {
@@ -179,15 +229,21 @@ int64_t SpscRing::Write(const struct iovec *iov, size_t iov_count, size_t iov_sk
   int64_t room = Room(mapping, max);
   if (room < 0) return room;
   if (mapping.window < capacity_ && WantsGrowth(mapping.window, static_cast<size_t>(room), max)) {
-    if (!Grow(&mapping)) return -1;
-    room = Room(mapping, max);
-    if (room < 0) return room;
+    if (PrepareArea(NextWindow(mapping.window))) {
+      if (!Grow(&mapping)) return -1;
+      room = Room(mapping, max);
+      if (room < 0) return room;
+    } else {
+      capacity_ = mapping.window;  // no memory for a larger one: this is the ring's size now
+    }
   }
   if (room == 0) return 0;
   const uint64_t head = control_->head.load(std::memory_order_relaxed);
   const uint32_t window = mapping.window;
   const uint32_t mask = window - 1;
+  producer_ = true;
   uint8_t *const data = DataFor(window);
+  if (data == nullptr) return -1;
   size_t budget = std::min<size_t>(max, static_cast<size_t>(room));
   size_t written = 0;
   for (size_t i = 0; i < iov_count && budget > 0; ++i) {
@@ -221,7 +277,9 @@ size_t SpscRing::UnreadSpan(uint64_t from, const uint8_t **bytes) const {
   const uint64_t tail = control_->tail.load(std::memory_order_acquire);
   if (mapping.window == 0 || head - tail > mapping.window || from - tail >= head - tail) return 0;
   const auto offset = static_cast<uint32_t>((from + mapping.shift) & (mapping.window - 1));
-  *bytes = DataFor(mapping.window) + offset;
+  const uint8_t *data = DataFor(mapping.window);
+  if (data == nullptr) return 0;
+  *bytes = data + offset;
   return static_cast<size_t>(std::min<uint64_t>(head - from, mapping.window - offset));
 }
 
@@ -254,6 +312,7 @@ int64_t SpscRing::Read(const struct iovec *iov, size_t iov_count, size_t iov_ski
   const uint32_t window = mapping.window;
   const uint32_t mask = window - 1;
   const uint8_t *const data = DataFor(window);
+  if (data == nullptr) return -1;
   const uint64_t tail = control_->tail.load(std::memory_order_relaxed);
   size_t budget = std::min<size_t>(max, static_cast<size_t>(readable));
   size_t copied = 0;

@@ -3,10 +3,11 @@
 // The kernel's epoll set keeps every ordinary descriptor, as the program registered it. Fast
 // (and maybe-fast) sockets are kept here instead, per epoll descriptor, with the program's
 // events and data. Each such set also owns a private "shadow" epoll descriptor holding what
-// the fast sockets sleep on (doorbells, kernel sockets); the shadow sits in the program's set
-// under a cookie, so the program's set wakes up (even when nested or polled elsewhere) when a
-// fast socket may have changed. epoll_wait looks at the fast sockets in user space, asks the
-// kernel for the rest, and filters the cookie out of what it returns.
+// the fast sockets sleep on (their sessions' bells, edge-triggered and shared by every socket
+// of a session; their kernel sockets); the shadow sits in the program's set under a cookie, so
+// the program's set wakes up (even when nested or polled elsewhere) when a fast socket may have
+// changed. epoll_wait looks at the fast sockets in user space, asks the kernel for the rest,
+// and filters the cookie out of what it returns.
 //
 // A fast socket that settles on kernel TCP moves into the kernel's set with its events and
 // data; its current readiness is reported there from then on (the move loses no event).
@@ -96,10 +97,15 @@ class EpollSet {
   void PrepareSleep();
   int KernelLook(struct epoll_event *events, int max, int timeout_ms, const sigset_t *sigmask);
 
+  // Registers `bell` in the shadow for one more interest (caller holds mutex_).
+  void HoldBell(int bell);
+  void ReleaseBell(int bell);
+
   std::atomic<int> epfd_;
   std::mutex mutex_;
   int shadow_ = -1;
   std::map<int, Interest> interests_;
+  std::map<int, int> bells_;  // bell descriptor -> interests registered on it
   int next_start_ = 0;  // round robin, so a busy low descriptor cannot starve the others
 };
 
@@ -121,10 +127,33 @@ int EpollSet::EnsureShadow() {
   return 0;
 }
 
+void EpollSet::HoldBell(int bell) {
+  int &count = bells_[bell];
+  if (count++ > 0) return;
+  // Edge-triggered, never read: every ring reaches every set that registered the bell.
+  struct epoll_event member = {};
+  member.events = EPOLLIN | EPOLLET;
+  member.data.u64 = ~uint64_t{0};
+  if (sys::Real().epoll_ctl(shadow_, EPOLL_CTL_ADD, bell, &member) != 0 && errno != EEXIST) {
+    bells_.erase(bell);
+  }
+}
+
+void EpollSet::ReleaseBell(int bell) {
+  auto found = bells_.find(bell);
+  if (found == bells_.end() || --found->second > 0) return;
+  bells_.erase(found);
+  sys::Real().epoll_ctl(shadow_, EPOLL_CTL_DEL, bell, nullptr);
+}
+
 void EpollSet::Forget(Interest &interest) {
   const int saved_errno = errno;
   for (int i = 0; i < interest.registered_count; ++i) {
-    sys::Real().epoll_ctl(shadow_, EPOLL_CTL_DEL, interest.registered[i].fd, nullptr);
+    if (interest.registered[i].bell) {
+      ReleaseBell(interest.registered[i].fd);
+    } else {
+      sys::Real().epoll_ctl(shadow_, EPOLL_CTL_DEL, interest.registered[i].fd, nullptr);
+    }
   }
   interest.registered_count = 0;
   errno = saved_errno;
@@ -238,25 +267,15 @@ void EpollSet::PrepareSleep() {
   std::lock_guard<std::mutex> guard(mutex_);
   if (shadow_ < 0) return;
   const int saved_errno = errno;
-  // Take the wake-up bytes of the doorbells that rang since the last sleep. A doorbell whose
-  // peer is gone stays readable until the members are updated below, and the kernel reports
-  // ready members in turn: enough passes to see each once, never more (with 64 or more gone
-  // peers an open-ended loop never ended).
+  // Take the edges that rang since the last sleep (the shadow stays readable until they are
+  // taken). A kernel socket at its end stays ready until the members are updated below, and
+  // the kernel reports ready members in turn: enough passes to see each once, never more.
   struct epoll_event rang[64];
-  size_t members = 0;
+  size_t members = bells_.size();
   for (const auto &entry : interests_)
     members += static_cast<size_t>(entry.second.registered_count);
   for (size_t pass = 0; pass <= members / 64; ++pass) {
-    const int n = sys::Real().epoll_wait(shadow_, rang, 64, 0);
-    for (int i = 0; i < n; ++i) {
-      const int owner = static_cast<int>(rang[i].data.u64 >> 32);
-      const int woken_fd = static_cast<int>(rang[i].data.u64 & 0xffffffffu);
-      auto found = interests_.find(owner);
-      if (found != interests_.end() && woken_fd != owner) {
-        readiness::TakeWakeups(*found->second.socket, woken_fd);
-      }
-    }
-    if (n < 64) break;
+    if (sys::Real().epoll_wait(shadow_, rang, 64, 0) < 64) break;
   }
   // Announce every armed interest and keep the shadow's members up to date.
   for (auto &[fd, interest] : interests_) {
@@ -264,11 +283,10 @@ void EpollSet::PrepareSleep() {
     int count = 0;
     if (!interest.disarmed) {
       count = readiness::PrepareWait(*interest.socket, fd,
-                                     static_cast<short>(interest.events & kPollEvents), wanted,
-                                     /*drain=*/false);
+                                     static_cast<short>(interest.events & kPollEvents), wanted);
     }
     auto same = [](const readiness::WaitFd &a, const readiness::WaitFd &b) {
-      return a.fd == b.fd && a.events == b.events && a.edge == b.edge;
+      return a.fd == b.fd && a.events == b.events && a.edge == b.edge && a.bell == b.bell;
     };
     bool unchanged = count == interest.registered_count;
     for (int i = 0; unchanged && i < count; ++i) {
@@ -277,6 +295,11 @@ void EpollSet::PrepareSleep() {
     if (unchanged) continue;
     Forget(interest);
     for (int i = 0; i < count; ++i) {
+      if (wanted[i].bell) {
+        HoldBell(wanted[i].fd);
+        interest.registered[interest.registered_count++] = wanted[i];
+        continue;
+      }
       struct epoll_event member = {};
       member.events = static_cast<uint32_t>(static_cast<uint16_t>(wanted[i].events)) |
                       (wanted[i].edge ? uint32_t{EPOLLET} : 0u);

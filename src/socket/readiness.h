@@ -6,8 +6,10 @@
 // socket's own state is the answer, as it is for the data calls. Sockets on any other path
 // are asked of the kernel.
 //
-// The sleep protocol is the data calls' one: look, prepare (take delivered wake-up bytes,
-// announce), look again, and only then sleep on the descriptors WaitFds() names.
+// The sleep protocol: look, prepare (take the edges that woke the last sleep, announce), look
+// again, and only then sleep on the descriptors PrepareWait() names. A fast socket names its
+// session's bell (wait/bell.h: an eventfd that must be registered edge-triggered, in the epoll
+// shadow or the thread's WakeSet, never read) and its kernel socket (the peer's FIN or reset).
 //
 // Thread rules: any thread.
 #ifndef LOOPFAST_SOCKET_READINESS_H_
@@ -61,14 +63,10 @@ struct WaitFd {
   int fd = -1;
   short events = 0;
   bool edge = false;  // only a change matters (the kernel socket stays readable at its end)
+  bool bell = false;  // a bell: edge-triggered in an epoll instance, never polled directly
 };
-// Prepares a sleep (see above) and names what to sleep on. Returns how many were written.
-// `drain` false: the caller has already taken the delivered wake-up bytes (TakeWakeups).
-int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out, bool drain = true);
-
-// Takes the wake-up bytes waiting on a doorbell that a sleep reported readable; a doorbell at
-// end-of-file means the peer left, which the next Look() settles.
-void TakeWakeups(Socket &socket, int bell_fd);
+// Announces the sleep (see above) and names what to sleep on. Returns how many were written.
+int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out);
 
 }  // namespace loopfast::readiness
 

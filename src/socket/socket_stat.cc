@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "socket/fast_connection.h"
+#include "fast/fast_connection.h"
 #include "stat/registry.h"
 
 namespace loopfast {
@@ -15,19 +15,12 @@ namespace loopfast {
 const char *CurrentFallbackReason(const Socket &socket) {
   FastConnection *fast = socket.fast.load(std::memory_order_acquire);
   if (socket.fallback_reason == reason::kNone && fast != nullptr && fast->UsesKernel()) {
-    return fast->PeerAttached() ? reason::kPeerMoved : reason::kPeerNeverAttached;
+    return reason::kPeerMoved;
   }
   return socket.fallback_reason;
 }
 
-const char *ReportedFallbackReason(const Socket &socket) {
-  // Pending reads as kernel TCP (nothing moved through a ring yet): say why it is not fast.
-  if (socket.fallback_reason == reason::kNone &&
-      socket.path.load(std::memory_order_acquire) == Path::kPending) {
-    return reason::kAwaitingAccept;
-  }
-  return CurrentFallbackReason(socket);
-}
+const char *ReportedFallbackReason(const Socket &socket) { return CurrentFallbackReason(socket); }
 
 namespace {
 
@@ -57,9 +50,6 @@ void PublishSocket(Socket &socket, int fd) {
   switch (socket.path.load(std::memory_order_acquire)) {
     case Path::kListening:
       state = stat::SlotState::kListener;
-      break;
-    case Path::kPending:
-      state = stat::SlotState::kPending;
       break;
     case Path::kFast:
       state = why == reason::kNone ? stat::SlotState::kFast : stat::SlotState::kKernel;

@@ -10,8 +10,7 @@ namespace loopfast {
 // Why the socket is on kernel TCP now (reason::kNone while it is fast or undecided), including
 // a move its peer made. Caller holds socket.mutex.
 const char *CurrentFallbackReason(const Socket &socket);
-// What loopfast_fallback_reason() says: the same, and for a connection still waiting for its
-// listener to accept, that it is not decided yet. Caller holds socket.mutex.
+// What loopfast_fallback_reason() says. Caller holds socket.mutex.
 const char *ReportedFallbackReason(const Socket &socket);
 
 // Publishes (or updates) the socket's slot: opted-in sockets once listening, connected or

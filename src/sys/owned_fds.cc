@@ -80,6 +80,16 @@ int MoveHigh(int fd) {
   return moved >= 0 ? moved : fd;
 }
 
+int TakeHigh(int fd) {
+  const int base = HighBase();
+  if (fd < 0 || base == 0 || fd >= base) return fd;
+  const int moved = MoveHigh(fd);
+  if (moved >= base) return moved;
+  Real().close(moved);
+  errno = EMFILE;
+  return -1;
+}
+
 bool IsOwned(int fd) {
   if (fd < 0) return false;
   const Chunk *chunk = ChunkFor(static_cast<unsigned>(fd), false);

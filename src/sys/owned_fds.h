@@ -19,6 +19,10 @@ void Own(int fd);
 // the descriptor to use from now on: the new one, or `fd` itself when no higher number is
 // free (or `fd` is negative); close-on-exec either way. Keeps errno.
 [[nodiscard]] int MoveHigh(int fd);
+// MoveHigh for a descriptor loopfast can do without: when it cannot go above the program's
+// range (the process is near its descriptor limit), it is closed and -1 returned (EMFILE), so
+// that loopfast never takes a number the program could have used. Keeps errno otherwise.
+[[nodiscard]] int TakeHigh(int fd);
 // The first number MoveHigh tries (0 when it leaves descriptors where they are).
 int HighBase();
 // Unmarks and really closes `fd`, keeping errno. For every descriptor loopfast closes itself.

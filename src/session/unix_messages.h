@@ -1,6 +1,6 @@
 // Messages with descriptors over connected Unix SEQPACKET sockets, and the channel names.
-#ifndef LOOPFAST_RENDEZVOUS_UNIX_CHANNEL_H_
-#define LOOPFAST_RENDEZVOUS_UNIX_CHANNEL_H_
+#ifndef LOOPFAST_SESSION_UNIX_MESSAGES_H_
+#define LOOPFAST_SESSION_UNIX_MESSAGES_H_
 
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -10,11 +10,11 @@
 
 #include "base/result.h"
 
-namespace loopfast::rendezvous {
+namespace loopfast::session {
 
 inline constexpr int kMaxMessageFds = 3;
 
-// The abstract address of the channel of TCP port `port` in this network namespace.
+// The abstract name a listener group binds for TCP port `port`: "\0loopfast.v2.<port>".
 socklen_t ChannelAddress(uint16_t port, struct sockaddr_un *address);
 
 // Sends one message and up to kMaxMessageFds descriptors; never blocks, never raises SIGPIPE.
@@ -25,11 +25,11 @@ Status SendMessage(int fd, const void *bytes, size_t size, const int *fds, int f
 // truncated message, are closed. Returns the message size (0 at end-of-file) or an errno
 // (EINTR included: a blocking caller reports it as the program's own call would).
 Result<size_t> ReceiveMessage(int fd, void *bytes, size_t capacity, int *fds, int *fd_count,
-                              bool blocking);
+                              bool blocking, int extra_flags = 0);
 
 // Closes `count` descriptors, keeping errno.
 void CloseAll(const int *fds, int count);
 
-}  // namespace loopfast::rendezvous
+}  // namespace loopfast::session
 
-#endif  // LOOPFAST_RENDEZVOUS_UNIX_CHANNEL_H_
+#endif  // LOOPFAST_SESSION_UNIX_MESSAGES_H_

@@ -1,4 +1,4 @@
-#include "rendezvous/unix_channel.h"
+#include "session/unix_messages.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -7,13 +7,13 @@
 #include "sys/owned_fds.h"
 #include "sys/real_calls.h"
 
-namespace loopfast::rendezvous {
+namespace loopfast::session {
 
 socklen_t ChannelAddress(uint16_t port, struct sockaddr_un *address) {
   std::memset(address, 0, sizeof *address);
   address->sun_family = AF_UNIX;
   // Abstract name (leading NUL): per network namespace, never a file to clean up.
-  const int n = std::snprintf(address->sun_path + 1, sizeof address->sun_path - 1, "loopfast.v1.%u",
+  const int n = std::snprintf(address->sun_path + 1, sizeof address->sun_path - 1, "loopfast.v2.%u",
                               static_cast<unsigned>(port));
   return static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + 1 + n);
 }
@@ -48,7 +48,7 @@ Status SendMessage(int fd, const void *bytes, size_t size, const int *fds, int f
 }
 
 Result<size_t> ReceiveMessage(int fd, void *bytes, size_t capacity, int *fds, int *fd_count,
-                              bool blocking) {
+                              bool blocking, int extra_flags) {
   *fd_count = 0;
   struct iovec iov = {bytes, capacity};
   struct msghdr message {};
@@ -61,7 +61,7 @@ Result<size_t> ReceiveMessage(int fd, void *bytes, size_t capacity, int *fds, in
   message.msg_controllen = sizeof control;
   // EINTR is returned, not retried: a blocking caller reports it as the program's recv would.
   const ssize_t n =
-      sys::Real().recvmsg(fd, &message, MSG_CMSG_CLOEXEC | (blocking ? 0 : MSG_DONTWAIT));
+      sys::Real().recvmsg(fd, &message, MSG_CMSG_CLOEXEC | (blocking ? 0 : MSG_DONTWAIT) | extra_flags);
   if (n < 0) return Errno{errno};
   bool ok = (message.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) == 0;
   for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(&message); cmsg != nullptr;
@@ -87,4 +87,4 @@ Result<size_t> ReceiveMessage(int fd, void *bytes, size_t capacity, int *fds, in
   return static_cast<size_t>(n);
 }
 
-}  // namespace loopfast::rendezvous
+}  // namespace loopfast::session

@@ -1,0 +1,116 @@
+// The accepting half of sessions: a listener group (the process that opened a fast listener
+// and the children it forks, which may all accept from it) and the sessions that connecting
+// processes set up with it.
+//
+// A connecting process sends its SessionSetup to the group's channel, an abstract SEQPACKET
+// socket named by the port, before its first connection's SYN. Whichever process of the group
+// first needs it (an accept whose connection it cannot place) reads it, maps the arena and
+// registers the session in the group's memory. When more than one process holds the listener,
+// it also leaves the session's descriptors in the group's depot, a stream socket pair the group
+// inherited, from which any other process of the group takes copies by peeking at the record's
+// offset: no process ever waits for another (docs/design.md, "Listener groups").
+//
+// Thread rules: any thread; one mutex per group and process, and a lock in the group's memory
+// between processes (never in memory a client can write).
+#ifndef LOOPFAST_SESSION_LISTENER_GROUP_H_
+#define LOOPFAST_SESSION_LISTENER_GROUP_H_
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "base/result.h"
+#include "session/session.h"
+
+namespace loopfast::session {
+
+struct GroupMemory;
+
+// The accepting side's view of one session.
+class ServerSession : public Session {
+ public:
+  ~ServerSession() override;
+
+  enum class BindOutcome {
+    kBound,     // the slot is this connection's, fast
+    kDeclined,  // the client took kernel TCP: so does this end
+    kNotFound,  // no claim for that socket in this session
+  };
+  // Binds the claim for the client socket `socket_inode`; on kBound *slot is its slot and this
+  // side's end of it is set up (`rx_limit`: what this end lets the client queue for it).
+  BindOutcome Bind(uint64_t socket_inode, uint32_t rx_limit, uint32_t *slot);
+
+  // Whether the connecting process family still holds its end of the setup's connection (only
+  // in the process that read the setup; elsewhere: the group's record says).
+  bool ClientAlive() const;
+
+ protected:
+  void SlotDone(uint32_t) override {}  // slots are the client's to reuse
+
+ private:
+  friend class ListenerGroup;
+  ServerSession(void *arena, uint64_t nonce, int group_bell, int client_bell, int setup_socket,
+                uint32_t entry, uid_t uid, pid_t pid);
+  int setup_socket_;  // -1 unless this process read the setup
+  const uint32_t entry_;  // its index in the group's memory
+};
+
+class ListenerGroup {
+ public:
+  // Binds the channel of `port`; EADDRINUSE when another process has it (another group, or a
+  // squatter: the name has no owner).
+  static Result<std::shared_ptr<ListenerGroup>> Open(uint16_t port);
+  ~ListenerGroup();
+  ListenerGroup(const ListenerGroup &) = delete;
+  ListenerGroup &operator=(const ListenerGroup &) = delete;
+
+  uint16_t port() const { return port_; }
+
+  struct Placed {
+    std::shared_ptr<ServerSession> session;
+    uint32_t slot = 0;
+    ServerSession::BindOutcome outcome = ServerSession::BindOutcome::kNotFound;
+  };
+  // Finds and binds the claim of the client socket `socket_inode` owned by `uid`: among the
+  // sessions this process has, then those the group knows, then setups still waiting on the
+  // channel. Never waits.
+  Placed Bind(uid_t uid, uint64_t socket_inode, uint32_t rx_limit);
+
+  // fork: from now on another process holds the listener (the parent calls it before fork).
+  void AddHolder();
+  // This process no longer holds the listener.
+  void DropHolder();
+
+  // Sessions of this process, for `loopfast stat`.
+  std::vector<std::shared_ptr<ServerSession>> Sessions();
+
+ private:
+  ListenerGroup(uint16_t port, int channel, GroupMemory *group, int depot_rx, int depot_tx);
+  // Reads every setup waiting on the channel (caller holds mutex_).
+  void DrainChannel();
+  // Maps sessions of `uid` the group knows and this process does not (caller holds mutex_).
+  void FetchFromGroup(uid_t uid);
+  // Registers a session from a setup's descriptors (caller holds mutex_).
+  void Register(const int *fds, uint64_t nonce, uid_t uid, pid_t pid, int setup_socket);
+  // Ends sessions whose clients are gone and that no connection here uses (caller holds it).
+  void EndIdleSessions();
+  std::shared_ptr<ServerSession> MakeSession(const int *fds, uint32_t entry, uint64_t nonce,
+                                             uid_t uid, pid_t pid, int setup_socket);
+
+  const uint16_t port_;
+  const int channel_;
+  GroupMemory *const group_;
+  const int depot_rx_;
+  const int depot_tx_;
+  std::mutex mutex_;
+  std::vector<std::shared_ptr<ServerSession>> sessions_;
+  size_t sweep_next_ = 0;
+};
+
+}  // namespace loopfast::session
+
+#endif  // LOOPFAST_SESSION_LISTENER_GROUP_H_

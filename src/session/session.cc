@@ -1,0 +1,77 @@
+#include "session/session.h"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+
+#include "sys/owned_fds.h"
+
+namespace loopfast::session {
+
+Session::Session(int side, void *arena, uint64_t nonce, int own_bell, int peer_bell)
+    : arena_(arena), side_(side), nonce_(nonce), own_bell_(own_bell), peer_bell_(peer_bell) {}
+
+Session::~Session() {
+  if (arena_.base() != nullptr) {
+    const int saved_errno = errno;
+    munmap(arena_.base(), kArenaBytes);
+    errno = saved_errno;
+  }
+}
+
+void Session::SetAllocatorState(RegionAllocatorState *state) {
+  allocator_ = RegionAllocator(state, arena_.base() + RegionOffsetOf(side_));
+}
+
+uint8_t *Session::RingAreas::Allocate(int, uint32_t bytes, uint64_t *offset) {
+  if (!producer_) return nullptr;
+  const int64_t taken = session_->allocator_.Allocate(bytes);
+  if (taken < 0) return nullptr;
+  *offset = static_cast<uint64_t>(taken);
+  taken_.push_back({*offset, bytes});
+  return session_->arena_.Area(session_->side_, *offset, bytes);
+}
+
+uint8_t *Session::RingAreas::Resolve(uint64_t offset, uint32_t window) {
+  if (producer_) return nullptr;
+  // The producer is the other side: its region, and only there.
+  return session_->arena_.Area(1 - session_->side_, offset, window);
+}
+
+void Session::Retire(uint32_t slot, std::vector<TakenArea> areas, bool peer_gone) {
+  const Slot *s = arena_.slot(slot);
+  const bool peer_done =
+      peer_gone ||
+      (s->side[1 - side_].flags.load(std::memory_order_acquire) & kSideReleased) != 0;
+  if (peer_done) {
+    for (const TakenArea &area : areas) allocator_.Free(area.offset, area.bytes);
+    SlotDone(slot);
+  } else {
+    std::lock_guard<std::mutex> guard(retired_mutex_);
+    retired_.push_back({slot, std::move(areas)});
+  }
+  SweepRetired();
+}
+
+void Session::SweepRetired() {
+  std::vector<Retired> done;
+  {
+    std::lock_guard<std::mutex> guard(retired_mutex_);
+    for (size_t i = 0; i < retired_.size();) {
+      const Slot *s = arena_.slot(retired_[i].slot);
+      if ((s->side[1 - side_].flags.load(std::memory_order_acquire) & kSideReleased) != 0) {
+        done.push_back(std::move(retired_[i]));
+        retired_[i] = std::move(retired_.back());
+        retired_.pop_back();
+      } else {
+        ++i;
+      }
+    }
+  }
+  for (Retired &entry : done) {
+    for (const TakenArea &area : entry.areas) allocator_.Free(area.offset, area.bytes);
+    SlotDone(entry.slot);
+  }
+}
+
+}  // namespace loopfast::session
