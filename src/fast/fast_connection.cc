@@ -110,8 +110,8 @@ FastConnection::FastConnection(std::shared_ptr<session::Session> session, uint32
       slot_index_(slot),
       slot_(session_->arena().slot(slot)),
       side_(session_->side()),
-      tx_areas_(session_.get(), /*producer=*/true),
-      rx_areas_(session_.get(), /*producer=*/false),
+      tx_areas_(session_.get(), /*producer=*/true, locks),
+      rx_areas_(session_.get(), /*producer=*/false, locks),
       locks_(locks) {
   const int out = session::RingFrom(side_);
   const int in = session::RingInto(side_);
@@ -128,7 +128,11 @@ FastConnection::FastConnection(std::shared_ptr<session::Session> session, uint32
   locks_->holders.store(1, std::memory_order_relaxed);
 }
 
-FastConnection::~FastConnection() { sys::FreeLockCell(locks_); }
+FastConnection::~FastConnection() {
+  // The cell is shared with the processes that share this end (fork): it goes back only once
+  // the last holder closed it.
+  if (locks_->holders.load(std::memory_order_acquire) == 0) sys::FreeLockCell(locks_);
+}
 
 void FastConnection::RefreshSendLimit() {
   const uint32_t peer_limit = peer().rx_limit.load(std::memory_order_acquire);

@@ -1,6 +1,7 @@
-// The wait protocol and the connection data path between two processes, without sockets'
-// rendezvous: the accepting side creates, a forked child attaches to the same descriptors.
-#include "socket/fast_connection.h"
+// The wait protocol and the connection data path between two processes, without sockets: both
+// ends of a slot of a test arena (session/test_arena.h); a forked child takes the client end.
+// A Unix socket pair stands in for the kernel connection (the peer's death shows there).
+#include "fast/fast_connection.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -12,35 +13,32 @@
 #include <thread>
 #include <vector>
 
+#include "session/test_arena.h"
+
 namespace loopfast {
 namespace {
 
 struct Pair {
+  session::TestArena arena;
   std::unique_ptr<FastConnection> server;
-  PeerHandles peer;
+  std::unique_ptr<FastConnection> client;
+  int kernel[2] = {-1, -1};  // [0] the server's "kernel socket", [1] the client's
+  explicit Pair(uint32_t limit) {
+    const uint32_t slot = arena.BoundSlot(5, limit);
+    server = std::move(FastConnection::Open(arena.server, slot, limit).value());
+    client = std::move(FastConnection::Open(arena.client, slot, limit).value());
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, kernel), 0);
+  }
+  ~Pair() {
+    close(kernel[0]);
+    close(kernel[1]);
+  }
+  // In the parent after fork: the child has the client end (and its kernel socket).
+  void ParentKeepsServer() {
+    close(kernel[1]);
+    kernel[1] = -1;
+  }
 };
-
-Pair MakePair(uint32_t capacity) {
-  Pair pair;
-  Result<std::unique_ptr<FastConnection>> created =
-      FastConnection::Create(capacity, capacity, &pair.peer);
-  EXPECT_TRUE(created.ok()) << created.error();
-  pair.server = std::move(created.value());
-  return pair;
-}
-
-std::unique_ptr<FastConnection> AttachInChild(const PeerHandles &peer) {
-  Result<std::unique_ptr<FastConnection>> attached =
-      FastConnection::Attach(peer.memory_fd, peer.data_bell_fd, peer.space_bell_fd);
-  if (!attached.ok()) _exit(3);
-  return std::move(attached.value());
-}
-
-void ClosePeerHandles(const PeerHandles &peer) {
-  close(peer.memory_fd);
-  close(peer.data_bell_fd);
-  close(peer.space_bell_fd);
-}
 
 SendCall Blocking(uint32_t spin_ns) {
   SendCall call;
@@ -48,45 +46,45 @@ SendCall Blocking(uint32_t spin_ns) {
   return call;
 }
 
+bool Sent(const Transfer &t, size_t n) { return t.outcome == Outcome::kDone && t.bytes == n; }
+
 RecvCall BlockingRecv(uint32_t spin_ns) {
   RecvCall call;
   call.wait.spin_ns = spin_ns;
   return call;
 }
 
-// Ping-pong with no spinning: every hand-off goes through a sleep and a doorbell. A lost
+// Ping-pong with no spinning: every hand-off goes through a sleep and a futex wake. A lost
 // wake-up would hang here (the child is killed by the bounded wait and the test fails).
 void PingPong(uint32_t spin_ns, int rounds) {
-  Pair pair = MakePair(16384);
+  Pair pair(16384);
   const pid_t child = fork();
   if (child == 0) {
-    auto client = AttachInChild(pair.peer);
     uint32_t value = 0;
     for (int i = 0; i < rounds; ++i) {
       struct iovec in = {&value, sizeof value};
-      Result<size_t> got = client->Recv(&in, 1, [&] {
-        RecvCall c = BlockingRecv(spin_ns);
-        c.wait_all = true;
-        return c;
-      }());
-      if (!got.ok() || got.value() != sizeof value || value != uint32_t(i)) _exit(4);
+      RecvCall c = BlockingRecv(spin_ns);
+      c.wait_all = true;
+      const Transfer got = pair.client->Recv(pair.kernel[1], &in, 1, c);
+      if (!Sent(got, sizeof value) || value != uint32_t(i)) _exit(4);
       ++value;
       struct iovec out = {&value, sizeof value};
-      if (!client->Send(-1, &out, 1, Blocking(spin_ns)).ok()) _exit(5);
+      if (!Sent(pair.client->Send(pair.kernel[1], &out, 1, Blocking(spin_ns)), sizeof value)) {
+        _exit(5);
+      }
     }
     _exit(0);
   }
-  ClosePeerHandles(pair.peer);
+  pair.ParentKeepsServer();
   uint32_t value = 0;
   for (int i = 0; i < rounds; ++i) {
     value = uint32_t(i);
     struct iovec out = {&value, sizeof value};
-    ASSERT_TRUE(pair.server->Send(-1, &out, 1, Blocking(spin_ns)).ok());
+    ASSERT_TRUE(Sent(pair.server->Send(pair.kernel[0], &out, 1, Blocking(spin_ns)), 4));
     struct iovec in = {&value, sizeof value};
     RecvCall call = BlockingRecv(spin_ns);
     call.wait_all = true;
-    Result<size_t> got = pair.server->Recv(&in, 1, call);
-    ASSERT_TRUE(got.ok());
+    ASSERT_TRUE(Sent(pair.server->Recv(pair.kernel[0], &in, 1, call), 4));
     ASSERT_EQ(value, uint32_t(i + 1));
   }
   int status = 0;
@@ -98,38 +96,37 @@ TEST(FastConnectionTest, PingPongThroughSleepsLosesNoWakeUp) { PingPong(0, 20000
 TEST(FastConnectionTest, PingPongSpinningThenSleeping) { PingPong(2000, 20000); }
 
 TEST(FastConnectionTest, StreamThroughSmallRingIsByteExact) {
-  Pair pair = MakePair(16384);
+  Pair pair(16384);
   constexpr size_t kTotal = 32 << 20;
   const pid_t child = fork();
   if (child == 0) {
-    auto client = AttachInChild(pair.peer);
     std::vector<uint8_t> chunk(10007);
     size_t sent = 0;
     while (sent < kTotal) {
       const size_t want = std::min(chunk.size(), kTotal - sent);
       for (size_t i = 0; i < want; ++i) chunk[i] = uint8_t((sent + i) % 251);
       struct iovec out = {chunk.data(), want};
-      Result<size_t> n = client->Send(-1, &out, 1, Blocking(0));
-      if (!n.ok() || n.value() != want) _exit(6);
+      if (!Sent(pair.client->Send(pair.kernel[1], &out, 1, Blocking(0)), want)) _exit(6);
       sent += want;
     }
-    client->ShutdownWrite();
+    pair.client->ShutdownWrite();
     _exit(0);
   }
-  ClosePeerHandles(pair.peer);
+  pair.ParentKeepsServer();
   std::vector<uint8_t> buffer(7919);
   size_t received = 0;
   size_t mismatches = 0;
   for (;;) {
     struct iovec in = {buffer.data(), buffer.size()};
-    Result<size_t> got = pair.server->Recv(&in, 1, BlockingRecv(0));
-    if (!got.ok()) {
-      EXPECT_EQ(got.error(), kUseKernel);  // end of stream: the kernel has the last word
+    const Transfer got = pair.server->Recv(pair.kernel[0], &in, 1, BlockingRecv(0));
+    if (got.outcome != Outcome::kDone) {
+      EXPECT_EQ(got.outcome, Outcome::kUseKernel);  // end of stream: the kernel has the last word
       break;
     }
-    for (size_t i = 0; i < got.value(); ++i)
+    for (size_t i = 0; i < got.bytes; ++i) {
       mismatches += buffer[i] != uint8_t((received + i) % 251);
-    received += got.value();
+    }
+    received += got.bytes;
   }
   EXPECT_EQ(received, kTotal);
   EXPECT_EQ(mismatches, 0u);
@@ -139,56 +136,43 @@ TEST(FastConnectionTest, StreamThroughSmallRingIsByteExact) {
 }
 
 TEST(FastConnectionTest, PeerKilledWhileWeSleepWakesUs) {
-  Pair pair = MakePair(16384);
+  Pair pair(16384);
   const pid_t child = fork();
   if (child == 0) {
-    auto client = AttachInChild(pair.peer);
-    pause();  // holds the connection, sends nothing
+    pause();  // holds the connection (and its kernel socket), sends nothing
     _exit(0);
   }
-  ClosePeerHandles(pair.peer);
+  pair.ParentKeepsServer();
   std::thread killer([child] {
     usleep(100 * 1000);
     kill(child, SIGKILL);
   });
   char byte;
   struct iovec in = {&byte, 1};
-  Result<size_t> got = pair.server->Recv(&in, 1, BlockingRecv(0));
+  const Transfer got = pair.server->Recv(pair.kernel[0], &in, 1, BlockingRecv(0));
   killer.join();
-  ASSERT_FALSE(got.ok());
-  EXPECT_EQ(got.error(), kUseKernel);  // the socket layer then reports EOF/ECONNRESET
+  EXPECT_EQ(got.outcome, Outcome::kUseKernel);  // the socket layer then reports EOF/ECONNRESET
   waitpid(child, nullptr, 0);
 }
 
 TEST(FastConnectionTest, TimeoutAndNonBlockingMatchTcp) {
-  Pair pair = MakePair(16384);
-  auto client = FastConnection::Attach(dup(pair.peer.memory_fd), dup(pair.peer.data_bell_fd),
-                                       dup(pair.peer.space_bell_fd));
-  ClosePeerHandles(pair.peer);
-  ASSERT_TRUE(client.ok());
+  Pair pair(16384);
   char byte;
   struct iovec in = {&byte, 1};
   RecvCall nonblocking;
   nonblocking.nonblocking = true;
-  Result<size_t> got = pair.server->Recv(&in, 1, nonblocking);
-  ASSERT_FALSE(got.ok());
-  EXPECT_EQ(got.error(), EAGAIN);
+  EXPECT_EQ(pair.server->Recv(pair.kernel[0], &in, 1, nonblocking).outcome, Outcome::kWouldWait);
   RecvCall timed = BlockingRecv(0);
   timed.wait.timeout = {0, 50000};
-  got = pair.server->Recv(&in, 1, timed);
-  ASSERT_FALSE(got.ok());
-  EXPECT_EQ(got.error(), EAGAIN);
+  EXPECT_EQ(pair.server->Recv(pair.kernel[0], &in, 1, timed).outcome, Outcome::kTimedOut);
   // Fill the ring: a non-blocking send then writes what fits and says EAGAIN.
   std::vector<uint8_t> big(100000, 1);
   struct iovec out = {big.data(), big.size()};
   SendCall send_nonblocking;
   send_nonblocking.nonblocking = true;
-  Result<size_t> sent = client.value()->Send(-1, &out, 1, send_nonblocking);
-  ASSERT_TRUE(sent.ok());
-  EXPECT_EQ(sent.value(), 16384u);
-  sent = client.value()->Send(-1, &out, 1, send_nonblocking);
-  ASSERT_FALSE(sent.ok());
-  EXPECT_EQ(sent.error(), EAGAIN);
+  EXPECT_TRUE(Sent(pair.client->Send(pair.kernel[1], &out, 1, send_nonblocking), 16384u));
+  EXPECT_EQ(pair.client->Send(pair.kernel[1], &out, 1, send_nonblocking).outcome,
+            Outcome::kWouldWait);
 }
 
 // ---- Moving to kernel TCP while both programs go on (SwitchToKernel) ----
@@ -212,12 +196,12 @@ bool WriteStream(FastConnection &end, int kernel, int direction, uint64_t total,
     for (size_t i = 0; i < want; ++i) chunk[i] = StreamByte(direction, sent + i);
     if (!on_kernel) {
       struct iovec out = {chunk.data(), want};
-      Result<size_t> n = end.Send(kernel, &out, 1, Blocking(0));
-      if (n.ok()) {
-        sent += n.value();
+      const Transfer n = end.Send(kernel, &out, 1, Blocking(0));
+      if (n.outcome == Outcome::kDone) {
+        sent += n.bytes;
         continue;
       }
-      if (n.error() != kUseKernel) return false;
+      if (n.outcome != Outcome::kUseKernel) return false;
       on_kernel = true;
     }
     const ssize_t n = send(kernel, chunk.data(), want, MSG_NOSIGNAL);
@@ -240,13 +224,13 @@ bool ReadStream(FastConnection &end, int kernel, int direction, uint64_t total,
     size_t got = 0;
     if (!on_kernel) {
       struct iovec in = {buffer.data(), buffer.size()};
-      Result<size_t> n = end.Recv(&in, 1, BlockingRecv(0));
-      if (!n.ok() && n.error() != kUseKernel) return false;
-      if (!n.ok()) {
+      const Transfer n = end.Recv(kernel, &in, 1, BlockingRecv(0));
+      if (n.outcome == Outcome::kUseKernel) {
         on_kernel = true;
         continue;
       }
-      got = n.value();
+      if (n.outcome != Outcome::kDone) return false;
+      got = n.bytes;
     } else {
       const ssize_t n = recv(kernel, buffer.data(), buffer.size(), 0);
       if (n <= 0) return false;
@@ -265,33 +249,30 @@ bool ReadStream(FastConnection &end, int kernel, int direction, uint64_t total,
 // connection, and so does the other unless it was wholly written before that writer followed.
 void SwitchMidStream(bool server_switches) {
   constexpr uint64_t kTotal = 8 << 20;
-  int kernel[2];
-  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, kernel), 0);
-  Pair pair = MakePair(16384);
+  Pair pair(16384);
   const pid_t child = fork();
   if (child == 0) {
-    close(kernel[0]);
-    auto client = AttachInChild(pair.peer);
+    close(pair.kernel[0]);
     bool read_ok = false;
     std::thread reader(
-        [&] { read_ok = ReadStream(*client, kernel[1], 1, kTotal, server_switches); });
-    const bool wrote = WriteStream(*client, kernel[1], 0, kTotal, server_switches ? 0 : kTotal / 2);
+        [&] { read_ok = ReadStream(*pair.client, pair.kernel[1], 1, kTotal, server_switches); });
+    const bool wrote = WriteStream(*pair.client, pair.kernel[1], 0, kTotal,
+                                   server_switches ? 0 : kTotal / 2);
     reader.join();
     _exit(wrote && read_ok ? 0 : 7);
   }
-  close(kernel[1]);
-  ClosePeerHandles(pair.peer);
+  pair.ParentKeepsServer();
   bool read_ok = false;
   std::thread reader(
-      [&] { read_ok = ReadStream(*pair.server, kernel[0], 0, kTotal, !server_switches); });
-  EXPECT_TRUE(WriteStream(*pair.server, kernel[0], 1, kTotal, server_switches ? kTotal / 2 : 0));
+      [&] { read_ok = ReadStream(*pair.server, pair.kernel[0], 0, kTotal, !server_switches); });
+  EXPECT_TRUE(
+      WriteStream(*pair.server, pair.kernel[0], 1, kTotal, server_switches ? kTotal / 2 : 0));
   reader.join();
   EXPECT_TRUE(read_ok);
   EXPECT_TRUE(pair.server->WritesGoToKernel());
   int status = 0;
   waitpid(child, &status, 0);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  close(kernel[0]);
 }
 
 TEST(FastConnectionTest, SwitchToKernelMidStreamKeepsBothStreamsWhole) { SwitchMidStream(true); }
@@ -300,31 +281,76 @@ TEST(FastConnectionTest, PeerSwitchingMidStreamKeepsBothStreamsWhole) { SwitchMi
 TEST(FastConnectionTest, SwitchWakesAReaderWaitingOnTheRing) {
   // The peer switches while this end sleeps for ring data: it wakes, and once the peer's
   // next bytes travel the kernel connection, reads them there.
-  int kernel[2];
-  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, kernel), 0);
-  Pair pair = MakePair(16384);
-  auto client = FastConnection::Attach(dup(pair.peer.memory_fd), dup(pair.peer.data_bell_fd),
-                                       dup(pair.peer.space_bell_fd));
-  ClosePeerHandles(pair.peer);
-  ASSERT_TRUE(client.ok());
+  Pair pair(16384);
   std::thread switcher([&] {
     usleep(50 * 1000);
     pair.server->SwitchToKernel();
     usleep(20 * 1000);
-    EXPECT_EQ(send(kernel[0], "k", 1, 0), 1);
+    EXPECT_EQ(send(pair.kernel[0], "k", 1, 0), 1);
   });
   char byte = 0;
   struct iovec in = {&byte, 1};
-  Result<size_t> got = client.value()->Recv(&in, 1, BlockingRecv(0));
+  const Transfer got = pair.client->Recv(pair.kernel[1], &in, 1, BlockingRecv(0));
   switcher.join();
-  ASSERT_FALSE(got.ok());
-  EXPECT_EQ(got.error(), kUseKernel);
-  EXPECT_EQ(recv(kernel[1], &byte, 1, 0), 1);
+  EXPECT_EQ(got.outcome, Outcome::kUseKernel);
+  EXPECT_EQ(recv(pair.kernel[1], &byte, 1, 0), 1);
   EXPECT_EQ(byte, 'k');
-  EXPECT_TRUE(client.value()->WritesGoToKernel());  // its next send follows
-  close(kernel[0]);
-  close(kernel[1]);
+  EXPECT_TRUE(pair.client->WritesGoToKernel());  // its next send follows
 }
 
+// Growing windows leave the slot for areas of the producer's region; the consumer finds them
+// through the offsets the producer publishes, and both give them back when done.
+TEST(FastConnectionTest, LargeWindowsLiveInTheProducersRegionAndGoBack) {
+  Pair pair(session::kDefaultRingBytes);
+  std::vector<uint8_t> big(1 << 20);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = uint8_t(i * 7);
+  struct iovec out = {big.data(), big.size()};
+  SendCall nonblocking;
+  nonblocking.nonblocking = true;
+  // Unread, the ring grows to take it all (as kernel TCP takes a large write).
+  EXPECT_TRUE(Sent(pair.client->Send(pair.kernel[1], &out, 1, nonblocking), big.size()));
+  std::vector<uint8_t> back(big.size());
+  struct iovec in = {back.data(), back.size()};
+  RecvCall all = BlockingRecv(0);
+  all.wait_all = true;
+  EXPECT_TRUE(Sent(pair.server->Recv(pair.kernel[0], &in, 1, all), back.size()));
+  EXPECT_EQ(back, big);
+  EXPECT_EQ(pair.client->Close(pair.kernel[1]), false);
+  EXPECT_EQ(pair.server->Close(pair.kernel[0]), false);
+  EXPECT_EQ(pair.arena.client->done_slots + pair.arena.server->done_slots, 1u);
+}
+
+}  // namespace
+}  // namespace loopfast
+
+namespace loopfast {
+namespace {
+TEST(FastConnectionTest, ServerToClientLargeStreamIsExact) {
+  Pair pair(session::kDefaultRingBytes);
+  std::vector<uint8_t> big(1 << 20);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = uint8_t(i * 7 + i / 251);
+  std::thread writer([&] {
+    size_t sent = 0;
+    while (sent < big.size()) {
+      const size_t want = std::min<size_t>(big.size() - sent, 70000);
+      struct iovec out = {big.data() + sent, want};
+      const Transfer t = pair.server->Send(pair.kernel[0], &out, 1, Blocking(0));
+      ASSERT_EQ(t.outcome, Outcome::kDone);
+      sent += t.bytes;
+    }
+  });
+  std::vector<uint8_t> back(big.size());
+  size_t got = 0;
+  while (got < back.size()) {
+    struct iovec in = {back.data() + got, back.size() - got};
+    const Transfer t = pair.client->Recv(pair.kernel[1], &in, 1, BlockingRecv(0));
+    ASSERT_EQ(t.outcome, Outcome::kDone);
+    got += t.bytes;
+  }
+  writer.join();
+  size_t first = 0;
+  while (first < big.size() && big[first] == back[first]) ++first;
+  EXPECT_EQ(first, big.size());
+}
 }  // namespace
 }  // namespace loopfast

@@ -72,7 +72,14 @@ uint8_t *SpscRing::SourcedData(uint32_t window) const {
   const int area = window <= source_->medium_bytes() ? 1 : 2;
   Area &known = areas_[area];
   if (known.data != nullptr && window <= known.bytes) return known.data;
-  if (producer_) return nullptr;  // a producer only uses what it made (PrepareArea)
+  if (producer_) {
+    // A producer uses only what its own side made, never an offset read back from the peer.
+    uint32_t bytes = 0;
+    uint8_t *data = source_->Existing(area, &bytes);
+    if (data == nullptr || window > bytes) return nullptr;
+    known = {data, bytes};
+    return data;
+  }
   // Consumer: the producer published where it put the area; check it once per window size.
   const uint64_t offset = control_->area_offset[area - 1].load(std::memory_order_acquire);
   uint8_t *data = source_->Resolve(offset, window);
@@ -84,6 +91,10 @@ bool SpscRing::PrepareArea(uint32_t window) {
   producer_ = true;
   if (source_ == nullptr || window <= areas_[0].bytes) return true;
   const int area = window <= source_->medium_bytes() ? 1 : 2;
+  if (areas_[area].data == nullptr) {
+    uint32_t existing = 0;
+    if (uint8_t *data = source_->Existing(area, &existing)) areas_[area] = {data, existing};
+  }
   if (areas_[area].data != nullptr) return window <= areas_[area].bytes;
   const uint32_t bytes = area == 1 ? std::min(source_->medium_bytes(), capacity_) : capacity_;
   uint64_t offset = 0;

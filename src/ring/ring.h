@@ -96,6 +96,9 @@ class AreaSource {
   // Producer: memory for area `area` (1 or 2) of `bytes`; its offset goes to *offset, which
   // the ring publishes. Null when none is left: the window then stays as it is.
   virtual uint8_t *Allocate(int area, uint32_t bytes, uint64_t *offset) = 0;
+  // Producer: the area `area` that this side already made (another process sharing this end,
+  // a fork, may have made it), or null; *bytes its size.
+  virtual uint8_t *Existing(int area, uint32_t *bytes) = 0;
   // Consumer: the area at `offset` (read from the producer: untrusted) holding a window of
   // `window` bytes; null when that range is not the producer's to use.
   virtual uint8_t *Resolve(uint64_t offset, uint32_t window) = 0;

@@ -39,13 +39,13 @@ struct TwoAreaRing {
   SpscRing consumer;
 };
 
-// As a connection's rings: a first window of 1 KiB (in the header's page), a small area, a
-// large one.
+// Three fixed areas: a first window of 1 KiB, a small area, a large one.
+constexpr uint32_t kFirstWindow = 1024;
 struct ThreeAreaRing {
   ThreeAreaRing(uint32_t small_bytes, uint32_t capacity)
-      : first(SpscRing::kMinWindow), small(small_bytes), large(capacity) {
-    SpscRing::Initialize(&control, SpscRing::kMinWindow);
-    const SpscRing::Area areas[3] = {{first.data(), SpscRing::kMinWindow},
+      : first(kFirstWindow), small(small_bytes), large(capacity) {
+    SpscRing::Initialize(&control, kFirstWindow);
+    const SpscRing::Area areas[3] = {{first.data(), kFirstWindow},
                                      {small.data(), small_bytes},
                                      {large.data(), capacity}};
     producer = SpscRing(&control, areas, 3);
@@ -303,7 +303,7 @@ TEST(RingTest, AFirstWindowOfOneKibMovesTwiceAndKeepsEveryByte) {
     ASSERT_EQ(ring.consumer.Read(out.data() + received, 700), 700);
     received += 700;
   }
-  EXPECT_EQ(ring.producer.Window(), SpscRing::kMinWindow);
+  EXPECT_EQ(ring.producer.Window(), kFirstWindow);
   auto all_zero = [](const std::vector<uint8_t> &area) {
     return std::all_of(area.begin(), area.end(), [](uint8_t b) { return b == 0; });
   };

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <utility>
@@ -176,6 +177,19 @@ ClientSession::Opened ClientSession::For(const struct sockaddr *destination, uid
   const std::pair<uint16_t, uid_t> key = {PortOf(destination), uid};
   std::lock_guard<std::mutex> guard(registry_mutex);
   auto &sessions = Registry();
+  // Sessions whose group is gone and that no connection uses any more let go of their memory
+  // and descriptors (a few looked at per call: each look is a system call).
+  constexpr int kSweptPerCall = 4;
+  static size_t sweep_next = 0;
+  for (int looked = 0; looked < kSweptPerCall && !sessions.empty(); ++looked) {
+    auto it = sessions.begin();
+    std::advance(it, static_cast<long>(sweep_next++ % sessions.size()));
+    if (it->first != key && it->second.use_count() == 1 &&
+        it->second->open_connections.load(std::memory_order_acquire) == 0 &&
+        !it->second->GroupAlive()) {
+      sessions.erase(it);
+    }
+  }
   auto found = sessions.find(key);
   if (found != sessions.end()) {
     if (found->second->GroupAlive()) {

@@ -56,10 +56,15 @@ static_assert(sizeof(DepotRecord) == 16);
 
 namespace {
 
-void *MapGroupMemory() {
+std::shared_ptr<GroupMemory> MapGroupMemory() {
   void *memory = mmap(nullptr, sizeof(GroupMemory), PROT_READ | PROT_WRITE,
                       MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  return memory == MAP_FAILED ? nullptr : memory;
+  if (memory == MAP_FAILED) return nullptr;
+  return std::shared_ptr<GroupMemory>(static_cast<GroupMemory *>(memory), [](GroupMemory *group) {
+    const int saved_errno = errno;
+    munmap(group, sizeof(GroupMemory));
+    errno = saved_errno;
+  });
 }
 
 }  // namespace
@@ -67,10 +72,12 @@ void *MapGroupMemory() {
 // ---- ServerSession ----
 
 ServerSession::ServerSession(void *arena, uint64_t nonce, int group_bell, int client_bell,
-                             int setup_socket, uint32_t entry, uid_t uid, pid_t pid)
+                             int setup_socket, uint32_t entry, uid_t uid, pid_t pid,
+                             std::shared_ptr<GroupMemory> group)
     : Session(kServerSide, arena, nonce, group_bell, client_bell),
       setup_socket_(setup_socket),
-      entry_(entry) {
+      entry_(entry),
+      group_(std::move(group)) {
   peer_uid_ = uid;
   peer_pid_ = pid;
 }
@@ -81,37 +88,49 @@ ServerSession::~ServerSession() {
   sys::CloseOwned(setup_socket_);
 }
 
-ServerSession::BindOutcome ServerSession::Bind(uint64_t socket_inode, uint32_t rx_limit,
-                                               uint32_t *slot_out) {
+ServerSession::BindOutcome ServerSession::Find(uint64_t socket_inode, uint32_t *slot_out) const {
   const uint32_t home = ClaimHome(socket_inode);
   for (uint32_t probe = 0; probe < kMaxClaimProbes; ++probe) {
     const ClaimEntry &entry = arena_.claims()[(home + probe) & (kClaimEntries - 1)];
     if (entry.socket_inode.load(std::memory_order_acquire) != socket_inode) continue;
     const uint32_t index = entry.slot.load(std::memory_order_relaxed);
     if (index >= kMaxSlots) continue;  // the client wrote nonsense
-    Slot *slot = arena_.slot(index);
+    const Slot *slot = arena_.slot(index);
     if (slot->header.socket_inode.load(std::memory_order_acquire) != socket_inode) continue;
-    uint32_t state = slot->header.state.load(std::memory_order_acquire);
-    while (state == kSlotClaimed || state == kSlotConnected) {
-      if (slot->header.state.compare_exchange_weak(state, kSlotBound,
-                                                   std::memory_order_acq_rel)) {
-        SideBlock &own = slot->side[kServerSide];
-        own.holders.store(1, std::memory_order_relaxed);
-        own.pid = static_cast<uint32_t>(getpid());
-        own.rx_limit.store(rx_limit, std::memory_order_release);
-        slot->header.bound_by.store(static_cast<uint32_t>(getpid()), std::memory_order_relaxed);
-        open_connections.fetch_add(1, std::memory_order_relaxed);
-        *slot_out = index;
-        return BindOutcome::kBound;
-      }
+    const uint32_t state = slot->header.state.load(std::memory_order_acquire);
+    if (state == kSlotClaimed || state == kSlotConnected) {
+      *slot_out = index;
+      return BindOutcome::kBound;
     }
     if (state == kSlotDeclined) {
-      // Seen: the client may give the slot back.
-      slot->header.bound_by.store(static_cast<uint32_t>(getpid()), std::memory_order_release);
+      *slot_out = index;
       return BindOutcome::kDeclined;
     }
   }
   return BindOutcome::kNotFound;
+}
+
+bool ServerSession::Bind(uint32_t index, uint64_t socket_inode, uint32_t rx_limit) {
+  Slot *slot = arena_.slot(index);
+  uint32_t state = slot->header.state.load(std::memory_order_acquire);
+  while (state == kSlotClaimed || state == kSlotConnected) {
+    if (slot->header.state.compare_exchange_weak(state, kSlotBound, std::memory_order_acq_rel)) {
+      // Checked again after the bind: a client that reused the slot meanwhile is not ours.
+      if (slot->header.socket_inode.load(std::memory_order_acquire) != socket_inode) return false;
+      SideBlock &own = slot->side[kServerSide];
+      own.holders.store(1, std::memory_order_relaxed);
+      own.pid = static_cast<uint32_t>(getpid());
+      own.rx_limit.store(rx_limit, std::memory_order_release);
+      slot->header.bound_by.store(static_cast<uint32_t>(getpid()), std::memory_order_relaxed);
+      open_connections.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+  }
+  if (state == kSlotDeclined) {
+    // Seen: the client may give the slot back.
+    slot->header.bound_by.store(static_cast<uint32_t>(getpid()), std::memory_order_release);
+  }
+  return false;
 }
 
 bool ServerSession::ClientAlive() const {
@@ -125,19 +144,20 @@ bool ServerSession::ClientAlive() const {
 
 // ---- ListenerGroup ----
 
-ListenerGroup::ListenerGroup(uint16_t port, int channel, GroupMemory *group, int depot_rx,
-                             int depot_tx)
-    : port_(port), channel_(channel), group_(group), depot_rx_(depot_rx), depot_tx_(depot_tx) {}
+ListenerGroup::ListenerGroup(uint16_t port, int channel, std::shared_ptr<GroupMemory> group,
+                             int depot_rx, int depot_tx)
+    : port_(port),
+      channel_(channel),
+      group_(std::move(group)),
+      depot_rx_(depot_rx),
+      depot_tx_(depot_tx) {}
 
 ListenerGroup::~ListenerGroup() {
   sessions_.clear();
   sys::CloseOwned(channel_);
   sys::CloseOwned(depot_rx_);
   sys::CloseOwned(depot_tx_);
-  if (group_->holders.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    // The last holder: nothing else maps it. (Other holders keep their mappings.)
-  }
-  munmap(group_, sizeof(GroupMemory));
+  group_->holders.fetch_sub(1, std::memory_order_acq_rel);
 }
 
 Result<std::shared_ptr<ListenerGroup>> ListenerGroup::Open(uint16_t port) {
@@ -152,13 +172,12 @@ Result<std::shared_ptr<ListenerGroup>> ListenerGroup::Open(uint16_t port) {
     sys::Real().close(channel);
     return Errno{error};
   }
-  auto *group = static_cast<GroupMemory *>(MapGroupMemory());
+  std::shared_ptr<GroupMemory> group = MapGroupMemory();
   int depot[2] = {-1, -1};
   if (group == nullptr ||
       socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, depot) != 0) {
     const int error = errno;
     sys::Real().close(channel);
-    if (group != nullptr) munmap(group, sizeof(GroupMemory));
     return Errno{error};
   }
   group->holders.store(1, std::memory_order_relaxed);
@@ -168,13 +187,13 @@ Result<std::shared_ptr<ListenerGroup>> ListenerGroup::Open(uint16_t port) {
     if (depot[0] >= 0) sys::Real().close(depot[0]);
     if (depot[1] >= 0) sys::Real().close(depot[1]);
     sys::Real().close(channel);
-    munmap(group, sizeof(GroupMemory));
     return Errno{EMFILE};
   }
   sys::Own(channel);
   sys::Own(depot[0]);
   sys::Own(depot[1]);
-  return std::shared_ptr<ListenerGroup>(new ListenerGroup(port, channel, group, depot[0], depot[1]));
+  return std::shared_ptr<ListenerGroup>(
+      new ListenerGroup(port, channel, std::move(group), depot[0], depot[1]));
 }
 
 void ListenerGroup::AddHolder() { group_->holders.fetch_add(1, std::memory_order_acq_rel); }
@@ -220,8 +239,8 @@ std::shared_ptr<ServerSession> ListenerGroup::MakeSession(const int *fds, uint32
   }
   sys::Own(client_bell);
   sys::Own(group_bell);
-  std::shared_ptr<ServerSession> session(new ServerSession(arena, nonce, group_bell, client_bell,
-                                                           setup_socket, entry, uid, pid));
+  std::shared_ptr<ServerSession> session(new ServerSession(
+      arena, nonce, group_bell, client_bell, setup_socket, entry, uid, pid, group_));
   session->SetAllocatorState(&group_->allocators[entry]);
   return session;
 }
@@ -363,17 +382,28 @@ void ListenerGroup::EndIdleSessions() {
 ListenerGroup::Placed ListenerGroup::Bind(uid_t uid, uint64_t socket_inode, uint32_t rx_limit) {
   Placed placed;
   std::lock_guard<std::mutex> guard(mutex_);
-  for (int pass = 0; pass < 3; ++pass) {
-    if (pass == 1) FetchFromGroup(uid);
-    if (pass == 2) DrainChannel();
-    for (const auto &session : sessions_) {
-      if (session->peer_uid() != uid) continue;
-      placed.outcome = session->Bind(socket_inode, rx_limit, &placed.slot);
-      if (placed.outcome != ServerSession::BindOutcome::kNotFound) {
-        placed.session = session;
-        return placed;
-      }
-    }
+  DrainChannel();
+  FetchFromGroup(uid);
+  int claims = 0;
+  for (const auto &session : sessions_) {
+    if (session->peer_uid() != uid) continue;
+    uint32_t slot = 0;
+    const ServerSession::BindOutcome found = session->Find(socket_inode, &slot);
+    if (found == ServerSession::BindOutcome::kNotFound) continue;
+    ++claims;
+    placed.session = session;
+    placed.slot = slot;
+    placed.outcome = found;
+  }
+  if (claims > 1) {
+    placed.session.reset();
+    placed.outcome = ServerSession::BindOutcome::kAmbiguous;
+  } else if (placed.outcome == ServerSession::BindOutcome::kBound &&
+             !placed.session->Bind(placed.slot, socket_inode, rx_limit)) {
+    placed.session.reset();
+    placed.outcome = ServerSession::BindOutcome::kNotFound;
+  } else if (placed.outcome == ServerSession::BindOutcome::kDeclined) {
+    placed.session->Bind(placed.slot, socket_inode, rx_limit);  // marks it seen
   }
   EndIdleSessions();
   return placed;

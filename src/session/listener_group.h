@@ -36,13 +36,17 @@ class ServerSession : public Session {
   ~ServerSession() override;
 
   enum class BindOutcome {
-    kBound,     // the slot is this connection's, fast
-    kDeclined,  // the client took kernel TCP: so does this end
-    kNotFound,  // no claim for that socket in this session
+    kBound,      // the slot is this connection's, fast
+    kDeclined,   // the client took kernel TCP: so does this end
+    kNotFound,   // no claim for that socket
+    kAmbiguous,  // claims in more than one session of the user: none can be trusted
   };
-  // Binds the claim for the client socket `socket_inode`; on kBound *slot is its slot and this
-  // side's end of it is set up (`rx_limit`: what this end lets the client queue for it).
-  BindOutcome Bind(uint64_t socket_inode, uint32_t rx_limit, uint32_t *slot);
+  // The claim for the client socket `socket_inode` in this session: kNotFound, kDeclined, or
+  // kBound meaning "claimed, not yet bound" (*slot says which).
+  BindOutcome Find(uint64_t socket_inode, uint32_t *slot) const;
+  // Binds a slot Find returned; sets up this side's end of it (`rx_limit`: what this end lets
+  // the client queue for it). False when the client changed it meanwhile.
+  bool Bind(uint32_t slot, uint64_t socket_inode, uint32_t rx_limit);
 
   // Whether the connecting process family still holds its end of the setup's connection (only
   // in the process that read the setup; elsewhere: the group's record says).
@@ -54,9 +58,12 @@ class ServerSession : public Session {
  private:
   friend class ListenerGroup;
   ServerSession(void *arena, uint64_t nonce, int group_bell, int client_bell, int setup_socket,
-                uint32_t entry, uid_t uid, pid_t pid);
+                uint32_t entry, uid_t uid, pid_t pid, std::shared_ptr<GroupMemory> group);
   int setup_socket_;  // -1 unless this process read the setup
   const uint32_t entry_;  // its index in the group's memory
+  // The group's memory holds this session's allocator: it stays mapped while the session lives,
+  // even after the listener closed.
+  std::shared_ptr<GroupMemory> group_;
 };
 
 class ListenerGroup {
@@ -75,9 +82,11 @@ class ListenerGroup {
     uint32_t slot = 0;
     ServerSession::BindOutcome outcome = ServerSession::BindOutcome::kNotFound;
   };
-  // Finds and binds the claim of the client socket `socket_inode` owned by `uid`: among the
-  // sessions this process has, then those the group knows, then setups still waiting on the
-  // channel. Never waits.
+  // Finds and binds the claim of the client socket `socket_inode` owned by `uid`, weighing
+  // every session of that user: the setups still waiting on the channel are read first and the
+  // sessions other processes of the group registered are mapped, since a claim found in one
+  // session counts only if no other session of the user claims the same socket (another
+  // process of that user may claim any socket it can name). Never waits.
   Placed Bind(uid_t uid, uint64_t socket_inode, uint32_t rx_limit);
 
   // fork: from now on another process holds the listener (the parent calls it before fork).
@@ -89,7 +98,8 @@ class ListenerGroup {
   std::vector<std::shared_ptr<ServerSession>> Sessions();
 
  private:
-  ListenerGroup(uint16_t port, int channel, GroupMemory *group, int depot_rx, int depot_tx);
+  ListenerGroup(uint16_t port, int channel, std::shared_ptr<GroupMemory> group, int depot_rx,
+                int depot_tx);
   // Reads every setup waiting on the channel (caller holds mutex_).
   void DrainChannel();
   // Maps sessions of `uid` the group knows and this process does not (caller holds mutex_).
@@ -103,7 +113,7 @@ class ListenerGroup {
 
   const uint16_t port_;
   const int channel_;
-  GroupMemory *const group_;
+  const std::shared_ptr<GroupMemory> group_;
   const int depot_rx_;
   const int depot_tx_;
   std::mutex mutex_;

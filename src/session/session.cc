@@ -23,13 +23,32 @@ void Session::SetAllocatorState(RegionAllocatorState *state) {
   allocator_ = RegionAllocator(state, arena_.base() + RegionOffsetOf(side_));
 }
 
-uint8_t *Session::RingAreas::Allocate(int, uint32_t bytes, uint64_t *offset) {
-  if (!producer_) return nullptr;
+uint8_t *Session::RingAreas::Allocate(int area, uint32_t bytes, uint64_t *offset) {
+  if (!producer_ || area < 1 || area > 2) return nullptr;
   const int64_t taken = session_->allocator_.Allocate(bytes);
   if (taken < 0) return nullptr;
   *offset = static_cast<uint64_t>(taken);
-  taken_.push_back({*offset, bytes});
+  made_->area_offset[area - 1].store(*offset, std::memory_order_relaxed);
+  made_->area_bytes[area - 1].store(bytes, std::memory_order_release);
   return session_->arena_.Area(session_->side_, *offset, bytes);
+}
+
+uint8_t *Session::RingAreas::Existing(int area, uint32_t *bytes) {
+  if (!producer_ || area < 1 || area > 2) return nullptr;
+  *bytes = made_->area_bytes[area - 1].load(std::memory_order_acquire);
+  if (*bytes == 0) return nullptr;
+  return session_->arena_.Area(session_->side_,
+                               made_->area_offset[area - 1].load(std::memory_order_relaxed),
+                               *bytes);
+}
+
+std::vector<TakenArea> Session::RingAreas::taken() const {
+  std::vector<TakenArea> areas;
+  for (int i = 0; i < 2; ++i) {
+    const uint32_t bytes = made_->area_bytes[i].load(std::memory_order_acquire);
+    if (bytes != 0) areas.push_back({made_->area_offset[i].load(std::memory_order_relaxed), bytes});
+  }
+  return areas;
 }
 
 uint8_t *Session::RingAreas::Resolve(uint64_t offset, uint32_t window) {

@@ -19,6 +19,7 @@
 #include "ring/ring.h"
 #include "session/arena_layout.h"
 #include "session/region_allocator.h"
+#include "sys/family_memory.h"
 
 namespace loopfast::session {
 
@@ -44,20 +45,23 @@ class Session : public std::enable_shared_from_this<Session> {
   uid_t peer_uid() const { return peer_uid_; }
   pid_t peer_pid() const { return peer_pid_; }
 
-  // For a ring of `slot`: areas this side makes (the ring it writes) and finds (the one it
-  // reads). Owned by the caller; lives no longer than the session.
+  // For a ring of a slot: areas this side makes (the ring it writes; what it made is kept in
+  // `made`, family memory shared with the processes that share this end) and finds (the ring
+  // it reads). Owned by the caller; lives no longer than the session.
   class RingAreas : public AreaSource {
    public:
-    RingAreas(Session *session, bool producer) : session_(session), producer_(producer) {}
+    RingAreas(Session *session, bool producer, sys::LockCell *made)
+        : session_(session), producer_(producer), made_(made) {}
     uint8_t *Allocate(int area, uint32_t bytes, uint64_t *offset) override;
+    uint8_t *Existing(int area, uint32_t *bytes) override;
     uint8_t *Resolve(uint64_t offset, uint32_t window) override;
     uint32_t medium_bytes() const override { return kMediumAreaBytes; }
-    const std::vector<TakenArea> &taken() const { return taken_; }
+    std::vector<TakenArea> taken() const;
 
    private:
     Session *session_;
     bool producer_;
-    std::vector<TakenArea> taken_;
+    sys::LockCell *made_;
   };
 
   // This side is done with `slot` for good (its kSideReleased is set). Its areas go back once

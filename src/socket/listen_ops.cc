@@ -161,6 +161,9 @@ void BindAccepted(Socket &accepted, int fd, session::ListenerGroup &group,
     case session::ServerSession::BindOutcome::kNotFound:
       ResetUnplaced(accepted, fd, reason::kClaimNotFound);
       return;
+    case session::ServerSession::BindOutcome::kAmbiguous:
+      ResetUnplaced(accepted, fd, reason::kClaimAmbiguous);
+      return;
     case session::ServerSession::BindOutcome::kBound:
       break;
   }

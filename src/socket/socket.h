@@ -44,6 +44,8 @@ inline constexpr const char *kChannelBusy = "port's rendezvous name belongs to a
 inline constexpr const char *kNoSlot = "the session with that listener has no free slot";
 inline constexpr const char *kClaimNotFound =
     "the connecting side's claim could not be found: connection reset";
+inline constexpr const char *kClaimAmbiguous =
+    "another process of the connecting user claimed the same socket: connection reset";
 inline constexpr const char *kClientDeclined = "the connecting side took kernel TCP";
 inline constexpr const char *kOtherUser = "this socket belongs to another user than the process";
 inline constexpr const char *kResources = "out of resources for the fast path";

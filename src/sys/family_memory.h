@@ -20,12 +20,16 @@ namespace loopfast::sys {
 [[nodiscard]] void *MapFamilyShared(size_t bytes);
 void UnmapFamilyShared(void *block, size_t bytes);
 
-// One cell: a connection end's locks and holder count, shared with forked children.
+// One cell: a connection end's locks, holder count, and the areas its ring's producer made,
+// shared with forked children (any of which may be the one that writes next).
 struct alignas(64) LockCell {
   std::atomic<uint32_t> send_lock;
   std::atomic<uint32_t> recv_lock;
   std::atomic<uint32_t> holders;  // processes holding the end (fork adds one)
-  uint8_t reserved[52];
+  uint32_t reserved0;
+  std::atomic<uint64_t> area_offset[2];  // the producer's areas 1 and 2, where bytes != 0
+  std::atomic<uint32_t> area_bytes[2];
+  uint8_t reserved[64 - 40];
 };
 static_assert(sizeof(LockCell) == 64);
 
