@@ -236,7 +236,7 @@ void Bound(int fd, int ms) {
 socklen_t ChannelOf(uint16_t port, sockaddr_un *channel) {
   *channel = sockaddr_un{};
   channel->sun_family = AF_UNIX;
-  const std::string name = "loopfast.v1." + std::to_string(port);
+  const std::string name = "loopfast.v2." + std::to_string(port);
   std::memcpy(channel->sun_path + 1, name.data(), name.size());
   return socklen_t(offsetof(sockaddr_un, sun_path) + 1 + name.size());
 }

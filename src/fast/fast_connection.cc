@@ -1,5 +1,7 @@
 #include "fast/fast_connection.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -141,13 +143,26 @@ void FastConnection::RefreshSendLimit() {
 
 bool FastConnection::CheckPeerGone(int kernel_fd) {
   if (peer_left_.load(std::memory_order_acquire)) return true;
-  struct pollfd probe = {kernel_fd, POLLRDHUP, 0};
+  if (kernel_fd < 0) return false;
+  // The peer's FIN or reset shows in the kernel connection's state (our own shutdown does not
+  // move it to these states, whatever poll's POLLRDHUP would say after our SHUT_RD).
+  struct tcp_info info {};
+  socklen_t length = sizeof info;
   const int saved_errno = errno;
-  const int n = sys::Real().poll(&probe, 1, 0);
+  const int ret = sys::Real().getsockopt(kernel_fd, IPPROTO_TCP, TCP_INFO, &info, &length);
   errno = saved_errno;
-  if (n != 1 || (probe.revents & (POLLRDHUP | POLLHUP | POLLERR)) == 0) return false;
-  // The peer's FIN or reset, and no flag of a close or shutdown before it: it died. (Our own
-  // SHUT_RD shows here too, and ends the wait through our own flags first.)
+  if (ret != 0) return false;
+  switch (info.tcpi_state) {
+    case TCP_CLOSE_WAIT:
+    case TCP_LAST_ACK:
+    case TCP_CLOSING:
+    case TCP_TIME_WAIT:
+    case TCP_CLOSE:
+      break;
+    default:
+      return false;
+  }
+  // And no flag of a close or shutdown before it: it died.
   if ((PeerFlags() & (kSideWriteShut | kSideClosed | kSideMoved | kSideRingDone)) != 0) {
     return false;
   }
@@ -362,7 +377,8 @@ Transfer FastConnection::RecvFromRing(int kernel_fd, const struct iovec *iov, si
 size_t FastConnection::ReadableBytes() const { return Moved() ? 0 : rx_.FillLevel(); }
 size_t FastConnection::UnsentBytes() const { return tx_.FillLevel(); }
 
-FastConnection::Look FastConnection::LookNow() const {
+FastConnection::Look FastConnection::LookNow(int kernel_fd) {
+  if (kernel_changed_.exchange(false, std::memory_order_acq_rel)) (void)CheckPeerGone(kernel_fd);
   Look look;
   const uint32_t own = OwnFlags();
   const uint32_t peer_flags = PeerFlags();

@@ -100,7 +100,11 @@ class FastConnection {
     uint64_t in_consumed = 0;  // bytes this end ever read
     uint64_t no_space = 0;     // times a send here found the ring full
   };
-  Look LookNow() const;
+  // `kernel_fd`: asked whether the peer is gone when NoteKernelChanged() said it may be.
+  Look LookNow(int kernel_fd);
+  // A readiness call saw the kernel connection change (a FIN or reset may have come): the next
+  // LookNow asks it whether the peer died.
+  void NoteKernelChanged() { kernel_changed_.store(true, std::memory_order_release); }
   // Before a readiness call sleeps: announces the watcher in the waiting words of the wanted
   // directions, so that the peer's next change rings this end's bell. The caller re-checks
   // LookNow() before it sleeps.
@@ -196,6 +200,7 @@ class FastConnection {
   SpscRing rx_;
   sys::LockCell *const locks_;  // family memory: never the peer's to write
   std::atomic<bool> peer_left_{false};
+  std::atomic<bool> kernel_changed_{false};
   std::atomic<uint64_t> flushed_{0};     // bytes of our ring handed to the kernel after the peer left
   std::atomic<uint64_t> no_space_{0};    // sends that found the ring full (EPOLLOUT edges)
   std::atomic<uint64_t> bytes_sent_{0};  // through the ring, this process

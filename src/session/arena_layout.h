@@ -5,7 +5,7 @@
 // any process of the group has accepted it.
 //
 //   offset 0                ArenaHeader (one page)
-//   kClaimIndexOffset       claim index: kClaimEntries x ClaimEntry (socket inode -> slot)
+//   kClaimIndexOffset       claim index: kClaimEntries x ClaimEntry (socket cookie -> slot)
 //   kSlotsOffset            kMaxSlots x Slot: one per connection (header, both ends' flags, both
 //                           rings' control blocks and first windows)
 //   kClientRegionOffset     the connecting side's region: larger windows of client->server rings
@@ -113,13 +113,14 @@ static_assert(sizeof(SideBlock) == kCacheLine);
 struct SlotHeader {
   std::atomic<uint32_t> state;     // SlotState
   uint32_t generation;             // bumped by the client at every claim (stat)
-  // The client's TCP socket, as the kernel's socket table names it (its inode).
-  std::atomic<uint64_t> socket_inode;
+  // The client's TCP socket, as the kernel's socket table names it: its cookie (SO_COOKIE),
+  // which it keeps after its process closed it (the socket's inode does not).
+  std::atomic<uint64_t> socket_cookie;
   std::atomic<uint32_t> bound_by;  // the accepting process's pid (informational)
   uint8_t pad[kCacheLine - 20];
 };
 static_assert(offsetof(SlotHeader, state) == 0);
-static_assert(offsetof(SlotHeader, socket_inode) == 8);
+static_assert(offsetof(SlotHeader, socket_cookie) == 8);
 static_assert(offsetof(SlotHeader, bound_by) == 16);
 static_assert(sizeof(SlotHeader) == kCacheLine);
 
@@ -136,10 +137,10 @@ static_assert(offsetof(Slot, window) == 512);
 static_assert(sizeof(Slot) == kSlotBytes);
 static_assert(sizeof(RingControl) == 2 * kCacheLine);
 
-// Socket inode -> slot, open addressing, written by the client only. An entry counts only when
+// Socket cookie -> slot, open addressing, written by the client only. An entry counts only when
 // the slot it names is claimed for the same socket, so a stale entry is simply overwritten.
 struct ClaimEntry {
-  std::atomic<uint64_t> socket_inode;  // 0: empty
+  std::atomic<uint64_t> socket_cookie;  // 0: empty
   std::atomic<uint32_t> slot;
   uint32_t reserved;
 };
@@ -208,8 +209,8 @@ void InitializeArena(void *memory, uint64_t nonce, uint32_t client_pid);
 bool ValidateArena(const void *memory, uint64_t mapped_bytes);
 
 // Where a socket's search starts in the claim index.
-inline uint32_t ClaimHome(uint64_t socket_inode) {
-  return static_cast<uint32_t>((socket_inode * 0x9e3779b97f4a7c15ULL) >> 32) &
+inline uint32_t ClaimHome(uint64_t socket_cookie) {
+  return static_cast<uint32_t>((socket_cookie * 0x9e3779b97f4a7c15ULL) >> 32) &
          (kClaimEntries - 1);
 }
 

@@ -220,8 +220,8 @@ bool ClientSession::GroupAlive() const {
   return n != 0;  // 0: end of file, every process of the group closed its end
 }
 
-Result<uint32_t> ClientSession::Claim(uint64_t socket_inode, uint32_t rx_limit) {
-  if (socket_inode == 0) return Errno{EINVAL};
+Result<uint32_t> ClientSession::Claim(uint64_t socket_cookie, uint32_t rx_limit) {
+  if (socket_cookie == 0) return Errno{EINVAL};
   // A free slot (the bitmap is shared with forked children of this process).
   uint32_t index = kMaxSlots;
   for (uint32_t w = 0; w < kMaxSlots / 64 && index == kMaxSlots; ++w) {
@@ -252,27 +252,27 @@ Result<uint32_t> ClientSession::Claim(uint64_t socket_inode, uint32_t rx_limit) 
   SpscRing::Initialize(&slot->ring[1], kSlotWindowBytes);
   slot->header.bound_by.store(0, std::memory_order_relaxed);
   slot->header.generation += 1;
-  slot->header.socket_inode.store(socket_inode, std::memory_order_relaxed);
+  slot->header.socket_cookie.store(socket_cookie, std::memory_order_relaxed);
   slot->header.state.store(kSlotClaimed, std::memory_order_release);
   // The index: the first entry that is empty or names a slot no longer claimed for it.
-  const uint32_t home = ClaimHome(socket_inode);
+  const uint32_t home = ClaimHome(socket_cookie);
   for (uint32_t probe = 0; probe < kMaxClaimProbes; ++probe) {
     ClaimEntry &entry = arena_.claims()[(home + probe) & (kClaimEntries - 1)];
-    const uint64_t named = entry.socket_inode.load(std::memory_order_relaxed);
+    const uint64_t named = entry.socket_cookie.load(std::memory_order_relaxed);
     if (named != 0) {
       const uint32_t other = entry.slot.load(std::memory_order_relaxed);
       const Slot *claimed = other < kMaxSlots ? arena_.slot(other) : nullptr;
       const uint32_t state =
           claimed != nullptr ? claimed->header.state.load(std::memory_order_relaxed) : kSlotFree;
       if (claimed != nullptr && (state == kSlotClaimed || state == kSlotConnected) &&
-          claimed->header.socket_inode.load(std::memory_order_relaxed) == named) {
+          claimed->header.socket_cookie.load(std::memory_order_relaxed) == named) {
         continue;  // a live claim
       }
     }
     // Slot first, then the socket it is for (release): a reader that sees the socket sees the
     // slot, and checks the slot's own header anyway.
     entry.slot.store(index, std::memory_order_relaxed);
-    entry.socket_inode.store(socket_inode, std::memory_order_release);
+    entry.socket_cookie.store(socket_cookie, std::memory_order_release);
     open_connections.fetch_add(1, std::memory_order_relaxed);
     return index;
   }

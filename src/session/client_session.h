@@ -41,9 +41,9 @@ class ClientSession : public Session {
 
   ~ClientSession() override;
 
-  // A slot for the TCP socket `socket_inode`, its rings ready, claimed in the index. The
+  // A slot for the TCP socket `socket_cookie`, its rings ready, claimed in the index. The
   // client's own ring limit (what it lets the server queue for it) is `rx_limit`.
-  Result<uint32_t> Claim(uint64_t socket_inode, uint32_t rx_limit);
+  Result<uint32_t> Claim(uint64_t socket_cookie, uint32_t rx_limit);
   // The listener answered with its marker: the client writes to the ring.
   void Connected(uint32_t slot);
   // The client takes kernel TCP after all. False when the accepting side has bound the slot

@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -88,15 +89,15 @@ ServerSession::~ServerSession() {
   sys::CloseOwned(setup_socket_);
 }
 
-ServerSession::BindOutcome ServerSession::Find(uint64_t socket_inode, uint32_t *slot_out) const {
-  const uint32_t home = ClaimHome(socket_inode);
+ServerSession::BindOutcome ServerSession::Find(uint64_t socket_cookie, uint32_t *slot_out) const {
+  const uint32_t home = ClaimHome(socket_cookie);
   for (uint32_t probe = 0; probe < kMaxClaimProbes; ++probe) {
     const ClaimEntry &entry = arena_.claims()[(home + probe) & (kClaimEntries - 1)];
-    if (entry.socket_inode.load(std::memory_order_acquire) != socket_inode) continue;
+    if (entry.socket_cookie.load(std::memory_order_acquire) != socket_cookie) continue;
     const uint32_t index = entry.slot.load(std::memory_order_relaxed);
     if (index >= kMaxSlots) continue;  // the client wrote nonsense
     const Slot *slot = arena_.slot(index);
-    if (slot->header.socket_inode.load(std::memory_order_acquire) != socket_inode) continue;
+    if (slot->header.socket_cookie.load(std::memory_order_acquire) != socket_cookie) continue;
     const uint32_t state = slot->header.state.load(std::memory_order_acquire);
     if (state == kSlotClaimed || state == kSlotConnected) {
       *slot_out = index;
@@ -110,13 +111,13 @@ ServerSession::BindOutcome ServerSession::Find(uint64_t socket_inode, uint32_t *
   return BindOutcome::kNotFound;
 }
 
-bool ServerSession::Bind(uint32_t index, uint64_t socket_inode, uint32_t rx_limit) {
+bool ServerSession::Bind(uint32_t index, uint64_t socket_cookie, uint32_t rx_limit) {
   Slot *slot = arena_.slot(index);
   uint32_t state = slot->header.state.load(std::memory_order_acquire);
   while (state == kSlotClaimed || state == kSlotConnected) {
     if (slot->header.state.compare_exchange_weak(state, kSlotBound, std::memory_order_acq_rel)) {
       // Checked again after the bind: a client that reused the slot meanwhile is not ours.
-      if (slot->header.socket_inode.load(std::memory_order_acquire) != socket_inode) return false;
+      if (slot->header.socket_cookie.load(std::memory_order_acquire) != socket_cookie) return false;
       SideBlock &own = slot->side[kServerSide];
       own.holders.store(1, std::memory_order_relaxed);
       own.pid = static_cast<uint32_t>(getpid());
@@ -361,7 +362,8 @@ void ListenerGroup::FetchFromGroup(uid_t uid) {
 void ListenerGroup::EndIdleSessions() {
   // A few sessions per call, in turn: a call costs a system call per session looked at.
   constexpr size_t kPerCall = 8;
-  for (size_t looked = 0; looked < kPerCall && !sessions_.empty(); ++looked) {
+  const size_t looks = std::min(kPerCall, sessions_.size());
+  for (size_t looked = 0; looked < looks && !sessions_.empty(); ++looked) {
     const size_t i = sweep_next_++ % sessions_.size();
     ServerSession &session = *sessions_[i];
     GroupEntry &entry = group_->entries[session.entry_];
@@ -379,7 +381,7 @@ void ListenerGroup::EndIdleSessions() {
   }
 }
 
-ListenerGroup::Placed ListenerGroup::Bind(uid_t uid, uint64_t socket_inode, uint32_t rx_limit) {
+ListenerGroup::Placed ListenerGroup::Bind(uid_t uid, uint64_t socket_cookie, uint32_t rx_limit) {
   Placed placed;
   std::lock_guard<std::mutex> guard(mutex_);
   DrainChannel();
@@ -388,7 +390,7 @@ ListenerGroup::Placed ListenerGroup::Bind(uid_t uid, uint64_t socket_inode, uint
   for (const auto &session : sessions_) {
     if (session->peer_uid() != uid) continue;
     uint32_t slot = 0;
-    const ServerSession::BindOutcome found = session->Find(socket_inode, &slot);
+    const ServerSession::BindOutcome found = session->Find(socket_cookie, &slot);
     if (found == ServerSession::BindOutcome::kNotFound) continue;
     ++claims;
     placed.session = session;
@@ -399,11 +401,11 @@ ListenerGroup::Placed ListenerGroup::Bind(uid_t uid, uint64_t socket_inode, uint
     placed.session.reset();
     placed.outcome = ServerSession::BindOutcome::kAmbiguous;
   } else if (placed.outcome == ServerSession::BindOutcome::kBound &&
-             !placed.session->Bind(placed.slot, socket_inode, rx_limit)) {
+             !placed.session->Bind(placed.slot, socket_cookie, rx_limit)) {
     placed.session.reset();
     placed.outcome = ServerSession::BindOutcome::kNotFound;
   } else if (placed.outcome == ServerSession::BindOutcome::kDeclined) {
-    placed.session->Bind(placed.slot, socket_inode, rx_limit);  // marks it seen
+    placed.session->Bind(placed.slot, socket_cookie, rx_limit);  // marks it seen
   }
   EndIdleSessions();
   return placed;

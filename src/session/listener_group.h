@@ -41,12 +41,12 @@ class ServerSession : public Session {
     kNotFound,   // no claim for that socket
     kAmbiguous,  // claims in more than one session of the user: none can be trusted
   };
-  // The claim for the client socket `socket_inode` in this session: kNotFound, kDeclined, or
+  // The claim for the client socket `socket_cookie` in this session: kNotFound, kDeclined, or
   // kBound meaning "claimed, not yet bound" (*slot says which).
-  BindOutcome Find(uint64_t socket_inode, uint32_t *slot) const;
+  BindOutcome Find(uint64_t socket_cookie, uint32_t *slot) const;
   // Binds a slot Find returned; sets up this side's end of it (`rx_limit`: what this end lets
   // the client queue for it). False when the client changed it meanwhile.
-  bool Bind(uint32_t slot, uint64_t socket_inode, uint32_t rx_limit);
+  bool Bind(uint32_t slot, uint64_t socket_cookie, uint32_t rx_limit);
 
   // Whether the connecting process family still holds its end of the setup's connection (only
   // in the process that read the setup; elsewhere: the group's record says).
@@ -82,12 +82,12 @@ class ListenerGroup {
     uint32_t slot = 0;
     ServerSession::BindOutcome outcome = ServerSession::BindOutcome::kNotFound;
   };
-  // Finds and binds the claim of the client socket `socket_inode` owned by `uid`, weighing
+  // Finds and binds the claim of the client socket `socket_cookie` owned by `uid`, weighing
   // every session of that user: the setups still waiting on the channel are read first and the
   // sessions other processes of the group registered are mapped, since a claim found in one
   // session counts only if no other session of the user claims the same socket (another
   // process of that user may claim any socket it can name). Never waits.
-  Placed Bind(uid_t uid, uint64_t socket_inode, uint32_t rx_limit);
+  Placed Bind(uid_t uid, uint64_t socket_cookie, uint32_t rx_limit);
 
   // fork: from now on another process holds the listener (the parent calls it before fork).
   void AddHolder();

@@ -11,11 +11,11 @@
 //   U's owner is the TCP listener's user
 //   send(U, SessionSetup + arena, bells)  ───────►  (read when an accept needs it)
 //   every connection: claim a slot for the TCP
-//   socket (its inode), TTL marker, connect ──SYN──► listener (MSS marker) answers
+//   socket (its cookie), TTL marker, connect ─SYN──► listener (MSS marker) answers
 //   MSS marker seen: write to the ring at once      accept: TTL marker in the saved SYN,
 //                                                   sock_diag: the client socket's user and
-//                                                   inode; the session of that user whose
-//                                                   claim names that inode; bind the slot
+//                                                   cookie; the session of that user whose
+//                                                   claim names that cookie; bind the slot
 //
 // Fixed layouts, versioned; every field read from a peer is checked.
 #ifndef LOOPFAST_SESSION_MESSAGES_H_

@@ -73,7 +73,7 @@ struct TestArena {
     }
     SpscRing::Initialize(&slot->ring[0], kSlotWindowBytes);
     SpscRing::Initialize(&slot->ring[1], kSlotWindowBytes);
-    slot->header.socket_inode.store(1000 + index);
+    slot->header.socket_cookie.store(1000 + index);
     slot->header.state.store(kSlotBound);
     return index;
   }

@@ -177,8 +177,13 @@ int Connect(int fd, const struct sockaddr *address, socklen_t length) {
   std::unique_ptr<ConnectingStage> stage;
   if (plain_reason == nullptr) {
     const int saved_errno = errno;
+    // The socket's owner picks the session (the listener's side checks it is the session's
+    // user); its cookie names it in the claim, and still does after its process closed it.
     struct stat info;
-    if (fstat(fd, &info) != 0) {
+    uint64_t cookie = 0;
+    socklen_t cookie_length = sizeof cookie;
+    if (fstat(fd, &info) != 0 ||
+        Real().getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &cookie_length) != 0) {
       plain_reason = reason::kResources;
     } else {
       session::ClientSession::Opened opened =
@@ -188,7 +193,7 @@ int Connect(int fd, const struct sockaddr *address, socklen_t length) {
       } else {
         const uint32_t rx_limit = ReceiveLimit(*socket);
         Result<uint32_t> claimed =
-            opened.session->Claim(static_cast<uint64_t>(info.st_ino), rx_limit);
+            opened.session->Claim(cookie, rx_limit);
         if (!claimed.ok()) {
           plain_reason = reason::kNoSlot;
         } else if (!session::SetClientMarker(fd, socket->family).ok()) {

@@ -275,7 +275,16 @@ void EpollSet::PrepareSleep() {
   for (const auto &entry : interests_)
     members += static_cast<size_t>(entry.second.registered_count);
   for (size_t pass = 0; pass <= members / 64; ++pass) {
-    if (sys::Real().epoll_wait(shadow_, rang, 64, 0) < 64) break;
+    const int n = sys::Real().epoll_wait(shadow_, rang, 64, 0);
+    for (int i = 0; i < n; ++i) {
+      // A kernel socket (not a bell) changed: its peer may have died.
+      const int owner = static_cast<int>(rang[i].data.u64 >> 32);
+      const int woken_fd = static_cast<int>(rang[i].data.u64 & 0xffffffffu);
+      if (rang[i].data.u64 == ~uint64_t{0} || woken_fd != owner) continue;
+      auto found = interests_.find(owner);
+      if (found != interests_.end()) readiness::NoteKernelChanged(*found->second.socket);
+    }
+    if (n < 64) break;
   }
   // Announce every armed interest and keep the shadow's members up to date.
   for (auto &[fd, interest] : interests_) {

@@ -142,6 +142,16 @@ void BindAccepted(Socket &accepted, int fd, session::ListenerGroup &group,
   if (syn.local.ss_family == 0) {
     socklen_t length = sizeof syn.local;
     getsockname(fd, reinterpret_cast<struct sockaddr *>(&syn.local), &length);
+  } else if (syn.local.ss_family == AF_INET && peer.ss_family == AF_INET6) {
+    // An IPv4 SYN to a dual-stack listener: the accepted socket speaks v4-mapped addresses.
+    const auto v4 = *reinterpret_cast<const struct sockaddr_in *>(&syn.local);
+    auto *v6 = reinterpret_cast<struct sockaddr_in6 *>(&syn.local);
+    *v6 = {};
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = v4.sin_port;
+    v6->sin6_addr.s6_addr[10] = 0xff;
+    v6->sin6_addr.s6_addr[11] = 0xff;
+    std::memcpy(&v6->sin6_addr.s6_addr[12], &v4.sin_addr, 4);
   }
   // The client's socket: its local end is our peer, its remote end the address it dialled.
   Result<session::SocketFacts> client =
@@ -153,7 +163,7 @@ void BindAccepted(Socket &accepted, int fd, session::ListenerGroup &group,
   }
   const uint32_t rx_limit = ReceiveLimit(accepted);
   session::ListenerGroup::Placed placed =
-      group.Bind(client.value().uid, client.value().inode, rx_limit);
+      group.Bind(client.value().uid, client.value().cookie, rx_limit);
   switch (placed.outcome) {
     case session::ServerSession::BindOutcome::kDeclined:
       DecideKernel(accepted, fd, reason::kClientDeclined);

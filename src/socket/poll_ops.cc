@@ -108,6 +108,8 @@ int Poll(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
     wake_set.Consume();
     std::vector<struct pollfd> sleep_set(fds, fds + count);
     for (const Decided &d : decided) sleep_set[d.index].fd = -1;
+    // Which decided socket a kernel descriptor added to the sleep set belongs to.
+    std::vector<std::pair<size_t, const Decided *>> kernel_entries;
     bool bells = false;
     bool unwatched_bell = false;  // no WakeSet (out of descriptors): look again every 10 ms
     for (const Decided &d : decided) {
@@ -115,6 +117,7 @@ int Poll(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
       const int n = readiness::PrepareWait(*d.socket, fds[d.index].fd, fds[d.index].events, wait);
       for (int i = 0; i < n; ++i) {
         if (!wait[i].bell) {
+          if (wait[i].fd == fds[d.index].fd) kernel_entries.emplace_back(sleep_set.size(), &d);
           sleep_set.push_back({wait[i].fd, wait[i].events, 0});
         } else if (wake_set.Add(wait[i].fd)) {
           bells = true;
@@ -133,6 +136,9 @@ int Poll(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
         sys::Real().ppoll(sleep_set.data(), sleep_set.size(),
                           deadline.forever() && !unwatched_bell ? nullptr : &left, sigmask);
     if (slept < 0) return -1;         // EINTR and the like, exactly as ppoll reports them
+    for (const auto &[entry, d] : kernel_entries) {
+      if (sleep_set[entry].revents != 0) readiness::NoteKernelChanged(*d->socket);
+    }
     round = kKernelLookInterval - 1;  // look at everything again
   }
 }

@@ -47,7 +47,7 @@ State Look(Socket &socket, int fd, short wanted) {
     case Path::kFast: {
       FastConnection *fast = socket.fast.load(std::memory_order_acquire);
       fast->SettleIfPeerLeft(fd, /*blocking=*/false);
-      const FastConnection::Look look = fast->LookNow();
+      const FastConnection::Look look = fast->LookNow(fd);
       state.in_sequence = look.in_sequence;
       state.in_consumed = look.in_consumed;
       state.no_space = look.no_space;
@@ -101,6 +101,11 @@ bool EdgeFired(const State &now, EdgeMemory *memory) {
   memory->no_space = now.no_space;
   memory->kernel_in = now.kernel_in;
   return fired && now.events != 0;
+}
+
+void NoteKernelChanged(Socket &socket) {
+  if (socket.path.load(std::memory_order_acquire) != Path::kFast) return;
+  socket.fast.load(std::memory_order_acquire)->NoteKernelChanged();
 }
 
 int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out) {

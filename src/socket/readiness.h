@@ -68,6 +68,10 @@ struct WaitFd {
 // Announces the sleep (see above) and names what to sleep on. Returns how many were written.
 int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out);
 
+// A sleep woke on the socket's kernel descriptor (a FIN or reset may have come): the next Look
+// asks the kernel whether the peer is gone.
+void NoteKernelChanged(Socket &socket);
+
 }  // namespace loopfast::readiness
 
 #endif  // LOOPFAST_SOCKET_READINESS_H_
