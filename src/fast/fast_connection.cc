@@ -555,10 +555,9 @@ void FastConnection::StartCapture(capture::Sink *sink, int kernel_fd, bool clien
   errno = saved_errno;
   if (!named) return;
   self().capture_file.store(sink->FileId(), std::memory_order_release);
-  // The accepting side runs first (before its Offer), so it writes the handshake; the client
-  // leaves it to a server that captures into the same file.
-  const bool peer_captured =
-      client && peer().capture_file.load(std::memory_order_acquire) == sink->FileId();
+  // Whichever end starts second (usually the accepting one) leaves the handshake to the other
+  // when both capture into the same file.
+  const bool peer_captured = peer().capture_file.load(std::memory_order_acquire) == sink->FileId();
   capture_flow_ = sink->Begin(reinterpret_cast<struct sockaddr *>(&local), local_length,
                               reinterpret_cast<struct sockaddr *>(&remote), remote_length, client,
                               peer_captured);

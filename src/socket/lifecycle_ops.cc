@@ -323,6 +323,7 @@ void ForkReturned(bool failed) {
 void AfterFork(bool in_child) {
   stat::AfterFork(in_child);
   if (!in_child) return;
+  sys::NoteForkChild();
   held_for_child.clear();
   wait::ForgetWakeSetInChild();
   session::ForgetLookupSocketInChild();

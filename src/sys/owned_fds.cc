@@ -1,5 +1,8 @@
 #include "sys/owned_fds.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <fcntl.h>
 #include <sys/resource.h>
 
@@ -78,6 +81,24 @@ int MoveHigh(int fd) {
   if (moved >= 0) Real().close(fd);
   errno = saved_errno;
   return moved >= 0 ? moved : fd;
+}
+
+namespace {
+std::atomic<pid_t> process_pid{0};
+}  // namespace
+
+bool InVforkChild() {
+  const pid_t actual = static_cast<pid_t>(syscall(SYS_getpid));
+  pid_t known = process_pid.load(std::memory_order_relaxed);
+  if (known == 0) {
+    process_pid.compare_exchange_strong(known, actual, std::memory_order_relaxed);
+    return false;  // first asked in this process (a vfork child never asks first: see below)
+  }
+  return actual != known;
+}
+
+void NoteForkChild() {
+  process_pid.store(static_cast<pid_t>(syscall(SYS_getpid)), std::memory_order_relaxed);
 }
 
 int TakeHigh(int fd) {

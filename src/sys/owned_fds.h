@@ -31,6 +31,13 @@ bool IsOwned(int fd);
 // The smallest owned descriptor in [from, to], or -1.
 int NextOwned(unsigned from, unsigned to);
 
+// True in the child of a vfork() before it execs or exits: it shares this process's memory
+// (loopfast's tables included) but not its descriptors, so it must not change the tables. One
+// system call; for the rare calls that would (dup2 onto, or close of, a tracked descriptor).
+bool InVforkChild();
+// The fork handler: this process's pid is new.
+void NoteForkChild();
+
 }  // namespace loopfast::sys
 
 #endif  // LOOPFAST_SYS_OWNED_FDS_H_
