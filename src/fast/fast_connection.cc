@@ -195,6 +195,17 @@ void FastConnection::FlushUnreadToKernel(int kernel_fd, bool blocking) {
   const uint64_t head = tx_.control()->head.load(std::memory_order_acquire);
   const uint64_t tail = tx_.control()->tail.load(std::memory_order_acquire);
   uint64_t from = tail + flushed_.load(std::memory_order_relaxed);
+  if (from == head) return;
+  // A reset connection takes nothing, and a send would take its pending error (ECONNRESET)
+  // away from the program's next call.
+  struct tcp_info info {};
+  socklen_t info_length = sizeof info;
+  const int saved = errno;
+  const bool reset = sys::Real().getsockopt(kernel_fd, IPPROTO_TCP, TCP_INFO, &info,
+                                            &info_length) == 0 &&
+                     info.tcpi_state == TCP_CLOSE;
+  errno = saved;
+  if (reset) return;
   while (from != head && static_cast<int64_t>(head - from) > 0) {
     const uint8_t *data = nullptr;
     const size_t chunk = tx_.UnreadSpan(from, &data);
@@ -524,7 +535,6 @@ bool FastConnection::Close(int kernel_fd) {
   self().holders.fetch_sub(1, std::memory_order_relaxed);
   // Another process (a fork) still holds this end: the connection goes on.
   if (locks_->holders.fetch_sub(1, std::memory_order_acq_rel) > 1) return false;
-  session_->open_connections.fetch_sub(1, std::memory_order_relaxed);
   bool unread = false;
   if (!Moved()) {
     unread = rx_.FillLevel() > 0;
@@ -541,6 +551,7 @@ bool FastConnection::Close(int kernel_fd) {
   self().flags.fetch_or(kSideReleased, std::memory_order_release);
   std::vector<session::TakenArea> areas = tx_areas_.taken();
   session_->Retire(slot_index_, std::move(areas), peer_gone);
+  session_->ConnectionClosed();
   return unread;
 }
 

@@ -184,8 +184,7 @@ ClientSession::Opened ClientSession::For(const struct sockaddr *destination, uid
   for (int looked = 0; looked < kSweptPerCall && !sessions.empty(); ++looked) {
     auto it = sessions.begin();
     std::advance(it, static_cast<long>(sweep_next++ % sessions.size()));
-    if (it->first != key && it->second.use_count() == 1 &&
-        it->second->open_connections.load(std::memory_order_acquire) == 0 &&
+    if (it->first != key && it->second->open_connections.load(std::memory_order_acquire) == 0 &&
         !it->second->GroupAlive()) {
       sessions.erase(it);
     }
@@ -311,6 +310,14 @@ void ClientSession::SlotDone(uint32_t slot) {
   arena_.slot(slot)->header.state.store(kSlotFree, std::memory_order_release);
   family_->slots_used[slot / 64].fetch_and(~(uint64_t{1} << (slot % 64)),
                                            std::memory_order_release);
+}
+
+void ClientSession::Idle() {
+  if (GroupAlive()) return;  // kept for the next connection to that listener
+  std::lock_guard<std::mutex> guard(registry_mutex);
+  auto &sessions = Registry();
+  auto found = sessions.find({port_, uid_});
+  if (found != sessions.end() && found->second.get() == this) sessions.erase(found);
 }
 
 void ClientSession::ForgetAllInChild() {}

@@ -61,6 +61,7 @@ class ClientSession : public Session {
 
  protected:
   void SlotDone(uint32_t slot) override;
+  void Idle() override;
 
  private:
   struct FamilyState;

@@ -134,6 +134,10 @@ bool ServerSession::Bind(uint32_t index, uint64_t socket_cookie, uint32_t rx_lim
   return false;
 }
 
+void ServerSession::Idle() {
+  if (std::shared_ptr<ListenerGroup> group = listener_group_.lock()) group->EndIdleSessions();
+}
+
 bool ServerSession::ClientAlive() const {
   if (setup_socket_ < 0) return true;
   char byte;
@@ -243,6 +247,7 @@ std::shared_ptr<ServerSession> ListenerGroup::MakeSession(const int *fds, uint32
   std::shared_ptr<ServerSession> session(new ServerSession(
       arena, nonce, group_bell, client_bell, setup_socket, entry, uid, pid, group_));
   session->SetAllocatorState(&group_->allocators[entry]);
+  session->listener_group_ = weak_from_this();
   return session;
 }
 
@@ -359,7 +364,7 @@ void ListenerGroup::FetchFromGroup(uid_t uid) {
   }
 }
 
-void ListenerGroup::EndIdleSessions() {
+void ListenerGroup::EndIdleSessionsLocked() {
   // A few sessions per call, in turn: a call costs a system call per session looked at.
   constexpr size_t kPerCall = 8;
   const size_t looks = std::min(kPerCall, sessions_.size());
@@ -373,8 +378,9 @@ void ListenerGroup::EndIdleSessions() {
       entry.state.store(kEntryEnded, std::memory_order_release);
     }
     const bool client_gone = entry.state.load(std::memory_order_acquire) != kEntryLive;
-    if (client_gone && session.open_connections.load(std::memory_order_acquire) == 0 &&
-        sessions_[i].use_count() == 1) {
+    // Connections closed since may still hold it (their Socket lets go later): the session's
+    // descriptors and memory go with the last of them.
+    if (client_gone && session.open_connections.load(std::memory_order_acquire) == 0) {
       sessions_[i] = std::move(sessions_.back());
       sessions_.pop_back();
     }
@@ -407,8 +413,13 @@ ListenerGroup::Placed ListenerGroup::Bind(uid_t uid, uint64_t socket_cookie, uin
   } else if (placed.outcome == ServerSession::BindOutcome::kDeclined) {
     placed.session->Bind(placed.slot, socket_cookie, rx_limit);  // marks it seen
   }
-  EndIdleSessions();
+  EndIdleSessionsLocked();
   return placed;
+}
+
+void ListenerGroup::EndIdleSessions() {
+  std::lock_guard<std::mutex> guard(mutex_);
+  EndIdleSessionsLocked();
 }
 
 std::vector<std::shared_ptr<ServerSession>> ListenerGroup::Sessions() {

@@ -29,6 +29,7 @@
 namespace loopfast::session {
 
 struct GroupMemory;
+class ListenerGroup;
 
 // The accepting side's view of one session.
 class ServerSession : public Session {
@@ -54,6 +55,7 @@ class ServerSession : public Session {
 
  protected:
   void SlotDone(uint32_t) override {}  // slots are the client's to reuse
+  void Idle() override;
 
  private:
   friend class ListenerGroup;
@@ -64,9 +66,10 @@ class ServerSession : public Session {
   // The group's memory holds this session's allocator: it stays mapped while the session lives,
   // even after the listener closed.
   std::shared_ptr<GroupMemory> group_;
+  std::weak_ptr<ListenerGroup> listener_group_;
 };
 
-class ListenerGroup {
+class ListenerGroup : public std::enable_shared_from_this<ListenerGroup> {
  public:
   // Binds the channel of `port`; EADDRINUSE when another process has it (another group, or a
   // squatter: the name has no owner).
@@ -94,6 +97,9 @@ class ListenerGroup {
   // This process no longer holds the listener.
   void DropHolder();
 
+  // Lets go of sessions whose clients are gone and that no connection uses.
+  void EndIdleSessions();
+
   // Sessions of this process, for `loopfast stat`.
   std::vector<std::shared_ptr<ServerSession>> Sessions();
 
@@ -107,7 +113,7 @@ class ListenerGroup {
   // Registers a session from a setup's descriptors (caller holds mutex_).
   void Register(const int *fds, uint64_t nonce, uid_t uid, pid_t pid, int setup_socket);
   // Ends sessions whose clients are gone and that no connection here uses (caller holds it).
-  void EndIdleSessions();
+  void EndIdleSessionsLocked();
   std::shared_ptr<ServerSession> MakeSession(const int *fds, uint32_t entry, uint64_t nonce,
                                              uid_t uid, pid_t pid, int setup_socket);
 

@@ -57,6 +57,10 @@ uint8_t *Session::RingAreas::Resolve(uint64_t offset, uint32_t window) {
   return session_->arena_.Area(1 - session_->side_, offset, window);
 }
 
+void Session::ConnectionClosed() {
+  if (open_connections.fetch_sub(1, std::memory_order_acq_rel) == 1) Idle();
+}
+
 void Session::Retire(uint32_t slot, std::vector<TakenArea> areas, bool peer_gone) {
   const Slot *s = arena_.slot(slot);
   const bool peer_done =

@@ -70,6 +70,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Connections of this session that are open in this process (stat, idle tracking).
   std::atomic<uint32_t> open_connections{0};
+  // The last holder of one of them let go. A session whose peer is gone and that no connection
+  // uses lets go of its memory and descriptors now (nothing is left behind).
+  void ConnectionClosed();
 
  protected:
   Session(int side, void *arena, uint64_t nonce, int own_bell, int peer_bell);
@@ -77,6 +80,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void SweepRetired();
   // The slot itself is the client's to give back (ClientSession frees it).
   virtual void SlotDone(uint32_t slot) = 0;
+  // Called when no connection of this process uses the session any more.
+  virtual void Idle() {}
   void SetAllocatorState(RegionAllocatorState *state);
 
   ArenaView arena_;
