@@ -214,6 +214,7 @@ std::shared_ptr<ServerSession> ListenerGroup::MakeSession(const int *fds, uint32
   if (fstat(fds[kSetupArenaFd], &info) != 0 || !S_ISREG(info.st_mode) || seals < 0 ||
       (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW) ||
       static_cast<uint64_t>(info.st_size) != kArenaBytes) {
+    errno = EPROTO;
     return nullptr;
   }
   void *arena = mmap(nullptr, kArenaBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
@@ -221,6 +222,7 @@ std::shared_ptr<ServerSession> ListenerGroup::MakeSession(const int *fds, uint32
   if (arena == MAP_FAILED) return nullptr;
   if (!ValidateArena(arena, kArenaBytes)) {
     munmap(arena, kArenaBytes);
+    errno = EPROTO;
     return nullptr;
   }
   // The bells must be eventfds: writing to anything else could be a file of the client's.
@@ -231,6 +233,7 @@ std::shared_ptr<ServerSession> ListenerGroup::MakeSession(const int *fds, uint32
     const ssize_t n = readlink(path, link, sizeof link - 1);
     if (n < 0 || std::strncmp(link, "anon_inode:[eventfd]", static_cast<size_t>(n)) != 0) {
       munmap(arena, kArenaBytes);
+      errno = EPROTO;
       return nullptr;
     }
   }
@@ -277,6 +280,7 @@ void ListenerGroup::Register(const int *fds, uint64_t nonce, uid_t uid, pid_t pi
   std::shared_ptr<ServerSession> session = MakeSession(fds, entry, nonce, uid, pid, setup_socket);
   if (!session) {
     sys::CloseOwned(setup_socket);  // an unusable arena or bells: its connections are reset
+    lost_for_resources_ = lost_for_resources_ || errno == ENOMEM || errno == EMFILE;
     return;
   }
   GroupEntry &record = group_->entries[entry];
@@ -301,7 +305,11 @@ void ListenerGroup::DrainChannel() {
   for (;;) {
     const int connection = sys::Real().accept4(channel_, nullptr, nullptr,
                                                SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (connection < 0) return;  // EAGAIN: none waiting (or out of descriptors: later)
+    if (connection < 0) {
+      // EAGAIN: none waiting. Out of descriptors: a setup may wait there, unread.
+      if (errno == EMFILE || errno == ENFILE) lost_for_resources_ = true;
+      return;
+    }
     const int setup_socket = sys::MoveHigh(connection);
     sys::Own(setup_socket);
     struct ucred sender {};
@@ -317,6 +325,10 @@ void ListenerGroup::DrainChannel() {
         0) {
       got = ReceiveMessage(setup_socket, &message, sizeof message, fds, &fd_count,
                            /*blocking=*/false);
+    }
+    if (!got.ok() && got.error() == EPROTO && fd_count == 0) {
+      // Descriptors cut off (MSG_CTRUNC): most likely this process is out of descriptors.
+      lost_for_resources_ = true;
     }
     if (!got.ok() || fd_count != kSetupFds || !IsUsableSetup(&message, got.value())) {
       // Forged, malformed, or silent (a setup is sent in the same breath as the connect):
@@ -406,6 +418,8 @@ ListenerGroup::Placed ListenerGroup::Bind(uid_t uid, uint64_t socket_cookie, uin
   if (claims > 1) {
     placed.session.reset();
     placed.outcome = ServerSession::BindOutcome::kAmbiguous;
+  } else if (claims == 0 && lost_for_resources_) {
+    placed.outcome = ServerSession::BindOutcome::kResources;
   } else if (placed.outcome == ServerSession::BindOutcome::kBound &&
              !placed.session->Bind(placed.slot, socket_cookie, rx_limit)) {
     placed.session.reset();

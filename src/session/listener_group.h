@@ -41,6 +41,7 @@ class ServerSession : public Session {
     kDeclined,   // the client took kernel TCP: so does this end
     kNotFound,   // no claim for that socket
     kAmbiguous,  // claims in more than one session of the user: none can be trusted
+    kResources,  // a session of the user could not be read or mapped here (memory, descriptors)
   };
   // The claim for the client socket `socket_cookie` in this session: kNotFound, kDeclined, or
   // kBound meaning "claimed, not yet bound" (*slot says which).
@@ -125,6 +126,9 @@ class ListenerGroup : public std::enable_shared_from_this<ListenerGroup> {
   std::mutex mutex_;
   std::vector<std::shared_ptr<ServerSession>> sessions_;
   size_t sweep_next_ = 0;
+  // A setup could not be taken for want of memory, address space or descriptors: a claim not
+  // found may be in it.
+  bool lost_for_resources_ = false;
 };
 
 }  // namespace loopfast::session

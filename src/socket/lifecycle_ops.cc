@@ -105,6 +105,8 @@ void BecomeFast(Socket &socket, int fd, std::unique_ptr<FastConnection> fast) {
   socket.fast.store(socket.fast_owner.get(), std::memory_order_release);
   socket.path.store(Path::kFast, std::memory_order_release);
   PublishSocket(socket, fd);
+  Log(LogLevel::kDebug, "fast path established (%s side)",
+      socket.role == stat::Role::kAccepting ? "accepting" : "connecting");
 }
 
 wait::SleepSpec SleepFor(const struct timeval &timeout) {

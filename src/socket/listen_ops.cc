@@ -174,6 +174,9 @@ void BindAccepted(Socket &accepted, int fd, session::ListenerGroup &group,
     case session::ServerSession::BindOutcome::kAmbiguous:
       ResetUnplaced(accepted, fd, reason::kClaimAmbiguous);
       return;
+    case session::ServerSession::BindOutcome::kResources:
+      ResetUnplaced(accepted, fd, reason::kResources);
+      return;
     case session::ServerSession::BindOutcome::kBound:
       break;
   }
