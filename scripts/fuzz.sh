@@ -22,7 +22,8 @@ out=${FUZZ_BUILD_DIR:-build/fuzz}
 mkdir -p "$out"
 sources=(fuzz/peer_input_fuzzer.cc src/ring/ring.cc src/socket/shared_layout.cc
   src/rendezvous/protocol.cc src/rendezvous/peer_identity.cc src/socket/policy.cc
-  src/socket/config.cc src/sys/real_calls.cc src/sys/owned_fds.cc src/stat/registry_reader.cc)
+  src/socket/config.cc src/sys/real_calls.cc src/sys/owned_fds.cc src/stat/registry_reader.cc
+  src/base/escape.cc src/base/output_file.cc)
 binary="$out/peer_input_fuzzer"
 newest=$(ls -t "${sources[@]}" src/*/*.h | head -1)
 if [ ! -x "$binary" ] || [ "$newest" -nt "$binary" ]; then

@@ -60,10 +60,27 @@ def check_doc(path):
         fail(f"{path} and the checker disagree on fields: {sorted(documented ^ known)}")
 
 
+# Raw in the document, outside any escape: DEL and the C1 controls (docs/stat.md promises them
+# escaped; JSON itself only requires it of C0, which json.loads checks).
+RAW_CONTROL = re.compile("[\x7f-\x9f]")
+
+
+def shown(value):
+    """A value for the key=value output: control characters as \\uXXXX, so one line stays one."""
+    return re.sub("[\x00-\x1f\x7f-\x9f]", lambda m: f"\\u{ord(m.group()):04x}", str(value))
+
+
 def main():
     check_doc(sys.argv[1])
+    raw = sys.stdin.buffer.read()
     try:
-        document = json.load(sys.stdin)
+        text = raw.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as error:
+        fail(f"not valid UTF-8: {error}")
+    if RAW_CONTROL.search(text):
+        fail("a raw DEL or C1 control character: " + repr(RAW_CONTROL.search(text).group()))
+    try:
+        document = json.loads(text)
     except ValueError as error:
         fail(f"not JSON: {error}")
     if not isinstance(document, dict):
@@ -97,7 +114,7 @@ def main():
                 pairs.append("asleep_receive=" + str(value["receive"]).lower())
                 pairs.append("asleep_send=" + str(value["send"]).lower())
             else:
-                pairs.append(f"{name}=" + ("null" if value is None else str(value)))
+                pairs.append(f"{name}=" + ("null" if value is None else shown(value)))
         print("\t".join(pairs))
 
 

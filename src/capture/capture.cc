@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/escape.h"
+#include "base/output_file.h"
 #include "capture/pcap_format.h"
 #include "socket/config.h"
 #include "sys/owned_fds.h"
@@ -260,15 +262,19 @@ bool ToEndpoint(const struct sockaddr *address, socklen_t length, Endpoint *out)
 
 Sink *Sink::Get() {
   static Sink *const sink = []() -> Sink * {
-    const char *path = std::getenv("LOOPFAST_CAPTURE");
+    // A capture file is both a file and more than the program would show: never in a
+    // setuid program (config.h).
+    const char *path = WideningSetting("LOOPFAST_CAPTURE");
     if (path == nullptr || *path == '\0') return nullptr;
     const int saved_errno = errno;
-    auto opened = Open(path, std::getenv("LOOPFAST_CAPTURE_PORTS"));
+    const char *refusal = nullptr;
+    auto opened = Open(path, WideningSetting("LOOPFAST_CAPTURE_PORTS"), &refusal);
     Sink *made = nullptr;
     if (!opened.ok()) {
-      Log(LogLevel::kError, "no capture to %s: %s", path,
-          opened.error() == EINVAL ? "LOOPFAST_CAPTURE_PORTS is malformed"
-                                   : std::strerror(opened.error()));
+      const char *why = refusal != nullptr         ? refusal
+                        : opened.error() == EINVAL ? "LOOPFAST_CAPTURE_PORTS is malformed"
+                                                   : std::strerror(opened.error());
+      Log(LogLevel::kError, "no capture to \"%s\": %s", EscapeText(path).c_str(), why);
     } else {
       made = opened.value().release();  // lives as long as the process
     }
@@ -278,13 +284,15 @@ Sink *Sink::Get() {
   return sink;
 }
 
-Result<std::unique_ptr<Sink>> Sink::Open(const char *path, const char *ports) {
+Result<std::unique_ptr<Sink>> Sink::Open(const char *path, const char *ports,
+                                         const char **refusal) {
   std::vector<PortRange> port_list;
   if (ports != nullptr && *ports != '\0' && !ParsePortList(ports, &port_list)) {
     return Errno{EINVAL};
   }
-  const int fd = sys::MoveHigh(open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_CREAT, 0600));
-  if (fd < 0) return Errno{errno};
+  const Result<int> opened = OpenOutputFile(path, OutputMode::kAppend, 0600, refusal);
+  if (!opened.ok()) return Errno{opened.error()};
+  const int fd = sys::MoveHigh(opened.value());
   sys::Own(fd);
   auto sink = std::make_unique<Sink>(fd, std::move(port_list));
   if (Status header = WriteHeaderIfEmpty(fd); !header.ok()) return Errno{header.error()};

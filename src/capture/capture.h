@@ -72,16 +72,20 @@ bool ToEndpoint(const struct sockaddr *address, socklen_t length, Endpoint *out)
 
 class Sink {
  public:
-  // nullptr unless LOOPFAST_CAPTURE names a file (read once, thread-safe). The file is opened
-  // O_WRONLY|O_APPEND|O_CLOEXEC|O_CREAT (0600); the pcap global header is written once by
-  // whoever finds the file empty (serialised with flock). LOOPFAST_CAPTURE_PORTS ("80,8000-8099")
-  // limits capture to connections with a listed local or peer port. The sink lives as long as
-  // the process; a forked child shares it (and the descriptor).
+  // nullptr unless LOOPFAST_CAPTURE names a file (read once, thread-safe; never in a setuid
+  // or otherwise privileged process). The file is opened for appending, created 0600, under
+  // the rules of base/output_file.h (no symbolic link, no directory others may write, no file
+  // of another user); the pcap global header is written once by whoever finds the file empty
+  // (serialised with flock). LOOPFAST_CAPTURE_PORTS ("80,8000-8099") limits capture to
+  // connections with a listed local or peer port. The sink lives as long as the process; a
+  // forked child shares it (and the descriptor).
   static Sink *Get();
 
   // The same, for a path and port list given directly (tests). `ports` may be null or empty
-  // (every connection). EINVAL for a malformed port list; open/flock/write errors as they are.
-  static Result<std::unique_ptr<Sink>> Open(const char *path, const char *ports);
+  // (every connection). EINVAL for a malformed port list; a refused file as OpenOutputFile
+  // says (`*refusal` names the rule, when given); open/flock/write errors as they are.
+  static Result<std::unique_ptr<Sink>> Open(const char *path, const char *ports,
+                                            const char **refusal = nullptr);
 
   // Takes `fd` (an O_APPEND descriptor whose file already has the pcap header) and owns it.
   Sink(int fd, std::vector<PortRange> ports);

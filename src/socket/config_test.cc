@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
@@ -16,9 +17,9 @@ const char *Lookup(const char *name) {
   return it == environment->end() ? nullptr : it->second.c_str();
 }
 
-Config Parse(std::map<std::string, std::string> values) {
+Config Parse(std::map<std::string, std::string> values, bool secure_execution = false) {
   environment = &values;
-  return ParseConfig(Lookup);
+  return ParseConfig(Lookup, secure_execution);
 }
 
 TEST(ConfigTest, DefaultsAreOffWithShortSpin) {
@@ -43,6 +44,26 @@ TEST(ConfigTest, MalformedValuesKeepDefaults) {
   const Config config = Parse({{"LOOPFAST_SPIN_US", "12abc"}, {"LOOPFAST_DEFAULT", "maybe"}});
   EXPECT_EQ(config.spin_ns, 50000u);
   EXPECT_FALSE(config.default_on);
+}
+
+// A setuid program's environment is its caller's: what narrows is read, what widens is not.
+TEST(ConfigTest, SecureExecutionReadsOnlyWhatNarrows) {
+  const Config widening =
+      Parse({{"LOOPFAST_DEFAULT", "1"}, {"LOOPFAST_SPIN_US", "1000000"}, {"LOOPFAST_LOG", "debug"}},
+            /*secure_execution=*/true);
+  EXPECT_FALSE(widening.default_on);
+  EXPECT_EQ(widening.spin_ns, 50000u);
+  EXPECT_EQ(widening.log_level, LogLevel::kError);
+  EXPECT_EQ(Parse({{"LOOPFAST_LOG", "info"}}, true).log_level, LogLevel::kError);
+  EXPECT_EQ(Parse({{"LOOPFAST_LOG", "off"}}, true).log_level, LogLevel::kOff);
+  EXPECT_TRUE(Parse({{"LOOPFAST_DISABLE", "1"}}, true).disabled);
+}
+
+TEST(ConfigTest, AnOrdinaryProcessIsNotInSecureExecution) {
+  EXPECT_FALSE(SecureExecution());
+  setenv("LOOPFAST_TEST_WIDENING", "x", 1);
+  EXPECT_STREQ(WideningSetting("LOOPFAST_TEST_WIDENING"), "x");
+  unsetenv("LOOPFAST_TEST_WIDENING");
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "base/escape.h"
 #include "socket/config.h"
 
 namespace loopfast {
@@ -182,7 +183,7 @@ bool ParsePolicyText(const std::string &text, Policy *policy, std::string *error
     for (std::string w; words >> w;) word.push_back(w);
     if (word.empty()) continue;
     auto fail = [&](const char *what) {
-      *error = "line " + std::to_string(number) + ": " + what + ": \"" + line + "\"";
+      *error = "line " + std::to_string(number) + ": " + what + ": \"" + EscapeText(line) + "\"";
       return false;
     };
     if (word[0] == "disable" && word.size() == 1) {
@@ -216,25 +217,26 @@ bool ParsePolicyText(const std::string &text, Policy *policy, std::string *error
 }
 
 bool LoadPolicyFile(const char *path, Policy *policy, std::string *error) {
+  const std::string shown = EscapeText(path);  // for messages
   const int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ENOENT) return true;  // no file, no policy
-    *error = std::string(path) + ": " + std::strerror(errno);
+    *error = shown + ": " + std::strerror(errno);
     return false;
   }
   struct stat info;
   std::string text;
   bool ok = fstat(fd, &info) == 0;
   if (!ok) {
-    *error = std::string(path) + ": " + std::strerror(errno);
+    *error = shown + ": " + std::strerror(errno);
   } else if (!S_ISREG(info.st_mode)) {
-    *error = std::string(path) + ": not a regular file";
+    *error = shown + ": not a regular file";
     ok = false;
   } else if (info.st_uid != 0) {
-    *error = std::string(path) + ": not owned by root";
+    *error = shown + ": not owned by root";
     ok = false;
   } else if ((info.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    *error = std::string(path) + ": writable by group or others";
+    *error = shown + ": writable by group or others";
     ok = false;
   } else {
     char buffer[4096];
@@ -250,12 +252,12 @@ bool LoadPolicyFile(const char *path, Policy *policy, std::string *error) {
   struct stat dir_info;
   if (stat(directory.empty() ? "." : directory.c_str(), &dir_info) != 0 || dir_info.st_uid != 0 ||
       (dir_info.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    *error = std::string(path) + ": its directory is not root's alone";
+    *error = shown + ": its directory is not root's alone";
     return false;
   }
   std::string parse_error;
   if (!ParsePolicyText(text, policy, &parse_error)) {
-    *error = std::string(path) + ": " + parse_error;
+    *error = shown + ": " + parse_error;
     return false;
   }
   return true;
@@ -318,6 +320,7 @@ const Policy &GetPolicy() {
         {"LOOPFAST_INCLUDE_ADDRESSES", false, nullptr, &built.include_addresses},
         {"LOOPFAST_EXCLUDE_ADDRESSES", false, nullptr, &built.exclude_addresses},
     };
+    // These only narrow, so they are read in secure execution (setuid) too (config.h).
     for (const Narrowing &n : narrowing) {
       const char *value = std::getenv(n.variable);
       if (value == nullptr || *value == '\0') continue;
@@ -325,7 +328,7 @@ const Policy &GetPolicy() {
           n.ports ? ParsePortList(value, n.port_list) : ParseAddressList(value, n.address_list);
       if (!ok) {
         Log(LogLevel::kError, "%s=\"%s\" is malformed: no fast path in this process", n.variable,
-            value);
+            EscapeText(value).c_str());
         built.off_reason = kEnvironmentMalformed;
       }
     }

@@ -13,6 +13,8 @@
 #include <cstring>
 #include <string>
 
+#include "base/escape.h"
+#include "base/output_file.h"
 #include "capture/pcap_format.h"
 #include "commands.h"
 #include "launch.h"
@@ -48,7 +50,10 @@ void CaptureUsage(FILE *out) {
       "\n"
       "OPTIONS\n"
       "    -w FILE                 the pcap file; created or truncated (mode 0600)\n"
-      "                            (LOOPFAST_CAPTURE)\n"
+      "                            (LOOPFAST_CAPTURE). Refused when it is a symbolic link,\n"
+      "                            belongs to another user, or lies in a directory others may\n"
+      "                            write that is not yours (such as /tmp, unless you are\n"
+      "                            root): use a directory of your own\n"
       "    -a, --append            add to FILE instead of truncating it\n"
       "    --port LIST             only connections with this local or peer port, e.g. 6379\n"
       "                            or 8000-8099 (LOOPFAST_CAPTURE_PORTS); repeatable\n"
@@ -60,9 +65,9 @@ void CaptureUsage(FILE *out) {
       "    created.\n"
       "\n"
       "EXAMPLES\n"
-      "    loopfast capture -w /tmp/redis.pcap --port 6379 -- redis-server --port 6379 &\n"
-      "    loopfast capture -w /tmp/redis.pcap -a -- redis-cli -p 6379 ping\n"
-      "    tcpdump -r /tmp/redis.pcap -nn -A\n"
+      "    loopfast capture -w ~/redis.pcap --port 6379 -- redis-server --port 6379 &\n"
+      "    loopfast capture -w ~/redis.pcap -a -- redis-cli -p 6379 ping\n"
+      "    tcpdump -r ~/redis.pcap -nn -A\n"
       "\n"
       "SEE ALSO\n"
       "    loopfast run --help, docs/configuration.md (Capturing fast-path traffic)\n");
@@ -93,13 +98,19 @@ bool ValidPortList(const char *text) {
 }
 
 // Creates `path` (truncated unless `append`) and writes the pcap file header if it is empty;
-// the programs append to it. flock: the library's processes may be opening it too.
+// the programs append to it. flock: the library's processes may be opening it too. The file
+// is opened under the same rules as the library's (base/output_file.h): run as root in /tmp,
+// another user's link or file there is refused, not truncated.
 bool CreateCaptureFile(const char *path, bool append) {
-  const int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0600);
-  if (fd < 0) {
-    std::fprintf(stderr, "loopfast capture: cannot create '%s': %s\n", path, std::strerror(errno));
+  const char *refusal = nullptr;
+  const Result<int> opened =
+      OpenOutputFile(path, append ? OutputMode::kAppend : OutputMode::kTruncate, 0600, &refusal);
+  if (!opened.ok()) {
+    std::fprintf(stderr, "loopfast capture: cannot create \"%s\": %s\n", EscapeText(path).c_str(),
+                 refusal != nullptr ? refusal : std::strerror(opened.error()));
     return false;
   }
+  const int fd = opened.value();
   const capture::PcapFileHeader header;
   ssize_t written = sizeof header;
   int write_error = 0;
@@ -111,7 +122,7 @@ bool CreateCaptureFile(const char *path, bool append) {
   }
   close(fd);  // and unlock
   if (written != static_cast<ssize_t>(sizeof header)) {
-    std::fprintf(stderr, "loopfast capture: cannot write '%s': %s\n", path,
+    std::fprintf(stderr, "loopfast capture: cannot write \"%s\": %s\n", EscapeText(path).c_str(),
                  std::strerror(written < 0 ? write_error : EIO));
     return false;
   }

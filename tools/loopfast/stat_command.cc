@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -17,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "base/escape.h"
 #include "commands.h"
 #include "stat/registry_reader.h"
 #include "stat_kernel_sockets.h"
@@ -47,14 +49,16 @@ struct Snapshot {
   int hidden_processes = 0;  // registries we may not open (another user's processes)
 };
 
+// The process's name as it set it (any bytes but NUL, up to 15), without the newline the
+// kernel adds: a newline or ESC in the name itself is kept, for the printers to escape.
 std::string ProgramOf(pid_t pid) {
   FILE *file = std::fopen(("/proc/" + std::to_string(pid) + "/comm").c_str(), "r");
   if (file == nullptr) return "?";
-  char name[64] = "";
-  if (std::fgets(name, sizeof name, file) == nullptr) name[0] = '\0';
+  char name[64];
+  const size_t length = std::fread(name, 1, sizeof name, file);
   std::fclose(file);
-  std::string program(name);
-  while (!program.empty() && (program.back() == '\n' || program.back() == '\r')) program.pop_back();
+  std::string program(name, length);
+  if (!program.empty() && program.back() == '\n') program.pop_back();
   return program;
 }
 
@@ -168,25 +172,10 @@ bool InRingToPeer(const Row &row, uint64_t *bytes) {
   return true;
 }
 
-std::string JsonString(const std::string &text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-      out += escaped;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
 std::string JsonOrNull(bool present, const std::string &json) { return present ? json : "null"; }
 
+// Names and addresses come from other processes (/proc/<pid>/comm, their registries) and may
+// hold anything: JsonQuoted keeps the document valid UTF-8 with every control escaped.
 void PrintJson(const Snapshot &snapshot) {
   std::printf("{\"schema\":\"loopfast-stat/1\",\"time\":%ld,\"hidden_processes\":%d,\"sockets\":[",
               static_cast<long>(time(nullptr)), snapshot.hidden_processes);
@@ -205,12 +194,12 @@ void PrintJson(const Snapshot &snapshot) {
         "\"asleep\":{\"receive\":%s,\"send\":%s},"
         "\"peer_pid\":%s,\"peer_program\":%s,\"peer_fd\":%s,"
         "\"in_ring_to_peer\":%s,\"in_ring_from_peer\":%s}",
-        first ? "" : ",", static_cast<int>(row.pid), JsonString(row.program).c_str(), slot.fd,
+        first ? "" : ",", static_cast<int>(row.pid), JsonQuoted(row.program).c_str(), slot.fd,
         StateName(slot.state), listener ? "listening" : RoleName(slot.role),
         slot.family == AF_INET6 ? "ipv6" : "ipv4",
-        JsonOrNull(!slot.local.empty(), JsonString(slot.local)).c_str(),
-        JsonOrNull(!listener && !slot.peer.empty(), JsonString(slot.peer)).c_str(),
-        JsonOrNull(!slot.reason.empty(), JsonString(slot.reason)).c_str(),
+        JsonOrNull(!slot.local.empty(), JsonQuoted(slot.local)).c_str(),
+        JsonOrNull(!listener && !slot.peer.empty(), JsonQuoted(slot.peer)).c_str(),
+        JsonOrNull(!slot.reason.empty(), JsonQuoted(slot.reason)).c_str(),
         static_cast<unsigned long long>(slot.bytes_sent),
         static_cast<unsigned long long>(slot.bytes_received),
         JsonOrNull(row.kernel != nullptr, row.kernel ? std::to_string(row.kernel->bytes_sent) : "")
@@ -220,7 +209,7 @@ void PrintJson(const Snapshot &snapshot) {
             .c_str(),
         slot.asleep_to_receive ? "true" : "false", slot.asleep_to_send ? "true" : "false",
         JsonOrNull(row.peer != nullptr, row.peer ? std::to_string(row.peer->pid) : "").c_str(),
-        JsonOrNull(row.peer != nullptr, row.peer ? JsonString(row.peer->program) : "").c_str(),
+        JsonOrNull(row.peer != nullptr, row.peer ? JsonQuoted(row.peer->program) : "").c_str(),
         JsonOrNull(row.peer != nullptr, row.peer ? std::to_string(row.peer->slot.fd) : "").c_str(),
         JsonOrNull(has_to, std::to_string(to_peer)).c_str(),
         JsonOrNull(has_from, std::to_string(from_peer)).c_str());
@@ -243,13 +232,16 @@ std::string Bytes(uint64_t bytes) {
   return text;
 }
 
+// Text for the terminal: what other processes wrote (their names, their registries) reaches
+// it escaped, so a process named "\e[2J" cannot clear or retitle the reader's terminal.
 void PrintTable(const Snapshot &snapshot) {
   std::printf("%-10s %-22s %-22s %-24s %8s %8s %8s %-6s %s\n", "State", "Local", "Peer", "Process",
               "Sent", "Recv", "InRing", "Asleep", "Peer process / reason");
   for (const Row &row : snapshot.rows) {
     const stat::SlotView &slot = row.slot;
+    const std::string local = EscapeText(slot.local), peer = EscapeText(slot.peer);
     const std::string process =
-        row.program + "[" + std::to_string(row.pid) + "]/" + std::to_string(slot.fd);
+        EscapeText(row.program) + "[" + std::to_string(row.pid) + "]/" + std::to_string(slot.fd);
     const bool fast = Fast(row);
     uint64_t in_ring = 0;
     const bool has_ring = InRingToPeer(row, &in_ring);
@@ -257,16 +249,18 @@ void PrintTable(const Snapshot &snapshot) {
     if (slot.asleep_to_send) asleep += asleep.empty() ? "send" : "+send";
     std::string tail;
     if (row.peer != nullptr) {
-      tail = row.peer->program + "[" + std::to_string(row.peer->pid) + "]/" +
+      tail = EscapeText(row.peer->program) + "[" + std::to_string(row.peer->pid) + "]/" +
              std::to_string(row.peer->slot.fd);
     }
-    if (!slot.reason.empty()) tail += (tail.empty() ? "" : "  ") + ("(" + slot.reason + ")");
+    if (!slot.reason.empty()) {
+      tail += (tail.empty() ? "" : "  ") + ("(" + EscapeText(slot.reason) + ")");
+    }
     if (slot.state == stat::SlotState::kListener && slot.reason.empty()) tail = "fast-capable";
     std::printf("%-10s %-22s %-22s %-24s %8s %8s %8s %-6s %s\n", StateName(slot.state),
-                slot.local.empty() ? "?" : slot.local.c_str(),
+                local.empty() ? "?" : local.c_str(),
                 slot.state == stat::SlotState::kListener ? "*"
-                : slot.peer.empty()                      ? "?"
-                                                         : slot.peer.c_str(),
+                : peer.empty()                           ? "?"
+                                                         : peer.c_str(),
                 process.c_str(), fast ? Bytes(slot.bytes_sent).c_str() : "-",
                 fast ? Bytes(slot.bytes_received).c_str() : "-",
                 has_ring ? Bytes(in_ring).c_str() : "-", asleep.empty() ? "-" : asleep.c_str(),
@@ -351,7 +345,7 @@ int StatCommand(int argc, char **argv) {
     if (!options.watch || (options.count >= 0 && round + 1 >= options.count)) break;
     struct timespec pause = {
         static_cast<time_t>(options.interval_s),
-        static_cast<long>((options.interval_s - static_cast<long>(options.interval_s)) * 1e9)};
+        static_cast<long>((options.interval_s - std::floor(options.interval_s)) * 1e9)};
     nanosleep(&pause, nullptr);
   }
   return 0;
