@@ -34,6 +34,25 @@ bool ValidateArena(const void *memory, uint64_t mapped_bytes) {
          copy.slot_bytes == kSlotBytes && copy.region_bytes == kRegionBytes;
 }
 
+ClaimFound FindClaim(const ArenaView &arena, uint64_t socket_cookie, uint32_t *slot_out) {
+  if (socket_cookie == 0) return ClaimFound::kNone;
+  const uint32_t home = ClaimHome(socket_cookie);
+  for (uint32_t probe = 0; probe < kMaxClaimProbes; ++probe) {
+    const ClaimEntry &entry = arena.claims()[(home + probe) & (kClaimEntries - 1)];
+    if (entry.socket_cookie.load(std::memory_order_acquire) != socket_cookie) continue;
+    const uint32_t index = entry.slot.load(std::memory_order_relaxed);
+    if (index >= kMaxSlots) continue;  // the client wrote nonsense
+    const Slot *slot = arena.slot(index);
+    if (slot->header.socket_cookie.load(std::memory_order_acquire) != socket_cookie) continue;
+    const uint32_t state = slot->header.state.load(std::memory_order_acquire);
+    if (state == kSlotClaimed || state == kSlotConnected || state == kSlotDeclined) {
+      *slot_out = index;
+      return state == kSlotDeclined ? ClaimFound::kDeclined : ClaimFound::kClaimed;
+    }
+  }
+  return ClaimFound::kNone;
+}
+
 uint32_t RingLimitFor(uint64_t requested_bytes) {
   uint64_t limit = kMinRingBytes;
   while (limit < requested_bytes && limit < kMaxRingBytes) limit <<= 1;

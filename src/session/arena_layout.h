@@ -214,6 +214,11 @@ inline uint32_t ClaimHome(uint64_t socket_cookie) {
          (kClaimEntries - 1);
 }
 
+// What the claim index says of the client socket `socket_cookie`: its slot when a slot is
+// claimed (or declined) for it; every index and slot read is the client's and is checked.
+enum class ClaimFound { kNone, kClaimed, kDeclined };
+ClaimFound FindClaim(const ArenaView &arena, uint64_t socket_cookie, uint32_t *slot);
+
 // Rounds a requested buffer size to a ring limit in [kMinRingBytes, kMaxRingBytes].
 uint32_t RingLimitFor(uint64_t requested_bytes);
 

@@ -89,24 +89,14 @@ ServerSession::~ServerSession() {
   sys::CloseOwned(setup_socket_);
 }
 
-ServerSession::BindOutcome ServerSession::Find(uint64_t socket_cookie, uint32_t *slot_out) const {
-  const uint32_t home = ClaimHome(socket_cookie);
-  for (uint32_t probe = 0; probe < kMaxClaimProbes; ++probe) {
-    const ClaimEntry &entry = arena_.claims()[(home + probe) & (kClaimEntries - 1)];
-    if (entry.socket_cookie.load(std::memory_order_acquire) != socket_cookie) continue;
-    const uint32_t index = entry.slot.load(std::memory_order_relaxed);
-    if (index >= kMaxSlots) continue;  // the client wrote nonsense
-    const Slot *slot = arena_.slot(index);
-    if (slot->header.socket_cookie.load(std::memory_order_acquire) != socket_cookie) continue;
-    const uint32_t state = slot->header.state.load(std::memory_order_acquire);
-    if (state == kSlotClaimed || state == kSlotConnected) {
-      *slot_out = index;
+ServerSession::BindOutcome ServerSession::Find(uint64_t socket_cookie, uint32_t *slot) const {
+  switch (FindClaim(arena_, socket_cookie, slot)) {
+    case ClaimFound::kClaimed:
       return BindOutcome::kBound;
-    }
-    if (state == kSlotDeclined) {
-      *slot_out = index;
+    case ClaimFound::kDeclined:
       return BindOutcome::kDeclined;
-    }
+    case ClaimFound::kNone:
+      break;
   }
   return BindOutcome::kNotFound;
 }
