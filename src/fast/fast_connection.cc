@@ -566,9 +566,13 @@ void FastConnection::StartCapture(capture::Sink *sink, int kernel_fd, bool clien
   errno = saved_errno;
   if (!named) return;
   self().capture_file.store(sink->FileId(), std::memory_order_release);
-  // Whichever end starts second (usually the accepting one) leaves the handshake to the other
-  // when both capture into the same file.
-  const bool peer_captured = peer().capture_file.load(std::memory_order_acquire) == sink->FileId();
+  // When both ends capture into one file, the first to start writes the handshake (the peer
+  // could write any value here: at worst a capture lacks its handshake).
+  uint64_t first = 0;
+  const bool peer_captured =
+      !slot_->header.handshake_capture.compare_exchange_strong(first, sink->FileId(),
+                                                               std::memory_order_acq_rel) &&
+      first == sink->FileId();
   capture_flow_ = sink->Begin(reinterpret_cast<struct sockaddr *>(&local), local_length,
                               reinterpret_cast<struct sockaddr *>(&remote), remote_length, client,
                               peer_captured);

@@ -250,6 +250,7 @@ Result<uint32_t> ClientSession::Claim(uint64_t socket_cookie, uint32_t rx_limit)
   SpscRing::Initialize(&slot->ring[0], kSlotWindowBytes);
   SpscRing::Initialize(&slot->ring[1], kSlotWindowBytes);
   slot->header.bound_by.store(0, std::memory_order_relaxed);
+  slot->header.handshake_capture.store(0, std::memory_order_relaxed);
   slot->header.generation += 1;
   slot->header.socket_cookie.store(socket_cookie, std::memory_order_relaxed);
   slot->header.state.store(kSlotClaimed, std::memory_order_release);

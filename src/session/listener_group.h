@@ -8,7 +8,10 @@
 // registers the session in the group's memory. When more than one process holds the listener,
 // it also leaves the session's descriptors in the group's depot, a stream socket pair the group
 // inherited, from which any other process of the group takes copies by peeking at the record's
-// offset: no process ever waits for another (docs/design.md, "Listener groups").
+// offset: no process ever waits for another (docs/design.md, "Listener groups"). The depot is
+// compacted when most of its records are of ended sessions. A setup connection accepted before
+// its setup arrived (the client sends it just after connecting) is parked in a socket pair the
+// group shares, for whichever process needs it next.
 //
 // Thread rules: any thread; one mutex per group and process, and a lock in the group's memory
 // between processes (never in memory a client can write).
@@ -53,6 +56,8 @@ class ServerSession : public Session {
   // Whether the connecting process family still holds its end of the setup's connection (only
   // in the process that read the setup; elsewhere: the group's record says).
   bool ClientAlive() const;
+  // Whether the group's record of this session still says it is live.
+  bool StillInGroup() const;
 
  protected:
   void SlotDone(uint32_t) override {}  // slots are the client's to reuse
@@ -61,12 +66,15 @@ class ServerSession : public Session {
  private:
   friend class ListenerGroup;
   ServerSession(void *arena, uint64_t nonce, int group_bell, int client_bell, int setup_socket,
-                uint32_t entry, uid_t uid, pid_t pid, std::shared_ptr<GroupMemory> group);
+                uint32_t entry, uid_t uid, pid_t pid, std::shared_ptr<GroupMemory> group,
+                RegionAllocatorState *allocator);
   int setup_socket_;  // -1 unless this process read the setup
   const uint32_t entry_;  // its index in the group's memory
-  // The group's memory holds this session's allocator: it stays mapped while the session lives,
-  // even after the listener closed.
+  // The group's record of the session stays mapped while the session lives, even after the
+  // listener closed.
   std::shared_ptr<GroupMemory> group_;
+  // The server region's allocator, shared by the group's processes (memory of its own).
+  RegionAllocatorState *allocator_state_;
   std::weak_ptr<ListenerGroup> listener_group_;
 };
 
@@ -105,25 +113,43 @@ class ListenerGroup : public std::enable_shared_from_this<ListenerGroup> {
   std::vector<std::shared_ptr<ServerSession>> Sessions();
 
  private:
-  ListenerGroup(uint16_t port, int channel, std::shared_ptr<GroupMemory> group, int depot_rx,
-                int depot_tx);
-  // Reads every setup waiting on the channel (caller holds mutex_).
+  ListenerGroup(uint16_t port, int channel, std::shared_ptr<GroupMemory> group, const int *depot,
+                const int *parking);
+  // The rest: caller holds mutex_ and the group lock (EndIdleSessionsLocked: mutex_ only).
+  // Reads every setup waiting on the channel.
   void DrainChannel();
-  // Maps sessions of `uid` the group knows and this process does not (caller holds mutex_).
-  void FetchFromGroup(uid_t uid);
-  // Registers a session from a setup's descriptors (caller holds mutex_).
+  // Reads one setup connection: registers its session, parks it (never waits) when the setup
+  // is not there yet and `park_if_silent`, else drops it.
+  void ReadSetup(int setup_socket, bool park_if_silent, uint64_t parked_at_ns);
+  // Keeps a setup connection for any process of the group to read later.
+  void Park(int setup_socket, uid_t uid);
+  // Reads the parked setup connections again (drop_oldest: the first one gets its last look).
+  void DrainParked(bool drop_oldest);
+  // Maps the sessions the group registered and this process has not.
+  void FetchFromGroup();
+  bool Known(uint32_t entry, uint64_t nonce) const;
+  // Registers a session from a setup's descriptors.
   void Register(const int *fds, uint64_t nonce, uid_t uid, pid_t pid, int setup_socket);
-  // Ends sessions whose clients are gone and that no connection here uses (caller holds it).
+  uint32_t FreeEntry();
+  // Takes the records of ended sessions out of the depot.
+  void CompactDepot();
+  // Claims for the socket in this user's sessions; the last one found in *placed.
+  int CountClaims(uid_t uid, uint64_t socket_cookie, Placed *placed) const;
+  // Ends sessions whose clients are gone and that no connection here uses.
   void EndIdleSessionsLocked();
-  std::shared_ptr<ServerSession> MakeSession(const int *fds, uint32_t entry, uint64_t nonce,
-                                             uid_t uid, pid_t pid, int setup_socket);
+  std::shared_ptr<ServerSession> MakeSession(const int *fds, int allocator_fd, uint32_t entry,
+                                             uint64_t nonce, uid_t uid, pid_t pid,
+                                             int setup_socket);
 
   const uint16_t port_;
   const int channel_;
   const std::shared_ptr<GroupMemory> group_;
   const int depot_rx_;
   const int depot_tx_;
+  const int parking_rx_;
+  const int parking_tx_;
   std::mutex mutex_;
+  uint32_t registrations_seen_ = 0;
   std::vector<std::shared_ptr<ServerSession>> sessions_;
   size_t sweep_next_ = 0;
   // A setup could not be taken for want of memory, address space or descriptors: a claim not

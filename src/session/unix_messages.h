@@ -12,7 +12,7 @@
 
 namespace loopfast::session {
 
-inline constexpr int kMaxMessageFds = 3;
+inline constexpr int kMaxMessageFds = 4;
 
 // The abstract name a listener group binds for TCP port `port`: "\0loopfast.v2.<port>".
 socklen_t ChannelAddress(uint16_t port, struct sockaddr_un *address);
