@@ -547,7 +547,9 @@ bool FastConnection::Close(int kernel_fd) {
     NotifyPeerWriter();
   }
   // Nothing of this end touches the slot after this; its areas go back once the peer is done.
-  const bool peer_gone = CheckPeerGone(kernel_fd) || (PeerFlags() & kSideMoved) != 0;
+  // A peer that let go of the slot already needs no look at the kernel connection.
+  const bool peer_gone = (PeerFlags() & (kSideMoved | kSideReleased)) != 0 ||
+                         CheckPeerGone(kernel_fd);
   self().flags.fetch_or(kSideReleased, std::memory_order_release);
   std::vector<session::TakenArea> areas = tx_areas_.taken();
   session_->Retire(slot_index_, std::move(areas), peer_gone);

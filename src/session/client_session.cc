@@ -245,7 +245,7 @@ Result<uint32_t> ClientSession::Claim(uint64_t socket_cookie, uint32_t rx_limit)
     side.capture_file.store(0, std::memory_order_relaxed);
   }
   slot->side[kClientSide].holders.store(1, std::memory_order_relaxed);
-  slot->side[kClientSide].pid = static_cast<uint32_t>(getpid());
+  slot->side[kClientSide].pid = static_cast<uint32_t>(sys::ThisProcess());
   slot->side[kClientSide].rx_limit.store(rx_limit, std::memory_order_relaxed);
   SpscRing::Initialize(&slot->ring[0], kSlotWindowBytes);
   SpscRing::Initialize(&slot->ring[1], kSlotWindowBytes);
@@ -314,6 +314,12 @@ void ClientSession::SlotDone(uint32_t slot) {
 }
 
 void ClientSession::Idle() {
+  // Looked at most every kIdleLookNs (a look is a system call); the next connection to that
+  // port, and other ports' connections, look too.
+  constexpr uint64_t kIdleLookNs = 20ull * 1000 * 1000;
+  const uint64_t now = wait::NowNs();
+  if (now - last_idle_look_ns_.load(std::memory_order_relaxed) < kIdleLookNs) return;
+  last_idle_look_ns_.store(now, std::memory_order_relaxed);
   if (GroupAlive()) return;  // kept for the next connection to that listener
   std::lock_guard<std::mutex> guard(registry_mutex);
   auto &sessions = Registry();

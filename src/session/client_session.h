@@ -71,6 +71,7 @@ class ClientSession : public Session {
                                                      NoSession *why);
 
   int channel_;  // our end of the connection that carried the setup: EOF when the group left
+  std::atomic<uint64_t> last_idle_look_ns_{0};
   FamilyState *family_;
   const uint16_t port_;
   const uid_t uid_;

@@ -143,16 +143,16 @@ bool ServerSession::Bind(uint32_t index, uint64_t socket_cookie, uint32_t rx_lim
       if (slot->header.socket_cookie.load(std::memory_order_acquire) != socket_cookie) return false;
       SideBlock &own = slot->side[kServerSide];
       own.holders.store(1, std::memory_order_relaxed);
-      own.pid = static_cast<uint32_t>(getpid());
+      own.pid = static_cast<uint32_t>(sys::ThisProcess());
       own.rx_limit.store(rx_limit, std::memory_order_release);
-      slot->header.bound_by.store(static_cast<uint32_t>(getpid()), std::memory_order_relaxed);
+      slot->header.bound_by.store(static_cast<uint32_t>(sys::ThisProcess()), std::memory_order_relaxed);
       open_connections.fetch_add(1, std::memory_order_relaxed);
       return true;
     }
   }
   if (state == kSlotDeclined) {
     // Seen: the client may give the slot back.
-    slot->header.bound_by.store(static_cast<uint32_t>(getpid()), std::memory_order_release);
+    slot->header.bound_by.store(static_cast<uint32_t>(sys::ThisProcess()), std::memory_order_release);
   }
   return false;
 }
@@ -354,7 +354,7 @@ void ListenerGroup::Register(const int *fds, uint64_t nonce, uid_t uid, pid_t pi
   record.uid = static_cast<uint32_t>(uid);
   record.pid = static_cast<uint32_t>(pid);
   record.nonce.store(nonce, std::memory_order_relaxed);
-  record.reader_pid.store(static_cast<uint32_t>(getpid()), std::memory_order_relaxed);
+  record.reader_pid.store(static_cast<uint32_t>(sys::ThisProcess()), std::memory_order_relaxed);
   record.record.store(-1, std::memory_order_relaxed);
   // Other processes hold the listener: leave copies of the descriptors for them.
   if (group_->holders.load(std::memory_order_acquire) > 1) {
@@ -555,8 +555,13 @@ bool ListenerGroup::Known(uint32_t entry, uint64_t nonce) const {
 }
 
 void ListenerGroup::EndIdleSessionsLocked() {
-  // A few sessions per call, in turn: a call costs a system call per session looked at.
+  // A few sessions per call, in turn: a call costs a system call per session looked at. With
+  // few sessions, at most one call per kSweepPeriodNs.
   constexpr size_t kPerCall = 8;
+  constexpr uint64_t kSweepPeriodNs = 20ull * 1000 * 1000;
+  const uint64_t now = wait::NowNs();
+  if (sessions_.size() <= 2 * kPerCall && now - last_sweep_ns_ < kSweepPeriodNs) return;
+  last_sweep_ns_ = now;
   const size_t looks = std::min(kPerCall, sessions_.size());
   for (size_t looked = 0; looked < looks && !sessions_.empty(); ++looked) {
     const size_t i = sweep_next_++ % sessions_.size();

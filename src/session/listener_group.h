@@ -152,6 +152,7 @@ class ListenerGroup : public std::enable_shared_from_this<ListenerGroup> {
   uint32_t registrations_seen_ = 0;
   std::vector<std::shared_ptr<ServerSession>> sessions_;
   size_t sweep_next_ = 0;
+  uint64_t last_sweep_ns_ = 0;
   // A setup could not be taken for want of memory, address space or descriptors: a claim not
   // found may be in it.
   bool lost_for_resources_ = false;

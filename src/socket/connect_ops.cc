@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include "capture/capture.h"
 #include "session/markers.h"
@@ -74,7 +75,9 @@ void FinishConnect(Socket &socket, int fd) {
     fast.value()->StartCapture(sink, fd, /*client=*/true);
   }
   FastConnection *connection = fast.value().get();
-  BecomeFast(socket, fd, std::move(fast.value()));
+  KnownEnds ends;
+  ends.peer = reinterpret_cast<const struct sockaddr *>(&stage->destination);
+  BecomeFast(socket, fd, std::move(fast.value()), ends);
   if (stage->kernel_wanted != nullptr) {
     // Bound before the program's request could decline it: the request moves it now.
     connection->SwitchToKernel();
@@ -201,6 +204,9 @@ int Connect(int fd, const struct sockaddr *address, socklen_t length) {
           plain_reason = reason::kResources;
         } else {
           stage = std::make_unique<ConnectingStage>();
+          std::memcpy(&stage->destination, address,
+                      std::min<size_t>(length, sizeof stage->destination));
+          socket->stat_inode = static_cast<uint64_t>(info.st_ino);
           stage->session = std::move(opened.session);
           stage->slot = claimed.value();
           stage->rx_limit = rx_limit;

@@ -100,11 +100,12 @@ uint32_t ReceiveLimit(const Socket &socket) {
                                    : session::kDefaultRingBytes);
 }
 
-void BecomeFast(Socket &socket, int fd, std::unique_ptr<FastConnection> fast) {
+void BecomeFast(Socket &socket, int fd, std::unique_ptr<FastConnection> fast,
+                const KnownEnds &known) {
   socket.fast_owner = std::move(fast);
   socket.fast.store(socket.fast_owner.get(), std::memory_order_release);
   socket.path.store(Path::kFast, std::memory_order_release);
-  PublishSocket(socket, fd);
+  PublishSocket(socket, fd, known);
   Log(LogLevel::kDebug, "fast path established (%s side)",
       socket.role == stat::Role::kAccepting ? "accepting" : "connecting");
 }

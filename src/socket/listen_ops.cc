@@ -190,7 +190,10 @@ void BindAccepted(Socket &accepted, int fd, session::ListenerGroup &group,
     fast.value()->StartCapture(sink, fd, /*client=*/false);
   }
   FastConnection *connection = fast.value().get();
-  BecomeFast(accepted, fd, std::move(fast.value()));
+  KnownEnds ends;
+  ends.local = reinterpret_cast<const struct sockaddr *>(&syn.local);
+  ends.peer = reinterpret_cast<const struct sockaddr *>(&peer);
+  BecomeFast(accepted, fd, std::move(fast.value()), ends);
   if (const char *denied = AcceptedDenied(reinterpret_cast<const struct sockaddr *>(&syn.local),
                                           reinterpret_cast<const struct sockaddr *>(&peer))) {
     // Bytes the client already put in the ring are still read first.

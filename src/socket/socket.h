@@ -90,6 +90,7 @@ struct ListenerStage {
 // A connect under way on an opted-in socket: its claim, and what the program asked for meanwhile.
 struct ConnectingStage {
   std::shared_ptr<session::ClientSession> session;
+  struct sockaddr_storage destination {};  // the connect's address (stat shows it)
   uint32_t slot = 0;
   uint32_t rx_limit = 0;
   const char *kernel_wanted = nullptr;  // take kernel TCP when the handshake ends

@@ -11,6 +11,7 @@
 #include "fast/fast_connection.h"
 #include "socket/fd_table.h"
 #include "socket/socket.h"
+#include "socket/socket_stat.h"
 #include "sys/real_calls.h"
 
 namespace loopfast::ops {
@@ -38,7 +39,8 @@ int KernelStyleRcvbuf(int value);
 uint32_t ReceiveLimit(const Socket &socket);
 
 // A fast end is ready: path kFast, published. Caller holds socket.mutex.
-void BecomeFast(Socket &socket, int fd, std::unique_ptr<FastConnection> fast);
+void BecomeFast(Socket &socket, int fd, std::unique_ptr<FastConnection> fast,
+                const KnownEnds &known = {});
 
 // A non-blocking (or interrupted) connect may have finished: look without consuming SO_ERROR.
 // Caller holds socket.mutex.

@@ -13,9 +13,17 @@ const char *CurrentFallbackReason(const Socket &socket);
 // What loopfast_fallback_reason() says. Caller holds socket.mutex.
 const char *ReportedFallbackReason(const Socket &socket);
 
+// Addresses the caller already knows (the connect's destination, an accepted SYN's two ends):
+// each one known spares a system call.
+struct KnownEnds {
+  const struct sockaddr *local = nullptr;
+  const struct sockaddr *peer = nullptr;
+};
+
 // Publishes (or updates) the socket's slot: opted-in sockets once listening, connected or
-// decided. Caller holds socket.mutex. Costs one fstat the first time.
-void PublishSocket(Socket &socket, int fd);
+// decided. Caller holds socket.mutex. The first time: an fstat unless socket.stat_inode is
+// known, and a getsockname and getpeername for the ends not known.
+void PublishSocket(Socket &socket, int fd, const KnownEnds &known = {});
 
 // Cheap check for the data path: the published slot still says fast while the connection now
 // uses kernel TCP (the peer moved it): publish again. Takes the mutex only then.

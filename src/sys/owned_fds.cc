@@ -97,6 +97,14 @@ bool InVforkChild() {
   return actual != known;
 }
 
+pid_t ThisProcess() {
+  const pid_t known = process_pid.load(std::memory_order_relaxed);
+  if (known != 0) return known;
+  const pid_t actual = static_cast<pid_t>(syscall(SYS_getpid));
+  process_pid.store(actual, std::memory_order_relaxed);
+  return actual;
+}
+
 void NoteForkChild() {
   process_pid.store(static_cast<pid_t>(syscall(SYS_getpid)), std::memory_order_relaxed);
 }

@@ -8,6 +8,8 @@
 #ifndef LOOPFAST_SYS_OWNED_FDS_H_
 #define LOOPFAST_SYS_OWNED_FDS_H_
 
+#include <sys/types.h>
+
 namespace loopfast::sys {
 
 // Marks `fd` as loopfast's (negative descriptors are ignored).
@@ -35,6 +37,9 @@ int NextOwned(unsigned from, unsigned to);
 // (loopfast's tables included) but not its descriptors, so it must not change the tables. One
 // system call; for the rare calls that would (dup2 onto, or close of, a tracked descriptor).
 bool InVforkChild();
+
+// This process's id without a system call (NoteForkChild updates it in a forked child).
+pid_t ThisProcess();
 // The fork handler: this process's pid is new.
 void NoteForkChild();
 
