@@ -17,6 +17,7 @@
 #include "session/arena_layout.h"
 #include "session/messages.h"
 #include "session/unix_messages.h"
+#include "sys/owned_fds.h"
 #include "wait/bell.h"
 
 namespace loopfast::session {
@@ -43,9 +44,11 @@ class HandMadeClient {
   }
   ~HandMadeClient() {
     if (arena_ != MAP_FAILED) munmap(arena_, kArenaBytes);
-    for (int fd : {memory_fd_, bell_, group_bell_, channel_}) {
+    for (int fd : {memory_fd_, channel_}) {
       if (fd >= 0) close(fd);
     }
+    sys::CloseOwned(bell_);  // bells are loopfast's own descriptors
+    sys::CloseOwned(group_bell_);
   }
   HandMadeClient(const HandMadeClient &) = delete;
   HandMadeClient &operator=(const HandMadeClient &) = delete;
@@ -214,7 +217,8 @@ TEST(ListenerGroupTest, ForgedSetupsRegisterNothing) {
     close(channel);
   }
   EXPECT_TRUE(group->Sessions().empty());
-  for (int fd : {unsealed, bell, pipe_fds[0], pipe_fds[1]}) close(fd);
+  for (int fd : {unsealed, pipe_fds[0], pipe_fds[1]}) close(fd);
+  sys::CloseOwned(bell);
 }
 
 // A prefork server that outlives many short-lived clients: the group's depot does not fill up

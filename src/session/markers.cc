@@ -60,8 +60,12 @@ SavedSyn ParseSavedSyn(const unsigned char *syn, unsigned length) {
     parsed.marked = syn[8] == kClientMarkerTtl;
     auto *local = reinterpret_cast<struct sockaddr_in *>(&parsed.local);
     local->sin_family = AF_INET;
-    std::memcpy(&local->sin_addr, syn + 16, 4);                 // destination address
-    std::memcpy(&local->sin_port, syn + header_bytes + 2, 2);   // TCP destination port
+    std::memcpy(&local->sin_addr, syn + 16, 4);                // destination address
+    std::memcpy(&local->sin_port, syn + header_bytes + 2, 2);  // TCP destination port
+    auto *remote = reinterpret_cast<struct sockaddr_in *>(&parsed.remote);
+    remote->sin_family = AF_INET;
+    std::memcpy(&remote->sin_addr, syn + 12, 4);           // source address
+    std::memcpy(&remote->sin_port, syn + header_bytes, 2);  // TCP source port
     return parsed;
   }
   // IPv6: a fixed 40-byte header; a SYN carries no extension headers on loopback (if one did,
@@ -73,6 +77,10 @@ SavedSyn ParseSavedSyn(const unsigned char *syn, unsigned length) {
     local->sin6_family = AF_INET6;
     std::memcpy(&local->sin6_addr, syn + 24, 16);
     std::memcpy(&local->sin6_port, syn + 40 + 2, 2);
+    auto *remote = reinterpret_cast<struct sockaddr_in6 *>(&parsed.remote);
+    remote->sin6_family = AF_INET6;
+    std::memcpy(&remote->sin6_addr, syn + 8, 16);
+    std::memcpy(&remote->sin6_port, syn + 40, 2);
   }
   return parsed;
 }

@@ -31,7 +31,8 @@ Status SetListenerMarker(int fd);
 // the client dialled (the accepted socket's local end), read from the SYN's headers.
 struct SavedSyn {
   bool marked = false;
-  struct sockaddr_storage local {};  // AF_INET or AF_INET6; family 0 when unreadable
+  struct sockaddr_storage local {};   // the address dialled: AF_INET or AF_INET6, 0 if unreadable
+  struct sockaddr_storage remote {};  // the client's address, likewise
 };
 // Reads (and frees) the accepted socket's saved SYN.
 SavedSyn ReadSavedSyn(int fd);

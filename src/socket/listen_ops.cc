@@ -10,7 +10,6 @@
 #include <cstring>
 #include <map>
 
-#include "capi/user_memory.h"
 #include "capture/capture.h"
 #include "session/markers.h"
 #include "session/peer_lookup.h"
@@ -131,27 +130,38 @@ void ResetUnplaced(Socket &accepted, int fd, const char *why) {
   DecideKernel(accepted, fd, why);
 }
 
-// The server half for a freshly accepted socket. `peer` is the client's address.
-void BindAccepted(Socket &accepted, int fd, session::ListenerGroup &group,
-                  const struct sockaddr_storage &peer) {
+// An IPv4 address as a dual-stack (IPv6) socket names it: v4-mapped.
+void MapToV6(struct sockaddr_storage *address) {
+  if (address->ss_family != AF_INET) return;
+  const auto v4 = *reinterpret_cast<const struct sockaddr_in *>(address);
+  auto *v6 = reinterpret_cast<struct sockaddr_in6 *>(address);
+  *v6 = {};
+  v6->sin6_family = AF_INET6;
+  v6->sin6_port = v4.sin_port;
+  v6->sin6_addr.s6_addr[10] = 0xff;
+  v6->sin6_addr.s6_addr[11] = 0xff;
+  std::memcpy(&v6->sin6_addr.s6_addr[12], &v4.sin_addr, 4);
+}
+
+// The server half for a freshly accepted socket. Its two ends come from the saved SYN (the
+// kernel's getsockname/getpeername when the SYN is unreadable).
+void BindAccepted(Socket &accepted, int fd, session::ListenerGroup &group) {
   session::SavedSyn syn = session::ReadSavedSyn(fd);
   if (!syn.marked) {
     DecideKernel(accepted, fd, reason::kPeerNotOptedIn);
     return;
   }
-  if (syn.local.ss_family == 0) {
-    socklen_t length = sizeof syn.local;
-    getsockname(fd, reinterpret_cast<struct sockaddr *>(&syn.local), &length);
-  } else if (syn.local.ss_family == AF_INET && peer.ss_family == AF_INET6) {
+  struct sockaddr_storage &local = syn.local;
+  struct sockaddr_storage &peer = syn.remote;
+  if (local.ss_family == 0 || peer.ss_family == 0) {
+    socklen_t length = sizeof local;
+    getsockname(fd, reinterpret_cast<struct sockaddr *>(&local), &length);
+    length = sizeof peer;
+    getpeername(fd, reinterpret_cast<struct sockaddr *>(&peer), &length);
+  } else if (accepted.family == AF_INET6) {
     // An IPv4 SYN to a dual-stack listener: the accepted socket speaks v4-mapped addresses.
-    const auto v4 = *reinterpret_cast<const struct sockaddr_in *>(&syn.local);
-    auto *v6 = reinterpret_cast<struct sockaddr_in6 *>(&syn.local);
-    *v6 = {};
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = v4.sin_port;
-    v6->sin6_addr.s6_addr[10] = 0xff;
-    v6->sin6_addr.s6_addr[11] = 0xff;
-    std::memcpy(&v6->sin6_addr.s6_addr[12], &v4.sin_addr, 4);
+    MapToV6(&local);
+    MapToV6(&peer);
   }
   // The client's socket: its local end is our peer, its remote end the address it dialled.
   Result<session::SocketFacts> client =
@@ -243,29 +253,10 @@ int Listen(int fd, int backlog) {
 int Accept(int fd, struct sockaddr *address, socklen_t *length, int flags) {
   std::shared_ptr<Socket> listener = Table().Get(fd);
   if (!listener) return Real().accept4(fd, address, length, flags);
-  // The client's address is needed for the lookup even when the program does not want it.
-  struct sockaddr_storage peer {};
-  socklen_t peer_length = sizeof peer;
-  if (address != nullptr && length == nullptr) {
-    errno = EFAULT;
-    return -1;
-  }
-  const int accepted_fd =
-      Real().accept4(fd, reinterpret_cast<struct sockaddr *>(&peer), &peer_length, flags);
+  // The program's own buffers: the kernel checks and fills them (the addresses loopfast needs
+  // come from the saved SYN).
+  const int accepted_fd = Real().accept4(fd, address, length, flags);
   if (accepted_fd < 0) return accepted_fd;
-  if (address != nullptr) {
-    // As the kernel does: the address truncated to the caller's buffer, the full length back.
-    socklen_t room = 0;
-    if (!CopyFromUser(&room, length, sizeof room) ||
-        !UserWritable(address, std::min<socklen_t>(room, peer_length)) ||
-        !UserWritable(length, sizeof *length)) {
-      Real().close(accepted_fd);
-      errno = EFAULT;
-      return -1;
-    }
-    std::memcpy(address, &peer, std::min<socklen_t>(room, peer_length));
-    *length = peer_length;
-  }
   const int saved_errno = errno;
   std::shared_ptr<session::ListenerGroup> group;
   const char *listener_reason = reason::kListenerNotOptedIn;
@@ -292,7 +283,7 @@ int Accept(int fd, struct sockaddr *address, socklen_t *length, int flags) {
   {
     std::lock_guard<std::mutex> guard(accepted->mutex);
     if (group) {
-      BindAccepted(*accepted, accepted_fd, *group, peer);
+      BindAccepted(*accepted, accepted_fd, *group);
     } else {
       DecideKernel(*accepted, accepted_fd, listener_reason);
     }
