@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -85,9 +87,24 @@ std::string Output(const std::string &command) {
 
 Row Find(const std::vector<Row> &rows, pid_t pid, int fd) {
   for (const Row &row : rows) {
-    if (row.at("pid") == std::to_string(pid) && row.at("fd") == std::to_string(fd)) return row;
+    if (row.count("kind") == 0 && row.at("pid") == std::to_string(pid) &&
+        row.at("fd") == std::to_string(fd)) {
+      return row;
+    }
   }
   return {};
+}
+
+// The session rows of `pid` (with `peer`, when not 0).
+std::vector<Row> SessionsOf(const std::vector<Row> &rows, pid_t pid, pid_t peer = 0) {
+  std::vector<Row> sessions;
+  for (const Row &row : rows) {
+    if (row.count("kind") != 0 && row.at("pid") == std::to_string(pid) &&
+        (peer == 0 || row.at("peer_pid") == std::to_string(peer))) {
+      sessions.push_back(row);
+    }
+  }
+  return sessions;
 }
 
 std::string LocalAddress(int fd, bool peer) {
@@ -164,6 +181,64 @@ TEST(StatTest, ShowsFastConnectionsTheirBytesRingsSleepersAndListeners) {
   EXPECT_TRUE(Find(rows, getpid(), client).empty());
   EXPECT_FALSE(Find(rows, getpid(), listener).empty());
   close(listener);
+}
+
+// A client process with three connections to a server process: one session on each side,
+// naming the other process, the listener's port, the connections and the arena in use; it goes
+// when the connections and the client are gone.
+TEST(StatTest, ShowsEachSessionItsPeerProcessConnectionsAndArena) {
+  uint16_t port = 0;
+  const int listener = Listen(AF_INET, "127.0.0.1", true, &port);
+  int go[2], done[2];
+  ASSERT_EQ(pipe(go), 0);
+  ASSERT_EQ(pipe(done), 0);
+  const pid_t client = Spawn([&] {
+    close(go[0]);
+    close(done[1]);
+    int fds[3];
+    for (int &fd : fds) {
+      fd = Connect({AF_INET, "127.0.0.1", port}, true);
+      if (fd < 0 || !WriteAll(fd, "x", 1)) return 2;
+    }
+    char byte = 0;
+    if (write(go[1], &byte, 1) != 1) return 3;
+    (void)!read(done[0], &byte, 1);
+    return 0;
+  });
+  close(go[1]);
+  close(done[0]);
+  char byte;
+  ASSERT_EQ(read(go[0], &byte, 1), 1);
+  int accepted[3];
+  for (int &fd : accepted) {
+    fd = accept(listener, nullptr, nullptr);
+    ASSERT_GE(fd, 0);
+    Bound(fd);
+    ASSERT_EQ(recv(fd, &byte, 1, 0), 1);
+  }
+  const std::vector<Row> rows = Stat({getpid(), client});
+  const std::vector<Row> ours = SessionsOf(rows, getpid(), client), theirs = SessionsOf(rows, client);
+  ASSERT_EQ(ours.size(), 1u);
+  ASSERT_EQ(theirs.size(), 1u);
+  EXPECT_EQ(ours[0].at("side"), "accepting");
+  EXPECT_EQ(ours[0].at("peer_pid"), std::to_string(client));
+  EXPECT_EQ(ours[0].at("peer_uid"), std::to_string(getuid()));
+  EXPECT_EQ(ours[0].at("port"), std::to_string(port));
+  EXPECT_EQ(ours[0].at("connections"), "3");
+  EXPECT_EQ(theirs[0].at("side"), "connecting");
+  EXPECT_EQ(theirs[0].at("peer_pid"), std::to_string(getpid()));
+  EXPECT_EQ(theirs[0].at("connections"), "3");
+  EXPECT_GT(std::stoull(theirs[0].at("arena_bytes_in_use")), 0u);
+  EXPECT_GT(std::stoull(ours[0].at("arena_bytes_in_use")), 0u);
+  for (int fd : accepted) close(fd);
+  close(done[1]);
+  EXPECT_EQ(Reap(client, 10000), 0);
+  close(go[0]);
+  close(listener);
+  // The client is gone and no connection uses the session: the next look lets it go.
+  usleep(50 * 1000);
+  const std::vector<Row> after = SessionsOf(Stat({getpid()}), getpid(), client);
+  EXPECT_TRUE(after.empty() || after[0].at("connections") == "0");
 }
 
 TEST(StatTest, NamesWhyOptedInConnectionsOfThisProcessUseKernelTcp) {
@@ -359,6 +434,74 @@ TEST(StatTest, AUserSeesTheirOwnConnectionsWithoutRoot) {
   EXPECT_TRUE(Find(rows, getpid(), listener).empty()) << "another user's socket was shown";
   EXPECT_EQ(hidden, 1) << "root's process is counted as not shown";
   close(listener);
+}
+
+
+// Squatting (issue 15, point 6): a process of another user binds a port's rendezvous name
+// before the server listens. The server stays on kernel TCP and says who holds the name; a
+// client does not trust the squatter (not the listener's user) and takes kernel TCP too;
+// every byte arrives.
+TEST(StatTest, NamesWhoHoldsAListenersRendezvousName) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to start a process as another user";
+  constexpr uid_t kSquatter = 65533;
+  uint16_t port = 0;
+  {
+    // A port that is free now; the squatter takes its name first.
+    const int probe = Listen(AF_INET, "127.0.0.1", false, &port);
+    close(probe);
+  }
+  int ready[2], done[2];
+  ASSERT_EQ(pipe(ready), 0);
+  ASSERT_EQ(pipe(done), 0);
+  const pid_t squatter = Spawn([&] {
+    close(ready[0]);
+    close(done[1]);
+    if (setgroups(0, nullptr) != 0 || setgid(kSquatter) != 0 || setuid(kSquatter) != 0) return 2;
+    const int name = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+    sockaddr_un address = {};
+    address.sun_family = AF_UNIX;
+    const int n = std::snprintf(address.sun_path + 1, sizeof address.sun_path - 1,
+                                "loopfast.v2.%u", unsigned(port));
+    const socklen_t length = socklen_t(offsetof(sockaddr_un, sun_path) + 1 + n);
+    if (bind(name, reinterpret_cast<sockaddr *>(&address), length) != 0 || listen(name, 8) != 0) {
+      return 3;
+    }
+    char byte = 0;
+    if (write(ready[1], &byte, 1) != 1) return 4;
+    (void)!read(done[0], &byte, 1);
+    return 0;
+  });
+  close(ready[1]);
+  close(done[0]);
+  char byte;
+  ASSERT_EQ(read(ready[0], &byte, 1), 1);
+  const int listener = Listen(AF_INET, "127.0.0.1", true, &port);
+  ASSERT_GE(listener, 0);
+  const int client = Connect({AF_INET, "127.0.0.1", port}, true);
+  ASSERT_GE(client, 0);
+  const int server = accept(listener, nullptr, nullptr);
+  ASSERT_GE(server, 0);
+  Bound(client);
+  Bound(server);
+  const std::vector<uint8_t> data = Pattern(9, 0, 100000);
+  std::vector<uint8_t> got(data.size());
+  ASSERT_TRUE(WriteAll(client, data.data(), data.size()));
+  ASSERT_TRUE(ReadAll(server, got.data(), got.size()));
+  EXPECT_EQ(got, data);
+  const std::vector<Row> rows = Stat({getpid()});
+  EXPECT_EQ(Find(rows, getpid(), listener)["reason"],
+            "port's rendezvous name held by pid " + std::to_string(squatter) + ", user " +
+                std::to_string(kSquatter));
+  EXPECT_EQ(Find(rows, getpid(), client)["state"], "kernel");
+  EXPECT_EQ(Find(rows, getpid(), client)["reason"],
+            "the port's rendezvous name is held by another user than its listener");
+  EXPECT_EQ(Find(rows, getpid(), server)["state"], "kernel");
+  close(client);
+  close(server);
+  close(listener);
+  close(done[1]);
+  EXPECT_EQ(Reap(squatter, 10000), 0);
+  close(ready[0]);
 }
 
 }  // namespace

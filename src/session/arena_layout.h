@@ -112,7 +112,7 @@ static_assert(sizeof(SideBlock) == kCacheLine);
 
 struct SlotHeader {
   std::atomic<uint32_t> state;     // SlotState
-  uint32_t generation;             // bumped by the client at every claim (stat)
+  std::atomic<uint32_t> generation;  // bumped by the client at every claim
   // The client's TCP socket, as the kernel's socket table names it: its cookie (SO_COOKIE),
   // which it keeps after its process closed it (the socket's inode does not).
   std::atomic<uint64_t> socket_cookie;

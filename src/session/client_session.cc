@@ -68,7 +68,7 @@ uint64_t RandomNonce() {
 }
 
 // The channel of `port`, connected, when its owner is the user of the TCP listener there.
-int ConnectChannel(const struct sockaddr *destination, NoSession *why) {
+int ConnectChannel(const struct sockaddr *destination, NoSession *why, struct ucred *holder) {
   Result<SocketFacts> listener = LookupTcpListener(destination);
   if (!listener.ok()) {
     *why = NoSession::kNoListener;
@@ -97,6 +97,7 @@ int ConnectChannel(const struct sockaddr *destination, NoSession *why) {
     *why = NoSession::kNotListeners;
     return -1;
   }
+  *holder = owner;
   sys::Own(channel);
   return channel;
 }
@@ -122,7 +123,8 @@ ClientSession::~ClientSession() {
 Result<std::shared_ptr<ClientSession>> ClientSession::Open(const struct sockaddr *destination,
                                                            uid_t uid, NoSession *why) {
   *why = NoSession::kResources;
-  const int channel = ConnectChannel(destination, why);
+  struct ucred holder {};
+  const int channel = ConnectChannel(destination, why, &holder);
   if (channel < 0) return Errno{ENOENT};
   auto fail = [&](int error) -> Result<std::shared_ptr<ClientSession>> {
     sys::CloseOwned(channel);
@@ -165,6 +167,9 @@ Result<std::shared_ptr<ClientSession>> ClientSession::Open(const struct sockaddr
   sys::Real().close(memory_fd);  // the mapping keeps the memory; no descriptor names it here
   std::shared_ptr<ClientSession> session(new ClientSession(
       arena, nonce, own_bell, group_bell, channel, family, PortOf(destination), uid));
+  session->peer_pid_ = holder.pid;  // the listener's process (the group's first)
+  session->peer_uid_ = holder.uid;
+  session->PublishStat(PortOf(destination));
   if (!sent.ok()) {
     *why = NoSession::kNoChannel;
     return Errno{sent.error()};
@@ -251,7 +256,7 @@ Result<uint32_t> ClientSession::Claim(uint64_t socket_cookie, uint32_t rx_limit)
   SpscRing::Initialize(&slot->ring[1], kSlotWindowBytes);
   slot->header.bound_by.store(0, std::memory_order_relaxed);
   slot->header.handshake_capture.store(0, std::memory_order_relaxed);
-  slot->header.generation += 1;
+  slot->header.generation.fetch_add(1, std::memory_order_relaxed);
   slot->header.socket_cookie.store(socket_cookie, std::memory_order_relaxed);
   slot->header.state.store(kSlotClaimed, std::memory_order_release);
   // The index: the first entry that is empty or names a slot no longer claimed for it.
@@ -274,6 +279,7 @@ Result<uint32_t> ClientSession::Claim(uint64_t socket_cookie, uint32_t rx_limit)
     entry.slot.store(index, std::memory_order_relaxed);
     entry.socket_cookie.store(socket_cookie, std::memory_order_release);
     open_connections.fetch_add(1, std::memory_order_relaxed);
+    UpdateStat();
     return index;
   }
   slot->header.state.store(kSlotFree, std::memory_order_relaxed);
@@ -298,12 +304,14 @@ bool ClientSession::Decline(uint32_t slot) {
   // rather than free, so that the accepting side finds it and takes kernel TCP too. It is
   // given back with the session.
   open_connections.fetch_sub(1, std::memory_order_relaxed);
+  UpdateStat();
   return true;
 }
 
 void ClientSession::Abandon(uint32_t slot) {
   arena_.slot(slot)->header.state.store(kSlotFree, std::memory_order_release);
   open_connections.fetch_sub(1, std::memory_order_relaxed);
+  UpdateStat();
   SlotDone(slot);
 }
 

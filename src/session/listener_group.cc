@@ -147,6 +147,7 @@ bool ServerSession::Bind(uint32_t index, uint64_t socket_cookie, uint32_t rx_lim
       own.rx_limit.store(rx_limit, std::memory_order_release);
       slot->header.bound_by.store(static_cast<uint32_t>(sys::ThisProcess()), std::memory_order_relaxed);
       open_connections.fetch_add(1, std::memory_order_relaxed);
+      UpdateStat();
       return true;
     }
   }
@@ -271,6 +272,22 @@ Result<std::shared_ptr<ListenerGroup>> ListenerGroup::Open(uint16_t port) {
       new ListenerGroup(port, channel, std::move(group), depot, parking));
 }
 
+Result<struct ucred> ListenerGroup::ChannelHolder(uint16_t port) {
+  const int probe = sys::Real().socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (probe < 0) return Errno{errno};
+  struct sockaddr_un address;
+  const socklen_t length = ChannelAddress(port, &address);
+  struct ucred holder {};
+  socklen_t holder_length = sizeof holder;
+  const bool known =
+      sys::Real().connect(probe, reinterpret_cast<struct sockaddr *>(&address), length) == 0 &&
+      sys::Real().getsockopt(probe, SOL_SOCKET, SO_PEERCRED, &holder, &holder_length) == 0;
+  const int error = errno;
+  sys::Real().close(probe);
+  if (!known) return Errno{error};
+  return holder;
+}
+
 void ListenerGroup::AddHolder() { group_->holders.fetch_add(1, std::memory_order_acq_rel); }
 
 void ListenerGroup::DropHolder() { group_->holders.fetch_sub(1, std::memory_order_acq_rel); }
@@ -315,6 +332,7 @@ std::shared_ptr<ServerSession> ListenerGroup::MakeSession(const int *fds, int al
   std::shared_ptr<ServerSession> session(new ServerSession(
       arena, nonce, group_bell, client_bell, setup_socket, entry, uid, pid, group_, allocator));
   session->listener_group_ = weak_from_this();
+  session->PublishStat(port_);
   return session;
 }
 

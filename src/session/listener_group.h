@@ -18,6 +18,7 @@
 #ifndef LOOPFAST_SESSION_LISTENER_GROUP_H_
 #define LOOPFAST_SESSION_LISTENER_GROUP_H_
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -83,6 +84,9 @@ class ListenerGroup : public std::enable_shared_from_this<ListenerGroup> {
   // Binds the channel of `port`; EADDRINUSE when another process has it (another group, or a
   // squatter: the name has no owner).
   static Result<std::shared_ptr<ListenerGroup>> Open(uint16_t port);
+  // Who holds the channel name of `port` when Open says EADDRINUSE (SO_PEERCRED of a
+  // connection to it): for the administrator, since the name has no owner.
+  static Result<struct ucred> ChannelHolder(uint16_t port);
   ~ListenerGroup();
   ListenerGroup(const ListenerGroup &) = delete;
   ListenerGroup &operator=(const ListenerGroup &) = delete;

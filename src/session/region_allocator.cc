@@ -79,4 +79,13 @@ void RegionAllocator::Free(uint64_t offset, uint32_t bytes) {
   }
 }
 
+uint64_t RegionAllocator::BytesInUse() const {
+  if (state_ == nullptr) return 0;
+  uint64_t chunks = 0;
+  for (const auto &word : state_->used) {
+    chunks += static_cast<uint64_t>(__builtin_popcountll(word.load(std::memory_order_relaxed)));
+  }
+  return chunks * kRegionChunkBytes;
+}
+
 }  // namespace loopfast::session

@@ -34,6 +34,8 @@ class RegionAllocator {
   void Free(uint64_t offset, uint32_t bytes);
 
   static uint32_t AreaBytesFor(uint32_t bytes);
+  // Bytes of the region taken now (a look at the whole map: for statistics).
+  uint64_t BytesInUse() const;
 
  private:
   RegionAllocatorState *state_ = nullptr;

@@ -1,9 +1,11 @@
 #include "session/session.h"
 
+#include <arpa/inet.h>
 #include <sys/mman.h>
 
 #include <cerrno>
 
+#include "stat/registry.h"
 #include "sys/owned_fds.h"
 
 namespace loopfast::session {
@@ -12,11 +14,43 @@ Session::Session(int side, void *arena, uint64_t nonce, int own_bell, int peer_b
     : arena_(arena), side_(side), nonce_(nonce), own_bell_(own_bell), peer_bell_(peer_bell) {}
 
 Session::~Session() {
+  stat::ReleaseSlot(stat_slot_);
   if (arena_.base() != nullptr) {
     const int saved_errno = errno;
     munmap(arena_.base(), kArenaBytes);
     errno = saved_errno;
   }
+}
+
+void Session::PublishStat(uint16_t port) {
+  stat_slot_ = stat::AcquireSlot();
+  {
+    stat::SlotWriter writer(stat_slot_);
+    stat::Slot *slot = writer.slot();
+    if (slot == nullptr) return;
+    slot->state = stat::SlotState::kSession;
+    slot->role = side_ == kClientSide ? stat::Role::kConnecting : stat::Role::kAccepting;
+    slot->family = 0;
+    slot->fd = -1;
+    slot->socket_inode = 0;
+    slot->peer_uid = static_cast<uint32_t>(peer_uid_);
+    slot->peer_pid = static_cast<int32_t>(peer_pid_);
+    slot->local_port = htons(port);
+    slot->peer_port = 0;
+    slot->reason[0] = '\0';
+  }
+  UpdateStat();
+}
+
+void Session::UpdateStat() {
+  stat::Slot *slot = stat::SlotAt(stat_slot_);
+  if (slot == nullptr) return;
+  const uint32_t connections = open_connections.load(std::memory_order_relaxed);
+  // The arena's fixed part (header, claim index) and the slots and ring areas in use.
+  const uint64_t in_use = kSlotsOffset + uint64_t{connections} * kSlotBytes +
+                          allocator_.BytesInUse();
+  slot->connections.store(connections, std::memory_order_relaxed);
+  slot->arena_bytes_in_use.store(in_use, std::memory_order_relaxed);
 }
 
 void Session::SetAllocatorState(RegionAllocatorState *state) {
@@ -58,7 +92,9 @@ uint8_t *Session::RingAreas::Resolve(uint64_t offset, uint32_t window) {
 }
 
 void Session::ConnectionClosed() {
-  if (open_connections.fetch_sub(1, std::memory_order_acq_rel) == 1) Idle();
+  const bool last = open_connections.fetch_sub(1, std::memory_order_acq_rel) == 1;
+  UpdateStat();
+  if (last) Idle();
 }
 
 void Session::Retire(uint32_t slot, std::vector<TakenArea> areas, bool peer_gone) {
@@ -71,7 +107,8 @@ void Session::Retire(uint32_t slot, std::vector<TakenArea> areas, bool peer_gone
     SlotDone(slot);
   } else {
     std::lock_guard<std::mutex> guard(retired_mutex_);
-    retired_.push_back({slot, std::move(areas)});
+    retired_.push_back(
+        {slot, s->header.generation.load(std::memory_order_relaxed), std::move(areas)});
   }
   SweepRetired();
 }
@@ -82,7 +119,10 @@ void Session::SweepRetired() {
     std::lock_guard<std::mutex> guard(retired_mutex_);
     for (size_t i = 0; i < retired_.size();) {
       const Slot *s = arena_.slot(retired_[i].slot);
-      if ((s->side[1 - side_].flags.load(std::memory_order_acquire) & kSideReleased) != 0) {
+      // Released, or already claimed again by the client (which frees a slot only once both
+      // ends let go; the peer may lie about either, at the cost of its own connections only).
+      if ((s->side[1 - side_].flags.load(std::memory_order_acquire) & kSideReleased) != 0 ||
+          s->header.generation.load(std::memory_order_relaxed) != retired_[i].generation) {
         done.push_back(std::move(retired_[i]));
         retired_[i] = std::move(retired_.back());
         retired_.pop_back();

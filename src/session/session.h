@@ -74,6 +74,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // uses lets go of its memory and descriptors now (nothing is left behind).
   void ConnectionClosed();
 
+  // `loopfast stat`'s row for the session (the listener's `port`), and its counts kept current.
+  void PublishStat(uint16_t port);
+  void UpdateStat();
+
  protected:
   Session(int side, void *arena, uint64_t nonce, int own_bell, int peer_bell);
   // Gives back what retired slots left whose peers are now done too.
@@ -92,10 +96,12 @@ class Session : public std::enable_shared_from_this<Session> {
   uid_t peer_uid_ = 0;
   pid_t peer_pid_ = 0;
   RegionAllocator allocator_;
+  int stat_slot_ = -1;
 
  private:
   struct Retired {
     uint32_t slot;
+    uint32_t generation;  // the slot's when this end let go: a later one means the peer did too
     std::vector<TakenArea> areas;
   };
   std::mutex retired_mutex_;

@@ -93,9 +93,18 @@ void EnableListener(Socket &socket, int fd) {
   }
   auto group = AcquireGroup(port);
   if (!group.ok()) {
+    // The name has no owner: whoever bound it first has it. Say who, for the administrator
+    // (docs/configuration.md: the policy file can keep that port off the fast path).
     socket.fallback_reason = reason::kChannelBusy;
-    Log(LogLevel::kInfo, "listener on port %u stays on kernel TCP: %s (errno %d)", port,
-        reason::kChannelBusy, group.error());
+    if (Result<struct ucred> holder = session::ListenerGroup::ChannelHolder(port); holder.ok()) {
+      char text[stat::kReasonBytes];
+      std::snprintf(text, sizeof text, "port's rendezvous name held by pid %d, user %u",
+                    static_cast<int>(holder.value().pid),
+                    static_cast<unsigned>(holder.value().uid));
+      socket.fallback_reason = InternReason(text);
+    }
+    Log(LogLevel::kInfo, "listener on port %u stays on kernel TCP: %s", port,
+        socket.fallback_reason);
     return;
   }
   if (!session::SetListenerMarker(fd).ok()) return;

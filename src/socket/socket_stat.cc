@@ -6,6 +6,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <set>
+#include <string>
 
 #include "fast/fast_connection.h"
 #include "stat/registry.h"
@@ -21,6 +24,17 @@ const char *CurrentFallbackReason(const Socket &socket) {
 }
 
 const char *ReportedFallbackReason(const Socket &socket) { return CurrentFallbackReason(socket); }
+
+const char *InternReason(const char *text) {
+  static std::mutex mutex;
+  static auto *texts = new std::set<std::string>();  // never destroyed: pointers outlive exit
+  constexpr size_t kMaxTexts = 256;
+  std::lock_guard<std::mutex> guard(mutex);
+  auto found = texts->find(text);
+  if (found != texts->end()) return found->c_str();
+  if (texts->size() >= kMaxTexts) return "(reason not kept: too many distinct reasons)";
+  return texts->insert(text).first->c_str();
+}
 
 namespace {
 

@@ -13,6 +13,11 @@ const char *CurrentFallbackReason(const Socket &socket);
 // What loopfast_fallback_reason() says. Caller holds socket.mutex.
 const char *ReportedFallbackReason(const Socket &socket);
 
+// A reason made at run time (with numbers in it), kept for the life of the process: the same
+// text gives the same pointer. At most a few hundred distinct texts; beyond that the first
+// words only ("...").
+const char *InternReason(const char *text);
+
 // Addresses the caller already knows (the connect's destination, an accepted SYN's two ends):
 // each one known spares a system call.
 struct KnownEnds {
