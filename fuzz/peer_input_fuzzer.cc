@@ -112,7 +112,8 @@ void FuzzText(const uint8_t *data, size_t size) {
 // The input overwrites a well-formed registry from its start (aligned copy: the reader maps
 // memory, so alignment holds there too).
 void FuzzRegistry(const uint8_t *data, size_t size) {
-  std::vector<uint64_t> memory((sizeof(loopfast::stat::RegistryHeader) + 8 * sizeof(loopfast::stat::Slot)) / 8 + 1);
+  std::vector<uint64_t> memory(
+      (sizeof(loopfast::stat::RegistryHeader) + 8 * sizeof(loopfast::stat::Slot)) / 8 + 1);
   auto *header = reinterpret_cast<loopfast::stat::RegistryHeader *>(memory.data());
   header->magic = loopfast::stat::kRegistryMagic;
   header->version = loopfast::stat::kRegistryVersion;

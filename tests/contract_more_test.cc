@@ -797,8 +797,8 @@ bool HasMemfdDescriptor(pid_t pid) {
   while (dirent *entry = readdir(d)) {
     char target[256];
     const ssize_t n = readlink((dir + "/" + entry->d_name).c_str(), target, sizeof target - 1);
-    if (n > 0 &&
-        std::string(target, size_t(n)).find("memfd:loopfast-session (deleted)") != std::string::npos) {
+    if (n > 0 && std::string(target, size_t(n)).find("memfd:loopfast-session (deleted)") !=
+                     std::string::npos) {
       found = true;
     }
   }

@@ -177,8 +177,7 @@ TEST(ExhaustionTest, AServerOutOfDescriptorsAtEachRendezvousStepFallsBackCleanly
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
     // With too few descriptors to read a new session, the connection is reset on both ends
     // (its client may already be writing to its ring); with enough, both ends work alike.
-    ASSERT_TRUE(server_result == kFastOk || server_result == kKernelOk ||
-                server_result == kReset)
+    ASSERT_TRUE(server_result == kFastOk || server_result == kKernelOk || server_result == kReset)
         << server_result;
     EXPECT_EQ(client_result, server_result) << "the two ends disagree";
     EXPECT_LT(ms, 3000) << "a fallback a user would notice";

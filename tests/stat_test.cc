@@ -4,11 +4,11 @@
 // (tests/stat_schema_check.py).
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <grp.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -217,7 +217,8 @@ TEST(StatTest, ShowsEachSessionItsPeerProcessConnectionsAndArena) {
     ASSERT_EQ(recv(fd, &byte, 1, 0), 1);
   }
   const std::vector<Row> rows = Stat({getpid(), client});
-  const std::vector<Row> ours = SessionsOf(rows, getpid(), client), theirs = SessionsOf(rows, client);
+  const std::vector<Row> ours = SessionsOf(rows, getpid(), client),
+                         theirs = SessionsOf(rows, client);
   ASSERT_EQ(ours.size(), 1u);
   ASSERT_EQ(theirs.size(), 1u);
   EXPECT_EQ(ours[0].at("side"), "accepting");
@@ -436,7 +437,6 @@ TEST(StatTest, AUserSeesTheirOwnConnectionsWithoutRoot) {
   close(listener);
 }
 
-
 // Squatting (issue 15, point 6): a process of another user binds a port's rendezvous name
 // before the server listens. The server stays on kernel TCP and says who holds the name; a
 // client does not trust the squatter (not the listener's user) and takes kernel TCP too;
@@ -460,8 +460,8 @@ TEST(StatTest, NamesWhoHoldsAListenersRendezvousName) {
     const int name = socket(AF_UNIX, SOCK_SEQPACKET, 0);
     sockaddr_un address = {};
     address.sun_family = AF_UNIX;
-    const int n = std::snprintf(address.sun_path + 1, sizeof address.sun_path - 1,
-                                "loopfast.v2.%u", unsigned(port));
+    const int n = std::snprintf(address.sun_path + 1, sizeof address.sun_path - 1, "loopfast.v2.%u",
+                                unsigned(port));
     const socklen_t length = socklen_t(offsetof(sockaddr_un, sun_path) + 1 + n);
     if (bind(name, reinterpret_cast<sockaddr *>(&address), length) != 0 || listen(name, 8) != 0) {
       return 3;
@@ -489,9 +489,9 @@ TEST(StatTest, NamesWhoHoldsAListenersRendezvousName) {
   ASSERT_TRUE(ReadAll(server, got.data(), got.size()));
   EXPECT_EQ(got, data);
   const std::vector<Row> rows = Stat({getpid()});
-  EXPECT_EQ(Find(rows, getpid(), listener)["reason"],
-            "port's rendezvous name held by pid " + std::to_string(squatter) + ", user " +
-                std::to_string(kSquatter));
+  EXPECT_EQ(Find(rows, getpid(), listener)["reason"], "port's rendezvous name held by pid " +
+                                                          std::to_string(squatter) + ", user " +
+                                                          std::to_string(kSquatter));
   EXPECT_EQ(Find(rows, getpid(), client)["state"], "kernel");
   EXPECT_EQ(Find(rows, getpid(), client)["reason"],
             "the port's rendezvous name is held by another user than its listener");

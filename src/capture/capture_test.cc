@@ -376,9 +376,9 @@ TEST(CaptureTest, BothEndsAgreeOnSequenceNumbers) {
                  reinterpret_cast<const sockaddr *>(&client_peer), sizeof client_peer, true, true);
   const sockaddr_in6 server_local = V6("::ffff:127.0.0.1", 6000);
   const sockaddr_in6 server_peer = V6("::ffff:127.0.0.1", 41000);
-  auto server =
-      sink.Begin(reinterpret_cast<const sockaddr *>(&server_local), sizeof server_local,
-                 reinterpret_cast<const sockaddr *>(&server_peer), sizeof server_peer, false, false);
+  auto server = sink.Begin(reinterpret_cast<const sockaddr *>(&server_local), sizeof server_local,
+                           reinterpret_cast<const sockaddr *>(&server_peer), sizeof server_peer,
+                           false, false);
   ASSERT_NE(client, nullptr);
   ASSERT_NE(server, nullptr);
   server->peer_captured = true;  // as its first receive learns

@@ -201,9 +201,9 @@ void FastConnection::FlushUnreadToKernel(int kernel_fd, bool blocking) {
   struct tcp_info info {};
   socklen_t info_length = sizeof info;
   const int saved = errno;
-  const bool reset = sys::Real().getsockopt(kernel_fd, IPPROTO_TCP, TCP_INFO, &info,
-                                            &info_length) == 0 &&
-                     info.tcpi_state == TCP_CLOSE;
+  const bool reset =
+      sys::Real().getsockopt(kernel_fd, IPPROTO_TCP, TCP_INFO, &info, &info_length) == 0 &&
+      info.tcpi_state == TCP_CLOSE;
   errno = saved;
   if (reset) return;
   while (from != head && static_cast<int64_t>(head - from) > 0) {
@@ -412,7 +412,8 @@ FastConnection::Look FastConnection::LookNow(int kernel_fd) {
 }
 
 void FastConnection::PrepareToSleep(bool for_input, bool for_output) {
-  if (for_input) rx_.control()->consumer_waiting.fetch_or(wait::kWatcher, std::memory_order_seq_cst);
+  if (for_input)
+    rx_.control()->consumer_waiting.fetch_or(wait::kWatcher, std::memory_order_seq_cst);
   if (for_output) {
     tx_.control()->producer_waiting.fetch_or(wait::kWatcher, std::memory_order_seq_cst);
   }
@@ -548,8 +549,8 @@ bool FastConnection::Close(int kernel_fd) {
   }
   // Nothing of this end touches the slot after this; its areas go back once the peer is done.
   // A peer that let go of the slot already needs no look at the kernel connection.
-  const bool peer_gone = (PeerFlags() & (kSideMoved | kSideReleased)) != 0 ||
-                         CheckPeerGone(kernel_fd);
+  const bool peer_gone =
+      (PeerFlags() & (kSideMoved | kSideReleased)) != 0 || CheckPeerGone(kernel_fd);
   self().flags.fetch_or(kSideReleased, std::memory_order_release);
   std::vector<session::TakenArea> areas = tx_areas_.taken();
   session_->Retire(slot_index_, std::move(areas), peer_gone);
@@ -571,10 +572,9 @@ void FastConnection::StartCapture(capture::Sink *sink, int kernel_fd, bool clien
   // When both ends capture into one file, the first to start writes the handshake (the peer
   // could write any value here: at worst a capture lacks its handshake).
   uint64_t first = 0;
-  const bool peer_captured =
-      !slot_->header.handshake_capture.compare_exchange_strong(first, sink->FileId(),
-                                                               std::memory_order_acq_rel) &&
-      first == sink->FileId();
+  const bool peer_captured = !slot_->header.handshake_capture.compare_exchange_strong(
+                                 first, sink->FileId(), std::memory_order_acq_rel) &&
+                             first == sink->FileId();
   capture_flow_ = sink->Begin(reinterpret_cast<struct sockaddr *>(&local), local_length,
                               reinterpret_cast<struct sockaddr *>(&remote), remote_length, client,
                               peer_captured);

@@ -185,9 +185,10 @@ class FastConnection {
   void FlushUnreadToKernel(int kernel_fd, bool blocking);
   // The peer's published window limit, clamped (it may have grown since the bind).
   void RefreshSendLimit();
-  Transfer SendOnRing(int kernel_fd, const struct iovec *iov, size_t iov_count, const SendCall &call);
+  Transfer SendOnRing(int kernel_fd, const struct iovec *iov, size_t iov_count,
+                      const SendCall &call);
   Transfer RecvFromRing(int kernel_fd, const struct iovec *iov, size_t iov_count,
-                     const RecvCall &call);
+                        const RecvCall &call);
   std::atomic<uint8_t> *AsleepMark(bool to_receive) const;
 
   std::shared_ptr<session::Session> session_;
@@ -201,11 +202,11 @@ class FastConnection {
   sys::LockCell *const locks_;  // family memory: never the peer's to write
   std::atomic<bool> peer_left_{false};
   std::atomic<bool> kernel_changed_{false};
-  std::atomic<uint64_t> flushed_{0};     // bytes of our ring handed to the kernel after the peer left
-  std::atomic<uint64_t> no_space_{0};    // sends that found the ring full (EPOLLOUT edges)
+  std::atomic<uint64_t> flushed_{0};   // bytes of our ring handed to the kernel after the peer left
+  std::atomic<uint64_t> no_space_{0};  // sends that found the ring full (EPOLLOUT edges)
   std::atomic<uint64_t> bytes_sent_{0};  // through the ring, this process
   std::atomic<uint64_t> bytes_received_{0};
-  std::atomic<int> stat_slot_{-1};  // stat::kNoSlot
+  std::atomic<int> stat_slot_{-1};               // stat::kNoSlot
   capture::Sink *capture_sink_ = nullptr;        // set once, before any byte moves
   std::unique_ptr<capture::Flow> capture_flow_;  // null: not captured
 };

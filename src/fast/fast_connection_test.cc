@@ -274,8 +274,8 @@ void SwitchMidStream(bool server_switches) {
     bool read_ok = false;
     std::thread reader(
         [&] { read_ok = ReadStream(*pair.client, pair.kernel[1], 1, kTotal, server_switches); });
-    const bool wrote = WriteStream(*pair.client, pair.kernel[1], 0, kTotal,
-                                   server_switches ? 0 : kTotal / 2);
+    const bool wrote =
+        WriteStream(*pair.client, pair.kernel[1], 0, kTotal, server_switches ? 0 : kTotal / 2);
     reader.join();
     _exit(wrote && read_ok ? 0 : 7);
   }

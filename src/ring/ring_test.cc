@@ -45,9 +45,8 @@ struct ThreeAreaRing {
   ThreeAreaRing(uint32_t small_bytes, uint32_t capacity)
       : first(kFirstWindow), small(small_bytes), large(capacity) {
     SpscRing::Initialize(&control, kFirstWindow);
-    const SpscRing::Area areas[3] = {{first.data(), kFirstWindow},
-                                     {small.data(), small_bytes},
-                                     {large.data(), capacity}};
+    const SpscRing::Area areas[3] = {
+        {first.data(), kFirstWindow}, {small.data(), small_bytes}, {large.data(), capacity}};
     producer = SpscRing(&control, areas, 3);
     consumer = SpscRing(&control, areas, 3);
   }

@@ -111,7 +111,7 @@ static_assert(offsetof(SideBlock, capture_file) == 16);
 static_assert(sizeof(SideBlock) == kCacheLine);
 
 struct SlotHeader {
-  std::atomic<uint32_t> state;     // SlotState
+  std::atomic<uint32_t> state;       // SlotState
   std::atomic<uint32_t> generation;  // bumped by the client at every claim
   // The client's TCP socket, as the kernel's socket table names it: its cookie (SO_COOKIE),
   // which it keeps after its process closed it (the socket's inode does not).
@@ -215,8 +215,7 @@ bool ValidateArena(const void *memory, uint64_t mapped_bytes);
 
 // Where a socket's search starts in the claim index.
 inline uint32_t ClaimHome(uint64_t socket_cookie) {
-  return static_cast<uint32_t>((socket_cookie * 0x9e3779b97f4a7c15ULL) >> 32) &
-         (kClaimEntries - 1);
+  return static_cast<uint32_t>((socket_cookie * 0x9e3779b97f4a7c15ULL) >> 32) & (kClaimEntries - 1);
 }
 
 // What the claim index says of the client socket `socket_cookie`: its slot when a slot is

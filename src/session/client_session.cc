@@ -104,8 +104,8 @@ int ConnectChannel(const struct sockaddr *destination, NoSession *why, struct uc
 
 }  // namespace
 
-ClientSession::ClientSession(void *arena, uint64_t nonce, int own_bell, int group_bell,
-                             int channel, FamilyState *family, uint16_t port, uid_t uid)
+ClientSession::ClientSession(void *arena, uint64_t nonce, int own_bell, int group_bell, int channel,
+                             FamilyState *family, uint16_t port, uid_t uid)
     : Session(kClientSide, arena, nonce, own_bell, group_bell),
       channel_(channel),
       family_(family),
@@ -133,7 +133,8 @@ Result<std::shared_ptr<ClientSession>> ClientSession::Open(const struct sockaddr
   };
   const int own_bell = ClientBell();
   if (own_bell < 0) return fail(errno);
-  const int memory_fd = static_cast<int>(memfd_create("loopfast-session", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  const int memory_fd =
+      static_cast<int>(memfd_create("loopfast-session", MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (memory_fd < 0) return fail(errno);
   // Sealed: neither side can shrink (or grow) the memory under the other, which would turn the
   // other's next access into SIGBUS. The size is fixed and sparse: untouched pages cost nothing.

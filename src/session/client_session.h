@@ -22,11 +22,11 @@ namespace loopfast::session {
 
 // Why no session could be had; the connection takes kernel TCP.
 enum class NoSession {
-  kNoChannel,      // nobody on this port offers the fast path (no channel)
-  kNotListeners,   // the port's channel belongs to another user than its TCP listener
-  kNoListener,     // no TCP listener on that address (the connect will fail anyway)
-  kResources,      // memory, descriptors or address space
-  kNoSlot,         // this session's slots are all in use
+  kNoChannel,     // nobody on this port offers the fast path (no channel)
+  kNotListeners,  // the port's channel belongs to another user than its TCP listener
+  kNoListener,    // no TCP listener on that address (the connect will fail anyway)
+  kResources,     // memory, descriptors or address space
+  kNoSlot,        // this session's slots are all in use
 };
 
 class ClientSession : public Session {

@@ -145,7 +145,8 @@ bool ServerSession::Bind(uint32_t index, uint64_t socket_cookie, uint32_t rx_lim
       own.holders.store(1, std::memory_order_relaxed);
       own.pid = static_cast<uint32_t>(sys::ThisProcess());
       own.rx_limit.store(rx_limit, std::memory_order_release);
-      slot->header.bound_by.store(static_cast<uint32_t>(sys::ThisProcess()), std::memory_order_relaxed);
+      slot->header.bound_by.store(static_cast<uint32_t>(sys::ThisProcess()),
+                                  std::memory_order_relaxed);
       open_connections.fetch_add(1, std::memory_order_relaxed);
       UpdateStat();
       return true;
@@ -153,7 +154,8 @@ bool ServerSession::Bind(uint32_t index, uint64_t socket_cookie, uint32_t rx_lim
   }
   if (state == kSlotDeclined) {
     // Seen: the client may give the slot back.
-    slot->header.bound_by.store(static_cast<uint32_t>(sys::ThisProcess()), std::memory_order_release);
+    slot->header.bound_by.store(static_cast<uint32_t>(sys::ThisProcess()),
+                                std::memory_order_release);
   }
   return false;
 }
@@ -293,9 +295,8 @@ void ListenerGroup::AddHolder() { group_->holders.fetch_add(1, std::memory_order
 void ListenerGroup::DropHolder() { group_->holders.fetch_sub(1, std::memory_order_acq_rel); }
 
 std::shared_ptr<ServerSession> ListenerGroup::MakeSession(const int *fds, int allocator_fd,
-                                                          uint32_t entry, uint64_t nonce,
-                                                          uid_t uid, pid_t pid,
-                                                          int setup_socket) {
+                                                          uint32_t entry, uint64_t nonce, uid_t uid,
+                                                          pid_t pid, int setup_socket) {
   // The arena: a sealed memfd of exactly the layout's size, or nothing.
   struct stat info;
   const int seals = sys::Real().fcntl(fds[kSetupArenaFd], F_GET_SEALS, 0);
@@ -415,10 +416,9 @@ void ListenerGroup::CompactDepot() {
     }
     const uint32_t sequence = group_->depot_base++;
     GroupEntry *entry = deposit.entry < used ? &group_->entries[deposit.entry] : nullptr;
-    const bool current = entry != nullptr &&
-                         entry->nonce.load(std::memory_order_relaxed) == deposit.nonce &&
-                         entry->record.load(std::memory_order_relaxed) ==
-                             static_cast<int32_t>(sequence);
+    const bool current =
+        entry != nullptr && entry->nonce.load(std::memory_order_relaxed) == deposit.nonce &&
+        entry->record.load(std::memory_order_relaxed) == static_cast<int32_t>(sequence);
     if (current && entry->state.load(std::memory_order_relaxed) == kEntryLive &&
         fd_count == kDepotFds &&
         SendMessage(depot_tx_, &deposit, sizeof deposit, fds, kDepotFds).ok()) {
@@ -477,8 +477,7 @@ void ListenerGroup::ReadSetup(int setup_socket, bool park_if_silent, uint64_t pa
   int fds[kMaxMessageFds];
   int fd_count = 0;
   Result<size_t> got = Errno{EPROTO};
-  if (sys::Real().getsockopt(setup_socket, SOL_SOCKET, SO_PEERCRED, &sender, &sender_length) ==
-      0) {
+  if (sys::Real().getsockopt(setup_socket, SOL_SOCKET, SO_PEERCRED, &sender, &sender_length) == 0) {
     got = ReceiveMessage(setup_socket, &message, sizeof message, fds, &fd_count,
                          /*blocking=*/false);
   }
@@ -550,9 +549,8 @@ void ListenerGroup::FetchFromGroup() {
     Result<size_t> got = ReceiveMessage(depot_rx_, &deposit, sizeof deposit, fds, &fd_count,
                                         /*blocking=*/false, MSG_PEEK);
     if (got.ok() && fd_count == kDepotFds && deposit.nonce == nonce && deposit.entry == i) {
-      std::shared_ptr<ServerSession> session =
-          MakeSession(fds, fds[kDepotAllocatorFd], i, nonce, entry.uid,
-                      static_cast<pid_t>(entry.pid), -1);
+      std::shared_ptr<ServerSession> session = MakeSession(
+          fds, fds[kDepotAllocatorFd], i, nonce, entry.uid, static_cast<pid_t>(entry.pid), -1);
       if (session) {
         sessions_.push_back(std::move(session));
       } else if (errno == ENOMEM || errno == EMFILE || errno == ENFILE) {
@@ -596,8 +594,7 @@ void ListenerGroup::EndIdleSessionsLocked() {
     }
     // Connections closed since may still hold it (their Socket lets go later): the session's
     // descriptors and memory go with the last of them.
-    if (!session.StillInGroup() &&
-        session.open_connections.load(std::memory_order_acquire) == 0) {
+    if (!session.StillInGroup() && session.open_connections.load(std::memory_order_acquire) == 0) {
       sessions_[i] = std::move(sessions_.back());
       sessions_.pop_back();
     }

@@ -69,7 +69,7 @@ class ServerSession : public Session {
   ServerSession(void *arena, uint64_t nonce, int group_bell, int client_bell, int setup_socket,
                 uint32_t entry, uid_t uid, pid_t pid, std::shared_ptr<GroupMemory> group,
                 RegionAllocatorState *allocator);
-  int setup_socket_;  // -1 unless this process read the setup
+  int setup_socket_;      // -1 unless this process read the setup
   const uint32_t entry_;  // its index in the group's memory
   // The group's record of the session stays mapped while the session lives, even after the
   // listener closed.

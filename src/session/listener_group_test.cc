@@ -4,6 +4,7 @@
 #include "session/listener_group.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -11,8 +12,6 @@
 
 #include <memory>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "session/arena_layout.h"
 #include "session/messages.h"

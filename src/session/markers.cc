@@ -36,7 +36,8 @@ bool ListenerMarkerSeen(int fd) {
   const int saved_errno = errno;
   const int ret = sys::Real().getsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, &length);
   errno = saved_errno;
-  return ret == 0 && (mss == kListenerMarkerMss || mss == kListenerMarkerMss - kTimestampOptionBytes);
+  return ret == 0 &&
+         (mss == kListenerMarkerMss || mss == kListenerMarkerMss - kTimestampOptionBytes);
 }
 
 Status SetListenerMarker(int fd) {
@@ -64,7 +65,7 @@ SavedSyn ParseSavedSyn(const unsigned char *syn, unsigned length) {
     std::memcpy(&local->sin_port, syn + header_bytes + 2, 2);  // TCP destination port
     auto *remote = reinterpret_cast<struct sockaddr_in *>(&parsed.remote);
     remote->sin_family = AF_INET;
-    std::memcpy(&remote->sin_addr, syn + 12, 4);           // source address
+    std::memcpy(&remote->sin_addr, syn + 12, 4);            // source address
     std::memcpy(&remote->sin_port, syn + header_bytes, 2);  // TCP source port
     return parsed;
   }

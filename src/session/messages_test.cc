@@ -70,7 +70,6 @@ TEST(SessionMessagesTest, SavedSynGivesTheMarkerAndTheDialledAddress) {
   EXPECT_FALSE(ParseSavedSyn(nullptr, 0).marked);
 }
 
-
 TEST(ArenaLayoutTest, ForgedHeadersAreRejected) {
   std::vector<uint8_t> memory(kPageBytes);
   InitializeArena(memory.data(), 5, 1);

@@ -26,8 +26,8 @@ uint32_t sequence = 0;
 
 int NetlinkSocket() {
   if (netlink_fd < 0) {
-    netlink_fd = sys::TakeHigh(
-        sys::Real().socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+    netlink_fd =
+        sys::TakeHigh(sys::Real().socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
     sys::Own(netlink_fd);
   }
   return netlink_fd;

@@ -32,8 +32,7 @@ int64_t RegionAllocator::Allocate(uint32_t bytes) {
       for (uint32_t first = 0; first < 64; first += chunks) {
         const uint64_t mask = RunMask(chunks, first);
         while ((bits & mask) == 0) {
-          if (state_->used[w].compare_exchange_weak(bits, bits | mask,
-                                                    std::memory_order_acquire)) {
+          if (state_->used[w].compare_exchange_weak(bits, bits | mask, std::memory_order_acquire)) {
             return int64_t{w * 64 + first} * kRegionChunkBytes;
           }
         }

@@ -47,8 +47,8 @@ void Session::UpdateStat() {
   if (slot == nullptr) return;
   const uint32_t connections = open_connections.load(std::memory_order_relaxed);
   // The arena's fixed part (header, claim index) and the slots and ring areas in use.
-  const uint64_t in_use = kSlotsOffset + uint64_t{connections} * kSlotBytes +
-                          allocator_.BytesInUse();
+  const uint64_t in_use =
+      kSlotsOffset + uint64_t{connections} * kSlotBytes + allocator_.BytesInUse();
   slot->connections.store(connections, std::memory_order_relaxed);
   slot->arena_bytes_in_use.store(in_use, std::memory_order_relaxed);
 }
@@ -71,9 +71,8 @@ uint8_t *Session::RingAreas::Existing(int area, uint32_t *bytes) {
   if (!producer_ || area < 1 || area > 2) return nullptr;
   *bytes = made_->area_bytes[area - 1].load(std::memory_order_acquire);
   if (*bytes == 0) return nullptr;
-  return session_->arena_.Area(session_->side_,
-                               made_->area_offset[area - 1].load(std::memory_order_relaxed),
-                               *bytes);
+  return session_->arena_.Area(
+      session_->side_, made_->area_offset[area - 1].load(std::memory_order_relaxed), *bytes);
 }
 
 std::vector<TakenArea> Session::RingAreas::taken() const {
@@ -100,8 +99,7 @@ void Session::ConnectionClosed() {
 void Session::Retire(uint32_t slot, std::vector<TakenArea> areas, bool peer_gone) {
   const Slot *s = arena_.slot(slot);
   const bool peer_done =
-      peer_gone ||
-      (s->side[1 - side_].flags.load(std::memory_order_acquire) & kSideReleased) != 0;
+      peer_gone || (s->side[1 - side_].flags.load(std::memory_order_acquire) & kSideReleased) != 0;
   if (peer_done) {
     for (const TakenArea &area : areas) allocator_.Free(area.offset, area.bytes);
     SlotDone(slot);

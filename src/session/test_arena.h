@@ -38,16 +38,16 @@ struct TestArena {
   TestArena() {
     const int fd = memfd_create("loopfast-test", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0 || ftruncate(fd, static_cast<off_t>(kArenaBytes)) != 0) return;
-    void *client_view = mmap(nullptr, kArenaBytes, PROT_READ | PROT_WRITE,
-                             MAP_SHARED | MAP_NORESERVE, fd, 0);
-    void *server_view = mmap(nullptr, kArenaBytes, PROT_READ | PROT_WRITE,
-                             MAP_SHARED | MAP_NORESERVE, fd, 0);
+    void *client_view =
+        mmap(nullptr, kArenaBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    void *server_view =
+        mmap(nullptr, kArenaBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
     close(fd);
     InitializeArena(client_view, 1, static_cast<uint32_t>(getpid()));
     client_bell = wait::CreateBell();
     server_bell = wait::CreateBell();
-    auto *states = static_cast<RegionAllocatorState *>(
-        sys::MapFamilyShared(2 * sizeof(RegionAllocatorState)));
+    auto *states =
+        static_cast<RegionAllocatorState *>(sys::MapFamilyShared(2 * sizeof(RegionAllocatorState)));
     client = std::make_shared<TestSession>(kClientSide, client_view, client_bell, server_bell,
                                            &states[0]);
     server = std::make_shared<TestSession>(kServerSide, server_view, server_bell, client_bell,

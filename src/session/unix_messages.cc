@@ -60,8 +60,8 @@ Result<size_t> ReceiveMessage(int fd, void *bytes, size_t capacity, int *fds, in
   message.msg_control = control;
   message.msg_controllen = sizeof control;
   // EINTR is returned, not retried: a blocking caller reports it as the program's recv would.
-  const ssize_t n =
-      sys::Real().recvmsg(fd, &message, MSG_CMSG_CLOEXEC | (blocking ? 0 : MSG_DONTWAIT) | extra_flags);
+  const ssize_t n = sys::Real().recvmsg(
+      fd, &message, MSG_CMSG_CLOEXEC | (blocking ? 0 : MSG_DONTWAIT) | extra_flags);
   if (n < 0) return Errno{errno};
   bool ok = (message.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) == 0;
   for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(&message); cmsg != nullptr;

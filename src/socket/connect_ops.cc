@@ -49,9 +49,9 @@ void FinishConnect(Socket &socket, int fd) {
     // Kernel TCP, unless a process of the group bound the slot already (it is fast then).
     if (stage->session->Decline(stage->slot)) {
       RestoreMarker(socket, fd);
-      DecideKernel(socket, fd,
-                   stage->kernel_wanted != nullptr ? stage->kernel_wanted
-                                                   : reason::kListenerNotOptedIn);
+      DecideKernel(
+          socket, fd,
+          stage->kernel_wanted != nullptr ? stage->kernel_wanted : reason::kListenerNotOptedIn);
       ApplyProgramRcvbuf(socket, fd);
       return;
     }
@@ -195,8 +195,7 @@ int Connect(int fd, const struct sockaddr *address, socklen_t length) {
         plain_reason = ReasonFor(opened.why);
       } else {
         const uint32_t rx_limit = ReceiveLimit(*socket);
-        Result<uint32_t> claimed =
-            opened.session->Claim(cookie, rx_limit);
+        Result<uint32_t> claimed = opened.session->Claim(cookie, rx_limit);
         if (!claimed.ok()) {
           plain_reason = reason::kNoSlot;
         } else if (!session::SetClientMarker(fd, socket->family).ok()) {

@@ -106,7 +106,7 @@ class EpollSet {
   int shadow_ = -1;
   std::map<int, Interest> interests_;
   std::map<int, int> bells_;  // bell descriptor -> interests registered on it
-  int next_start_ = 0;  // round robin, so a busy low descriptor cannot starve the others
+  int next_start_ = 0;        // round robin, so a busy low descriptor cannot starve the others
 };
 
 int EpollSet::EnsureShadow() {

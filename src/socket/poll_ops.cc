@@ -135,7 +135,7 @@ int Poll(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
     const int slept =
         sys::Real().ppoll(sleep_set.data(), sleep_set.size(),
                           deadline.forever() && !unwatched_bell ? nullptr : &left, sigmask);
-    if (slept < 0) return -1;         // EINTR and the like, exactly as ppoll reports them
+    if (slept < 0) return -1;  // EINTR and the like, exactly as ppoll reports them
     for (const auto &[entry, d] : kernel_entries) {
       if (sleep_set[entry].revents != 0) readiness::NoteKernelChanged(*d->socket);
     }

@@ -53,8 +53,7 @@ void CopyEndpoint(const struct sockaddr *from, uint8_t *address, uint16_t *port)
 // Copies `known`, or else the address `get` (getsockname or getpeername) reports, into the
 // slot's fields.
 template <typename Get>
-void ReadEndpoint(const struct sockaddr *known, Get get, int fd, uint8_t *address,
-                  uint16_t *port) {
+void ReadEndpoint(const struct sockaddr *known, Get get, int fd, uint8_t *address, uint16_t *port) {
   if (known != nullptr) {
     CopyEndpoint(known, address, port);
     return;

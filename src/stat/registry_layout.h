@@ -57,8 +57,8 @@ struct Slot {
   Role role;
   uint8_t family;  // AF_INET or AF_INET6
   uint8_t reserved0;
-  int32_t fd;          // the descriptor number in the owning process (-1 for a session)
-  uint32_t peer_uid;   // sessions: the other process's user
+  int32_t fd;             // the descriptor number in the owning process (-1 for a session)
+  uint32_t peer_uid;      // sessions: the other process's user
   uint64_t socket_inode;  // the kernel socket's inode: the key to its kernel counters
   // Sessions: bytes of the shared arena in use (slots and ring areas this side made).
   std::atomic<uint64_t> arena_bytes_in_use;
@@ -76,7 +76,7 @@ struct Slot {
   uint16_t local_port;  // sessions: the listener's port
   uint16_t peer_port;
   std::atomic<uint32_t> connections;  // sessions: connections of it open in this process
-  char reason[kReasonBytes];  // why kernel TCP (NUL-terminated; empty for fast)
+  char reason[kReasonBytes];          // why kernel TCP (NUL-terminated; empty for fast)
 };
 static_assert(sizeof(Slot) == 192);
 static_assert(offsetof(Slot, socket_inode) == 16);

@@ -80,7 +80,8 @@ LockCell *AllocateLockCell() {
       (reinterpret_cast<uintptr_t>(wide) + kChunkBytes - 1) & ~(uintptr_t{kChunkBytes} - 1);
   auto *aligned = reinterpret_cast<uint8_t *>(start);
   if (aligned > wide) munmap(wide, static_cast<size_t>(aligned - wide));
-  munmap(aligned + kChunkBytes, static_cast<size_t>(wide + 2 * kChunkBytes - aligned) - kChunkBytes);
+  munmap(aligned + kChunkBytes,
+         static_cast<size_t>(wide + 2 * kChunkBytes - aligned) - kChunkBytes);
   auto *chunk = reinterpret_cast<Chunk *>(aligned);
   // The bitmap's own cells are never handed out.
   for (size_t c = 0; c < kBitmapCells; ++c) {

@@ -1,10 +1,9 @@
 #include "sys/owned_fds.h"
 
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>

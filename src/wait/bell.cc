@@ -49,7 +49,8 @@ bool WakeSet::Add(int bell) {
   struct epoll_event event = {};
   event.events = EPOLLIN | EPOLLET;
   event.data.fd = bell;
-  const bool added = sys::Real().epoll_ctl(fd_, EPOLL_CTL_ADD, bell, &event) == 0 || errno == EEXIST;
+  const bool added =
+      sys::Real().epoll_ctl(fd_, EPOLL_CTL_ADD, bell, &event) == 0 || errno == EEXIST;
   errno = saved_errno;
   return added;
 }

@@ -12,6 +12,7 @@
 
 #include <sys/time.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 
@@ -119,7 +120,7 @@ WakeReason SleepUntil(std::atomic<uint32_t> *word, Ready ready, PeerGone peer_go
         word->fetch_and(~kFutexSleeper, std::memory_order_relaxed);
         return WakeReason::kPeerGone;
       }
-      if (period < kLongestPeriodNs) period *= 2;
+      period = std::min(period * 2, kLongestPeriodNs);
     }
   }
   word->fetch_and(~kFutexSleeper, std::memory_order_relaxed);

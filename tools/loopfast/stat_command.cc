@@ -230,8 +230,8 @@ void PrintJson(const Snapshot &snapshot) {
         "\"arena_bytes_in_use\":%llu}",
         first ? "" : ",", static_cast<int>(row.pid), JsonQuoted(row.program).c_str(),
         RoleName(slot.role), slot.peer_pid,
-        JsonOrNull(peer_program != "?", JsonQuoted(peer_program)).c_str(), slot.peer_uid,
-        slot.port, slot.connections, static_cast<unsigned long long>(slot.arena_bytes_in_use));
+        JsonOrNull(peer_program != "?", JsonQuoted(peer_program)).c_str(), slot.peer_uid, slot.port,
+        slot.connections, static_cast<unsigned long long>(slot.arena_bytes_in_use));
     first = false;
   }
   std::printf("\n]}\n");
@@ -289,8 +289,8 @@ void PrintTable(const Snapshot &snapshot) {
   if (!snapshot.sessions.empty()) {
     // One row per session: this process, the one at the other end (a client sees the
     // listener's first process), the connections it carries here, the arena in use.
-    std::printf("\n%-10s %-24s %-30s %6s %6s %10s\n", "Session", "Process", "Peer process",
-                "Port", "Conns", "ArenaUsed");
+    std::printf("\n%-10s %-24s %-30s %6s %6s %10s\n", "Session", "Process", "Peer process", "Port",
+                "Conns", "ArenaUsed");
     for (const Row &row : snapshot.sessions) {
       const stat::SlotView &slot = row.slot;
       const std::string process = EscapeText(row.program) + "[" + std::to_string(row.pid) + "]";
