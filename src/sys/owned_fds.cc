@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <mutex>
 
 #include "sys/real_calls.h"
 
@@ -72,11 +73,41 @@ int HighBase() {
   return base;
 }
 
+namespace {
+
+std::mutex limit_mutex;
+
+// A copy of `fd` at a number at or above the soft RLIMIT_NOFILE, which the program cannot use
+// (the limit is one more than the highest number it may open): the soft limit is raised
+// towards the hard one for the one call, then put back. -1 when the hard limit leaves no room
+// (or the process may not change its limit).
+int DupAboveLimit(int fd) {
+  std::lock_guard<std::mutex> guard(limit_mutex);
+  struct rlimit limit {};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max ||
+      limit.rlim_cur > (1u << 20)) {
+    return -1;
+  }
+  // Room for a few hundred of loopfast's own above the program's range (its table grows only
+  // as far as the numbers used).
+  struct rlimit raised = limit;
+  raised.rlim_cur = std::min<rlim_t>(limit.rlim_max, limit.rlim_cur + 512);
+  if (setrlimit(RLIMIT_NOFILE, &raised) != 0) return -1;
+  const int moved = Real().fcntl(fd, F_DUPFD_CLOEXEC, static_cast<int>(limit.rlim_cur));
+  setrlimit(RLIMIT_NOFILE, &limit);
+  return moved;
+}
+
+}  // namespace
+
 int MoveHigh(int fd) {
-  const int base = HighBase();
-  if (fd < 0 || base == 0 || fd >= base) return fd;
+  if (fd < 0) return fd;
   const int saved_errno = errno;
-  const int moved = Real().fcntl(fd, F_DUPFD_CLOEXEC, base);
+  // Above the program's limit when the hard limit allows: then loopfast's descriptors cost the
+  // program none of the numbers it may use.
+  int moved = DupAboveLimit(fd);
+  const int base = HighBase();
+  if (moved < 0 && base != 0 && fd < base) moved = Real().fcntl(fd, F_DUPFD_CLOEXEC, base);
   if (moved >= 0) Real().close(fd);
   errno = saved_errno;
   return moved >= 0 ? moved : fd;
@@ -109,10 +140,10 @@ void NoteForkChild() {
 }
 
 int TakeHigh(int fd) {
-  const int base = HighBase();
-  if (fd < 0 || base == 0 || fd >= base) return fd;
+  if (fd < 0) return fd;
   const int moved = MoveHigh(fd);
-  if (moved >= base) return moved;
+  const int base = HighBase();
+  if (moved != fd || base == 0 || moved >= base) return moved;
   Real().close(moved);
   errno = EMFILE;
   return -1;

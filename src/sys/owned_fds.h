@@ -14,12 +14,14 @@ namespace loopfast::sys {
 
 // Marks `fd` as loopfast's (negative descriptors are ignored).
 void Own(int fd);
-// Moves a descriptor loopfast just made to a number above the program's usual range (from
-// half the soft RLIMIT_NOFILE, at most 4096, up), so that the program's own descriptors get
-// the numbers they would get on kernel TCP: programs size tables by them (wrk's event loop
-// refuses descriptors above 10 + 3 x its connections, select() stops at FD_SETSIZE). Returns
-// the descriptor to use from now on: the new one, or `fd` itself when no higher number is
-// free (or `fd` is negative); close-on-exec either way. Keeps errno.
+// Moves a descriptor loopfast just made out of the program's way: to a number at or above the
+// soft RLIMIT_NOFILE when the hard limit leaves room (the soft limit is raised for that one
+// call), where it costs the program none of the descriptors it may open; else to a number
+// above its usual range (from half the soft limit, at most 4096, up). Either way the program's
+// own descriptors get the numbers they would get on kernel TCP: programs size tables by them
+// (wrk's event loop refuses descriptors above 10 + 3 x its connections, select() stops at
+// FD_SETSIZE). Returns the descriptor to use from now on: the new one, or `fd` itself when no
+// higher number is free (or `fd` is negative); close-on-exec either way. Keeps errno.
 [[nodiscard]] int MoveHigh(int fd);
 // MoveHigh for a descriptor loopfast can do without: when it cannot go above the program's
 // range (the process is near its descriptor limit), it is closed and -1 returned (EMFILE), so
