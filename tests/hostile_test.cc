@@ -16,13 +16,11 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -64,25 +62,6 @@ long Attacks(long short_form) {
 }
 
 bool Fast(int fd) { return ObservedPath(fd) == "fast"; }
-
-// Drops root for good, then becomes dumpable again as an exec'd program of that user is.
-bool BecomeUser(uid_t uid) {
-  return setgroups(0, nullptr) == 0 && setgid(uid) == 0 && setuid(uid) == 0 &&
-         prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) == 0 && geteuid() == uid;
-}
-
-bool Stopped(int done_fd) {
-  pollfd p = {done_fd, POLLIN, 0};
-  return poll(&p, 1, 0) == 1;
-}
-
-sockaddr_in Loopback4(uint16_t port) {
-  sockaddr_in in{};
-  in.sin_family = AF_INET;
-  in.sin_port = htons(port);
-  inet_pton(AF_INET, "127.0.0.1", &in.sin_addr);
-  return in;
-}
 
 // The start address of the first loopfast shared-memory mapping in `pid`, or 0.
 uintptr_t MemfdMapping(pid_t pid) {
