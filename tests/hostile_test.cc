@@ -511,7 +511,7 @@ TEST(HostileTest, AThirdUserWhoTakesAPortsChannelFirstIsSentNothing) {
     const uint16_t port = ntohs(bound.sin_port);
     pollfd told = {go[0], POLLIN, 0};  // the squatter has the channel
     if (write(port_pipe[1], &port, sizeof port) != sizeof port || poll(&told, 1, 10000) != 1 ||
-        listen(listener, 16) != 0) {
+        listen(listener, 16) != 0 || write(port_pipe[1], "l", 1) != 1) {  // listening now
       return kSetupFailed;
     }
     Bound(listener, 10000);
@@ -567,6 +567,7 @@ TEST(HostileTest, AThirdUserWhoTakesAPortsChannelFirstIsSentNothing) {
   char byte;
   ASSERT_EQ(read(squatting[0], &byte, 1), 1) << "the squatter could not bind the channel";
   ASSERT_EQ(write(go[1], "x", 1), 1);
+  ASSERT_EQ(read(port_pipe[0], &byte, 1), 1) << "the victim server did not listen";
   const pid_t client = Spawn([&] {
     if (!BecomeUser(kOtherUid)) return kSetupFailed;
     const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
