@@ -310,7 +310,6 @@ void SenderDiesBeforeTheAccept(bool killed, int accept_after_ms) {
   for (int fd : {go[1], told[0], report[0]}) close(fd);
   ASSERT_TRUE(reported) << "the client did not report its send";
   EXPECT_EQ(client_status, killed ? -1 : 0);
-  ASSERT_EQ(sent.fast, 1) << "the client's connection was not fast: nothing of the session tested";
   ASSERT_GT(sent.accepted, 0) << "the non-blocking send accepted nothing";
   ASSERT_TRUE(served) << "the server read nothing";
   std::printf("[ info     ] the send accepted %lld bytes; the server read %lld\n",
@@ -318,6 +317,7 @@ void SenderDiesBeforeTheAccept(bool killed, int accept_after_ms) {
   EXPECT_EQ(got.bytes, sent.accepted) << "the server did not read exactly what the send took";
   EXPECT_TRUE(got.exact) << "the bytes read are not the bytes sent, in order";
   EXPECT_TRUE(got.ended) << "no end of stream after them";
+  EXPECT_EQ(sent.fast, 1) << "the client's connection was not fast: the session was not tested";
 }
 
 TEST(SessionTest, SenderExitsBeforeAnAccept300MsLateAndEveryAcceptedByteArrives) {
@@ -364,7 +364,7 @@ Holders Hold(int count, int server_soft, int client_soft, bool under_loopfast) {
               false, client_soft > 0 ? SoftLimit(client_soft) : none, LOOPFAST_HOLD_PEER);
   Holders h;
   const std::string client_line = client.Line(), server_line = server.Line();
-  h.lines = "client: " + client_line + "\n  server: " + server_line;
+  h.lines = "client: " + client_line.substr(0, 400) + "\n  server: " + server_line.substr(0, 400);
   h.client = Fields(client_line);
   h.server = Fields(server_line);
   EXPECT_EQ(client.Wait(), 0) << h.lines;
