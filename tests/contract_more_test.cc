@@ -97,59 +97,6 @@ bool Agreed(int status) { return status >= 0 && status < kDataError; }
 int PathIn(int status) { return status % 2; }
 int ServerIn(int status) { return status / 2; }
 
-sockaddr_in Loopback4(uint16_t port, const char *address = "127.0.0.1") {
-  sockaddr_in in{};
-  in.sin_family = AF_INET;
-  in.sin_port = htons(port);
-  inet_pton(AF_INET, address, &in.sin_addr);
-  return in;
-}
-
-// A connect that reports failure instead of failing the test (for children, and for ports
-// that may be closed for a moment). Returns the socket or -1.
-int TryConnect(const char *address, uint16_t port, bool fast, int timeout_ms = 10000) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0 || loopfast_set_fast_path(fd, fast ? 1 : 0) != 0) return -1;
-  Bound(fd, timeout_ms);
-  const sockaddr_in to = Loopback4(port, address);
-  if (connect(fd, reinterpret_cast<const sockaddr *>(&to), sizeof to) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-// A listener that reports failure instead of failing the test; retries a busy port briefly.
-int TryListen(const char *address, uint16_t port, bool fast, bool reuseport = false) {
-  const int one = 1;
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || loopfast_set_fast_path(fd, fast ? 1 : 0) != 0) return -1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    const sockaddr_in at = Loopback4(port, address);
-    if (bind(fd, reinterpret_cast<const sockaddr *>(&at), sizeof at) == 0 && listen(fd, 128) == 0) {
-      return fd;
-    }
-    close(fd);
-    usleep(5000);
-  }
-  return -1;
-}
-
-uint16_t PortOf(int fd) {
-  sockaddr_in at{};
-  socklen_t length = sizeof at;
-  getsockname(fd, reinterpret_cast<sockaddr *>(&at), &length);
-  return ntohs(at.sin_port);
-}
-
-// True when the read end of a "done" pipe says stop (its writers closed it).
-bool Stopped(int done_fd) {
-  pollfd p = {done_fd, POLLIN, 0};
-  return poll(&p, 1, 0) == 1;
-}
-
 // Two network namespaces the test makes, joined by a veth link: 10.213.0.1/30 in A,
 // 10.213.0.2/30 in B. No address is added to the namespace the tests run in, so nothing but
 // these two namespaces ever sees that traffic. Removed when the object goes (on failure too);

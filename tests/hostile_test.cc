@@ -1,13 +1,11 @@
-// The hostile-local-process campaign (SPEC guarantee 3, issue 6 item 3): a victim connection
-// (client and server in separate processes, fast path, streaming a checked pattern both ways)
-// and attacker processes, of the victim's user or of another one, that try to find its shared
-// memory (/dev/shm, /proc/<victim>/fd, map_files, maps, mem, pidfd_getfd), to inject through
-// the listener's rendezvous channel (forged, replayed, truncated, random messages, descriptors
-// attached, a forged Hello raced against a genuine connect), and to read it with
-// process_vm_readv; and to get the Offer meant for a victim client by sending a Hello from a
-// process whose pid the victim client later reuses (the listener trusts the SO_PEERCRED pid).
-// After each attack the victim's streams must be byte-exact and its
-// connection still fast. Short form by default; long form:
+// The hostile-local-process campaign (SPEC guarantee 3, issue 6 item 3, issue 14): a victim
+// connection (client and server in separate processes, fast path, streaming a checked pattern
+// both ways) and attacker processes, of the victim's user or of another one, that try to find
+// its session's shared memory (/dev/shm, /proc/<victim>/fd, map_files, maps, mem, pidfd_getfd,
+// process_vm_readv); a third user against a pair of two other users (sessions pair any two
+// users); and a third user who binds a port's session channel ("\0loopfast.v2.<port>") before
+// the listener does, hoping to be sent the session's memory. After each attack the victim's
+// streams must be byte-exact. Short form by default; long form:
 //   LOOPFAST_CAMPAIGN_ATTACKS=100000 build/tests/e2e_tests --gtest_filter='HostileTest.*'
 // Every process is a fork of the test; victims and attackers drop root (setuid) before doing
 // anything, and mark themselves dumpable again (PR_SET_DUMPABLE), as a program its user started
@@ -16,13 +14,11 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -52,6 +48,7 @@ namespace {
 
 constexpr uid_t kVictimUid = 65534;   // nobody
 constexpr uid_t kOtherUid = 65533;    // another unprivileged user
+constexpr uid_t kThirdUid = 65532;    // a third one
 constexpr size_t kChunk = 16 * 1024;  // the victim's stream moves in chunks of this size
 constexpr uint64_t kUpSeed = 7001, kDownSeed = 7002;
 
@@ -64,25 +61,6 @@ long Attacks(long short_form) {
 }
 
 bool Fast(int fd) { return ObservedPath(fd) == "fast"; }
-
-// Drops root for good, then becomes dumpable again as an exec'd program of that user is.
-bool BecomeUser(uid_t uid) {
-  return setgroups(0, nullptr) == 0 && setgid(uid) == 0 && setuid(uid) == 0 &&
-         prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) == 0 && geteuid() == uid;
-}
-
-bool Stopped(int done_fd) {
-  pollfd p = {done_fd, POLLIN, 0};
-  return poll(&p, 1, 0) == 1;
-}
-
-sockaddr_in Loopback4(uint16_t port) {
-  sockaddr_in in{};
-  in.sin_family = AF_INET;
-  in.sin_port = htons(port);
-  inet_pton(AF_INET, "127.0.0.1", &in.sin_addr);
-  return in;
-}
 
 // The start address of the first loopfast shared-memory mapping in `pid`, or 0.
 uintptr_t MemfdMapping(pid_t pid) {
@@ -138,16 +116,16 @@ struct Victim {
   uintptr_t client_memory = 0, server_memory = 0;  // where the shared memory is mapped
 };
 
-// Starts the victim as `uid`. Its server accepts the streaming connection, then keeps
-// accepting checked extra connections (the genuine clients of the race) until stopped.
-void StartVictim(uid_t uid, Victim *victim) {
+// Starts the victim: its server as `server_uid`, its client as `client_uid`. The server accepts
+// the streaming connection, then keeps accepting checked extra connections until stopped.
+void StartVictim(uid_t server_uid, uid_t client_uid, Victim *victim) {
   int info[2], stop[2];
   ASSERT_EQ(pipe(info), 0);
   ASSERT_EQ(pipe(stop), 0);
   victim->server = Spawn([&] {
     close(info[0]);
     close(stop[1]);
-    if (!BecomeUser(uid)) return kSetupFailed;
+    if (!BecomeUser(server_uid)) return kSetupFailed;
     const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     const sockaddr_in at = Loopback4(0);
     if (listener < 0 || loopfast_set_fast_path(listener, 1) != 0 ||
@@ -211,7 +189,7 @@ void StartVictim(uid_t uid, Victim *victim) {
   victim->client = Spawn([&] {
     close(client_info[0]);
     close(stop[1]);
-    if (!BecomeUser(uid)) return kSetupFailed;
+    if (!BecomeUser(client_uid)) return kSetupFailed;
     const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     const sockaddr_in to = Loopback4(port);
     if (fd < 0 || loopfast_set_fast_path(fd, 1) != 0) return kSetupFailed;
@@ -422,14 +400,16 @@ void ScanOnce(pid_t pid, uintptr_t memory, bool try_write, Reach *r) {
   ++r->rounds;
 }
 
-// Runs an attacker as `attacker_uid` against a victim of `victim_uid` that scans `rounds`
-// times (both victim processes each round); returns what it reached.
-void FindTheMemory(uid_t victim_uid, uid_t attacker_uid, long rounds, Reach *reach) {
+// Runs an attacker as `attacker_uid` against a victim (server as `server_uid`, client as
+// `client_uid`) that scans `rounds` times (both victim processes each round); returns what it
+// reached.
+void FindTheMemory(uid_t server_uid, uid_t client_uid, uid_t attacker_uid, long rounds,
+                   Reach *reach) {
   Victim victim;
-  ASSERT_NO_FATAL_FAILURE(StartVictim(victim_uid, &victim));
+  ASSERT_NO_FATAL_FAILURE(StartVictim(server_uid, client_uid, &victim));
   int report[2];
   ASSERT_EQ(pipe(report), 0);
-  const bool other_user = victim_uid != attacker_uid;
+  const bool other_user = server_uid != attacker_uid && client_uid != attacker_uid;
   const int64_t start = NowMs();
   const pid_t attacker = Spawn([&] {
     close(report[0]);
@@ -481,7 +461,7 @@ std::string PtraceScope() {
 TEST(HostileTest, AnotherUserCannotFindReadOrMapTheSharedMemory) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to run processes as other users";
   Reach reach;
-  FindTheMemory(kVictimUid, kOtherUid, Attacks(3000), &reach);
+  FindTheMemory(kVictimUid, kVictimUid, kOtherUid, Attacks(3000), &reach);
 }
 
 // Attack 1+3, the same user: no file, descriptor or map_files entry gives the memory. What a
@@ -490,12 +470,131 @@ TEST(HostileTest, AnotherUserCannotFindReadOrMapTheSharedMemory) {
 TEST(HostileTest, SameUserCannotOpenOrMapTheSharedMemory) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to run processes as another user";
   Reach reach;
-  FindTheMemory(kVictimUid, kVictimUid, Attacks(3000), &reach);
+  FindTheMemory(kVictimUid, kVictimUid, kVictimUid, Attacks(3000), &reach);
   std::printf(
       "[ info     ] yama ptrace_scope: %s; same-user ptrace-class access: mem_read=%ld "
       "process_vm_readv=%ld pidfd_getfd=%ld (recorded, not a failure)\n",
       PtraceScope().c_str(), reach.mem_read, reach.vm_readv_ok, reach.getfd_ok);
   ::testing::Test::RecordProperty("ptrace_scope", PtraceScope());
+}
+
+// Attack 1+3, a third user against a pair of two other users (server 65534, client 65533, a
+// cross-user session): nothing reachable either.
+TEST(HostileTest, AThirdUserCannotFindReadOrMapTheMemoryOfAPairOfTwoOtherUsers) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run processes as other users";
+  Reach reach;
+  FindTheMemory(kVictimUid, kOtherUid, kThirdUid, Attacks(3000), &reach);
+}
+
+// A third user binds the session channel of a port before the victim's listener listens there
+// (an abstract name has no owner: whoever binds it first has it). The listener cannot have its
+// channel and takes kernel TCP; the victim client, of yet another user, must not send its
+// session (the arena's memfd and its bells) to the squatter, whose channel is not the TCP
+// listener's user. The squatter counts every message and descriptor that reaches it: none.
+TEST(HostileTest, AThirdUserWhoTakesAPortsChannelFirstIsSentNothing) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run processes as other users";
+  constexpr size_t kBytes = 1 << 20;
+  int port_pipe[2], go[2], squatting[2], report[2], stop[2];
+  for (int *p : {port_pipe, go, squatting, report, stop}) ASSERT_EQ(pipe(p), 0);
+  const pid_t server = Spawn([&] {
+    for (int fd : {squatting[1], report[1], stop[1], go[1]}) close(fd);
+    if (!BecomeUser(kVictimUid)) return kSetupFailed;
+    const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const sockaddr_in at = Loopback4(0);
+    if (listener < 0 || loopfast_set_fast_path(listener, 1) != 0 ||
+        bind(listener, reinterpret_cast<const sockaddr *>(&at), sizeof at) != 0) {
+      return kSetupFailed;
+    }
+    sockaddr_in bound{};
+    socklen_t length = sizeof bound;
+    getsockname(listener, reinterpret_cast<sockaddr *>(&bound), &length);
+    const uint16_t port = ntohs(bound.sin_port);
+    pollfd told = {go[0], POLLIN, 0};  // the squatter has the channel
+    if (write(port_pipe[1], &port, sizeof port) != sizeof port || poll(&told, 1, 10000) != 1 ||
+        listen(listener, 16) != 0 || write(port_pipe[1], "l", 1) != 1) {  // listening now
+      return kSetupFailed;
+    }
+    Bound(listener, 10000);
+    const int fd = accept(listener, nullptr, nullptr);
+    if (fd < 0) return kSetupFailed;
+    Bound(fd, 10000);
+    std::vector<uint8_t> got(kBytes);
+    if (!ReadAll(fd, got.data(), kBytes) || got != Pattern(kUpSeed, 0, kBytes)) return kStreamData;
+    if (!WriteAll(fd, got.data(), kBytes)) return kStreamData;
+    return ObservedPath(fd) == "kernel" ? kOk : kStreamNotFast;
+  });
+  close(port_pipe[1]);
+  uint16_t port = 0;
+  ASSERT_EQ(read(port_pipe[0], &port, sizeof port), ssize_t(sizeof port)) << "no victim server";
+  const pid_t squatter = Spawn([&] {
+    close(stop[1]);
+    if (!BecomeUser(kThirdUid)) return 10;
+    sockaddr_un channel;
+    const socklen_t length = ChannelOf(port, &channel);
+    const int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (bind(fd, reinterpret_cast<const sockaddr *>(&channel), length) != 0 ||
+        listen(fd, 64) != 0 || write(squatting[1], "x", 1) != 1) {
+      return 11;
+    }
+    long counts[3] = {0, 0, 0};  // connections, messages (or bytes), descriptors
+    std::vector<pollfd> wait = {{stop[0], POLLIN, 0}, {fd, POLLIN, 0}};
+    while (poll(wait.data(), wait.size(), 10000) > 0 && wait[0].revents == 0) {
+      for (size_t i = 1; i < wait.size(); ++i) {
+        if (wait[i].revents == 0) continue;
+        if (i == 1) {
+          const int connection = accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+          if (connection >= 0) wait.push_back({connection, POLLIN, 0});
+          counts[0] += connection >= 0;
+          continue;
+        }
+        char bytes[256];
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];
+        iovec iov = {bytes, sizeof bytes};
+        msghdr message{};
+        message.msg_iov = &iov;
+        message.msg_iovlen = 1;
+        message.msg_control = control;
+        message.msg_controllen = sizeof control;
+        const ssize_t n = recvmsg(wait[i].fd, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        counts[1] += n > 0;
+        counts[2] += message.msg_controllen > 0 && n >= 0;
+        if (n <= 0) wait[i].fd = -1;  // its end: nothing more from it
+      }
+    }
+    return write(report[1], counts, sizeof counts) == sizeof counts ? 0 : 12;
+  });
+  for (int fd : {squatting[1], report[1], stop[0], go[0]}) close(fd);
+  char byte;
+  ASSERT_EQ(read(squatting[0], &byte, 1), 1) << "the squatter could not bind the channel";
+  ASSERT_EQ(write(go[1], "x", 1), 1);
+  ASSERT_EQ(read(port_pipe[0], &byte, 1), 1) << "the victim server did not listen";
+  const pid_t client = Spawn([&] {
+    if (!BecomeUser(kOtherUid)) return kSetupFailed;
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const sockaddr_in to = Loopback4(port);
+    if (fd < 0 || loopfast_set_fast_path(fd, 1) != 0) return kSetupFailed;
+    Bound(fd, 10000);
+    if (connect(fd, reinterpret_cast<const sockaddr *>(&to), sizeof to) != 0) return kSetupFailed;
+    const std::vector<uint8_t> up = Pattern(kUpSeed, 0, kBytes);
+    std::vector<uint8_t> echoed(kBytes);
+    bool wrote = false;
+    std::thread writer([&] { wrote = WriteAll(fd, up.data(), kBytes); });
+    const bool read_all = ReadAll(fd, echoed.data(), kBytes);
+    writer.join();
+    if (!wrote || !read_all || echoed != up) return kStreamData;
+    return ObservedPath(fd) == "kernel" ? kOk : kStreamNotFast;
+  });
+  EXPECT_EQ(Reap(client, 20000), kOk) << "client (11 data, 12 not on kernel TCP)";
+  EXPECT_EQ(Reap(server, 20000), kOk) << "server (11 data, 12 not on kernel TCP)";
+  close(stop[1]);
+  long counts[3] = {-1, -1, -1};
+  EXPECT_EQ(read(report[0], counts, sizeof counts), ssize_t(sizeof counts));
+  EXPECT_EQ(Reap(squatter, 20000), 0);
+  std::printf("[ info     ] squatter: %ld connections, %ld messages, %ld with descriptors\n",
+              counts[0], counts[1], counts[2]);
+  EXPECT_EQ(counts[1], 0) << "the victim client sent the squatter a message";
+  EXPECT_EQ(counts[2], 0) << "the victim client sent the squatter descriptors";
+  for (int fd : {port_pipe[0], go[1], squatting[0], report[0]}) close(fd);
 }
 
 }  // namespace

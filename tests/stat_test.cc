@@ -13,7 +13,6 @@
 
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -28,15 +27,6 @@ namespace loopfast::test {
 namespace {
 
 using Row = std::map<std::string, std::string>;
-
-const std::vector<std::string> kAsNobody = {"setpriv", "--reuid=65534", "--regid=65534",
-                                            "--clear-groups"};
-
-std::string Join(const std::vector<std::string> &words) {
-  std::string line;
-  for (const std::string &word : words) line += word + " ";
-  return line;
-}
 
 // `loopfast stat --json --pid ...` (run by `wrapper`, e.g. as another user), checked against
 // the schema; one row per socket. `hidden` receives hidden_processes.
@@ -272,30 +262,6 @@ TEST(StatTest, NamesWhyOptedInConnectionsOfThisProcessUseKernelTcp) {
   for (const int fd : {plain, accepted_plain, wildcard, accepted_wildcard, listener}) close(fd);
 }
 
-// A stream_peer that holds its connection open once done and says so ("holding pid=N fd=N").
-struct Held {
-  pid_t pid = 0;
-  int fd = -1;
-};
-
-Held WaitHolding(Peer &peer) {
-  for (int i = 0; i < 4; ++i) {
-    const std::string line = peer.Line();
-    if (line.rfind("holding ", 0) != 0) continue;
-    const std::map<std::string, std::string> fields = Fields(line);
-    return {static_cast<pid_t>(std::atoi(fields.at("pid").c_str())),
-            std::atoi(fields.at("fd").c_str())};
-  }
-  ADD_FAILURE() << "the peer never held its connection";
-  return {};
-}
-
-uint16_t PortLine(Peer &server) {
-  const std::string line = server.Line();
-  EXPECT_EQ(line.rfind("port ", 0), 0u) << line;
-  return static_cast<uint16_t>(std::atoi(line.c_str() + 5));
-}
-
 // Separate programs (stream_peer under LD_PRELOAD, transparent mode): a connection the
 // environment's policy keeps on kernel TCP, one moved there mid-stream (urgent data), and a
 // server out of address space for rings.
@@ -377,37 +343,6 @@ TEST(StatTest, NamesWhyRealProgramsUseKernelTcp) {
     close(fd);
   }
 }
-
-// The library, the tool and stream_peer where user 65534 can run them: the build tree itself,
-// or, when it is not reachable by other users (a checkout in a 0700 directory), copies in a
-// directory every user may read, removed again at the end.
-struct ForNobody {
-  std::string dir, library = LOOPFAST_LIBRARY, tool = LOOPFAST_TOOL, peer = LOOPFAST_STREAM_PEER;
-  std::vector<std::string> tool_wrapper = kAsNobody;
-  ForNobody() {
-    const std::string check = Join(kAsNobody) + "test -r " + library + " -a -x " + tool +
-                              " -a -x " + peer + " 2>/dev/null";
-    if (std::system(check.c_str()) == 0) return;
-    char path[] = "/tmp/lf-nobody.XXXXXX";
-    if (mkdtemp(path) == nullptr) return;
-    dir = path;
-    namespace fs = std::filesystem;
-    fs::permissions(dir, fs::perms(0755));
-    const std::pair<std::string *, const char *> files[] = {
-        {&library, "/libloopfast.so.0"}, {&tool, "/loopfast"}, {&peer, "/stream_peer"}};
-    for (const auto &[file, name] : files) {
-      fs::copy_file(*file, dir + name);
-      fs::permissions(dir + name, fs::perms(0755));
-      *file = dir + name;
-    }
-    tool_wrapper.insert(tool_wrapper.end(), {"env", "LD_LIBRARY_PATH=" + dir});
-  }
-  ~ForNobody() {
-    if (!dir.empty()) std::filesystem::remove_all(dir);
-  }
-  ForNobody(const ForNobody &) = delete;
-  ForNobody &operator=(const ForNobody &) = delete;
-};
 
 // A user sees their own processes' connections without root, and not root's.
 TEST(StatTest, AUserSeesTheirOwnConnectionsWithoutRoot) {
