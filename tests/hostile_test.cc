@@ -597,5 +597,110 @@ TEST(HostileTest, AThirdUserWhoTakesAPortsChannelFirstIsSentNothing) {
   for (int fd : {port_pipe[0], go[1], squatting[0], report[0]}) close(fd);
 }
 
+
+// ---- attack 4: forged setups on the channel ----
+
+// Another user's process sends the victim server's channel every kind of bad setup — noise,
+// a wrong version, an unsealed memfd, a sealed one of the wrong size, pipes or sockets as
+// bells, too many descriptors, silence — again and again, while the victim streams. Then a
+// fresh client of the victim's user connects: it is served fast and exact (the victim checks
+// every extra connection), and the stream never stopped.
+TEST(HostileTest, ForgedSetupsOnTheChannelChangeNothingForRealClients) {
+  Victim victim;
+  StartVictim(kVictimUid, kVictimUid, &victim);
+  const uint16_t port = victim.port;
+  const long rounds = Attacks(300);
+  const pid_t attacker = Spawn([&] {
+    if (!BecomeUser(kOtherUid)) return 2;
+    std::mt19937_64 rng(port);
+    const int sealed_small = memfd_create("loopfast-session", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    const int unsealed = memfd_create("loopfast-session", MFD_CLOEXEC);
+    int pipe_fds[2], pair[2];
+    if (sealed_small < 0 || unsealed < 0 || pipe(pipe_fds) != 0 ||
+        socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0 || ftruncate(sealed_small, 4096) != 0 ||
+        ftruncate(unsealed, int64_t{1} << 30) != 0 ||
+        fcntl(sealed_small, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
+      return 3;
+    }
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    const int n = std::snprintf(address.sun_path + 1, sizeof address.sun_path - 1,
+                                "loopfast.v2.%u", unsigned(port));
+    const socklen_t length = socklen_t(offsetof(sockaddr_un, sun_path) + 1 + n);
+    std::vector<int> silent;
+    for (long round = 0; round < rounds; ++round) {
+      const int channel = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+      if (connect(channel, reinterpret_cast<sockaddr *>(&address), length) != 0) {
+        close(channel);
+        continue;
+      }
+      // A setup's shape (messages.h): magic, version, kind, then sizes and a nonce; some
+      // fields right, some not.
+      uint8_t message[64];
+      for (auto &byte : message) byte = uint8_t(rng());
+      size_t size = 1 + rng() % sizeof message;
+      if (round % 2 == 0) {
+        // A well-formed SessionSetup (magic "LFRV", protocol 2, kind 1, arena layout 6, the
+        // arena's size): only its descriptors are wrong.
+        const uint32_t magic = 0x4c465256, layout = 6;
+        const uint16_t version = 2, kind = 1;
+        const uint64_t arena_bytes = uint64_t(rng() % 2 ? 1 : 2) << 30;
+        std::memcpy(message, &magic, 4);
+        std::memcpy(message + 4, &version, 2);
+        std::memcpy(message + 6, &kind, 2);
+        std::memcpy(message + 8, &layout, 4);
+        std::memset(message + 12, 0, 4);
+        std::memcpy(message + 16, &arena_bytes, 8);
+        size = 32;
+      }
+      int fds[5] = {unsealed, pipe_fds[0], pipe_fds[1], pair[0], sealed_small};
+      int count = int(rng() % 6);
+      switch (round % 5) {
+        case 0: fds[0] = unsealed; break;
+        case 1: fds[0] = sealed_small; break;
+        case 2: fds[0] = pipe_fds[0]; break;
+        case 3: count = 5; break;
+        default: silent.push_back(channel); continue;  // connects, never sends
+      }
+      iovec iov = {message, size};
+      msghdr header{};
+      header.msg_iov = &iov;
+      header.msg_iovlen = 1;
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 5)];
+      if (count > 0) {
+        header.msg_control = control;
+        header.msg_controllen = CMSG_SPACE(sizeof(int) * count);
+        cmsghdr *cmsg = CMSG_FIRSTHDR(&header);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int) * count);
+        std::memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * count);
+      }
+      (void)!sendmsg(channel, &header, MSG_NOSIGNAL | MSG_DONTWAIT);
+      close(channel);
+      if (silent.size() > 50) {
+        close(silent.front());
+        silent.erase(silent.begin());
+      }
+    }
+    return 0;
+  });
+  EXPECT_EQ(Reap(attacker, 60000), 0);
+  // Fresh clients of the victim's user, while the attacker's silent connections are still
+  // parked: each is served fast and exact (the victim server checks).
+  const pid_t client = Spawn([&] {
+    if (!BecomeUser(kVictimUid)) return kSetupFailed;
+    for (int i = 0; i < 5; ++i) {
+      const int fd = TryConnect("127.0.0.1", port, true);
+      if (fd < 0) return kSetupFailed;
+      const int result = ClientExtra(fd, 900 + uint64_t(i));
+      if (result != kOk) return result;
+    }
+    return kOk;
+  });
+  EXPECT_EQ(Reap(client, 30000), kOk) << "13 data, 14 not fast";
+  StopVictim(&victim);
+}
+
 }  // namespace
 }  // namespace loopfast::test
