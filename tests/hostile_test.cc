@@ -41,6 +41,8 @@
 #include <vector>
 
 #include "loopfast/loopfast.h"
+#include "session/arena_layout.h"
+#include "session/messages.h"
 #include "test_support.h"
 
 namespace loopfast::test {
@@ -640,18 +642,12 @@ TEST(HostileTest, ForgedSetupsOnTheChannelChangeNothingForRealClients) {
       for (auto &byte : message) byte = uint8_t(rng());
       size_t size = 1 + rng() % sizeof message;
       if (round % 2 == 0) {
-        // A well-formed SessionSetup (magic "LFRV", protocol 2, kind 1, arena layout 6, the
-        // arena's size): only its descriptors are wrong.
-        const uint32_t magic = 0x4c465256, layout = 6;
-        const uint16_t version = 2, kind = 1;
-        const uint64_t arena_bytes = uint64_t(rng() % 2 ? 1 : 2) << 30;
-        std::memcpy(message, &magic, 4);
-        std::memcpy(message + 4, &version, 2);
-        std::memcpy(message + 6, &kind, 2);
-        std::memcpy(message + 8, &layout, 4);
-        std::memset(message + 12, 0, 4);
-        std::memcpy(message + 16, &arena_bytes, 8);
-        size = 32;
+        // A well-formed SessionSetup of this build: only its descriptors are wrong.
+        const session::SessionSetup setup = {session::MakeHeader(session::Kind::kSessionSetup),
+                                             session::kArenaVersion, 0, session::kArenaBytes,
+                                             rng() | 1};
+        std::memcpy(message, &setup, sizeof setup);
+        size = sizeof setup;
       }
       int fds[5] = {unsealed, pipe_fds[0], pipe_fds[1], pair[0], sealed_small};
       int count = int(rng() % 6);
