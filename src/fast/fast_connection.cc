@@ -188,14 +188,16 @@ void FastConnection::WakeLocal() {
   wait::RingBell(session_->own_bell());
 }
 
-void FastConnection::FlushUnreadToKernel(int kernel_fd, bool blocking) {
+FastConnection::Flush FastConnection::FlushUnreadToKernel(int kernel_fd, bool may_wait,
+                                                          uint64_t deadline_ns) {
   // We own the producer side; with the peer gone nobody consumes, so reading our own ring
   // from the consumer's position is safe. A readiness call never waits here: what does not fit
   // now goes on a later call (a program's poll or epoll_wait must return by its own timeout).
+  // A blocking call waits for room as a blocking send would, until the program's deadline.
   const uint64_t head = tx_.control()->head.load(std::memory_order_acquire);
   const uint64_t tail = tx_.control()->tail.load(std::memory_order_acquire);
   uint64_t from = tail + flushed_.load(std::memory_order_relaxed);
-  if (from == head) return;
+  if (from == head) return Flush::kDone;
   // A reset connection takes nothing, and a send would take its pending error (ECONNRESET)
   // away from the program's next call.
   struct tcp_info info {};
@@ -205,11 +207,11 @@ void FastConnection::FlushUnreadToKernel(int kernel_fd, bool blocking) {
       sys::Real().getsockopt(kernel_fd, IPPROTO_TCP, TCP_INFO, &info, &info_length) == 0 &&
       info.tcpi_state == TCP_CLOSE;
   errno = saved;
-  if (reset) return;
+  if (reset) return Flush::kBroken;
   while (from != head && static_cast<int64_t>(head - from) > 0) {
     const uint8_t *data = nullptr;
     const size_t chunk = tx_.UnreadSpan(from, &data);
-    if (chunk == 0) break;  // corrupt: the program sees the reset on its next call
+    if (chunk == 0) return Flush::kBroken;  // corrupt: the program sees the reset next
     const int saved_errno = errno;
     const ssize_t n = sys::Real().send(kernel_fd, data, chunk, MSG_NOSIGNAL | MSG_DONTWAIT);
     const int error = errno;
@@ -220,12 +222,29 @@ void FastConnection::FlushUnreadToKernel(int kernel_fd, bool blocking) {
       continue;
     }
     if (n < 0 && error == EINTR) continue;
-    if (n < 0 && (error == EAGAIN || error == EWOULDBLOCK) && blocking) {
-      struct pollfd writable = {kernel_fd, POLLOUT, 0};
-      sys::Real().poll(&writable, 1, 1000);
+    if (n < 0 && (error == EAGAIN || error == EWOULDBLOCK)) {
+      if (!may_wait || !WaitForKernel(kernel_fd, POLLOUT, deadline_ns)) return Flush::kWouldWait;
       continue;
     }
-    break;  // full (the rest goes later) or gone (the program sees that next)
+    return Flush::kBroken;  // gone: the program sees that on its next kernel call
+  }
+  return Flush::kDone;
+}
+
+bool FastConnection::WaitForKernel(int kernel_fd, short events, uint64_t deadline_ns) {
+  for (;;) {
+    int wait_ms = 1000;  // no deadline: wait in turns, as long as it takes
+    if (deadline_ns != 0) {
+      const uint64_t now = wait::NowNs();
+      if (now >= deadline_ns) return false;
+      wait_ms = static_cast<int>(std::min<uint64_t>((deadline_ns - now + 999999) / 1000000, 1000));
+    }
+    struct pollfd kernel = {kernel_fd, events, 0};
+    const int saved_errno = errno;
+    const int n = sys::Real().poll(&kernel, 1, wait_ms);
+    errno = saved_errno;
+    if (n > 0) return true;
+    if (n < 0 && errno != EINTR) return true;  // let the kernel call say what is wrong
   }
 }
 
@@ -255,7 +274,12 @@ Transfer FastConnection::SendOnRing(int kernel_fd, const struct iovec *iov, size
     }
     if (PeerLeft()) {
       if (sent > 0) return Transfer::Bytes(sent);
-      FlushUnreadToKernel(kernel_fd, !call.nonblocking);
+      // Every byte of the ring goes to the kernel connection before any new one: until then
+      // the call waits (as long as the program lets it) or says EAGAIN.
+      if (FlushUnreadToKernel(kernel_fd, !call.nonblocking, call.wait.deadline_ns) ==
+          Flush::kWouldWait) {
+        return {Outcome::kWouldWait, 0};
+      }
       return {Outcome::kUseKernel, 0};
     }
     if (WritesGoToKernel()) {
@@ -427,13 +451,27 @@ int FastConnection::WakeBell() const {
   return session_->own_bell();
 }
 
-void FastConnection::SettleIfPeerLeft(int kernel_fd, bool blocking) {
-  if (!PeerLeft() || (PeerFlags() & kSideClosed) != 0) return;
-  if ((OwnFlags() & kSideWriteShut) != 0) return;
+bool FastConnection::SettleIfPeerLeft(int kernel_fd, bool blocking, uint64_t deadline_ns) {
+  if (!PeerLeft() || (PeerFlags() & kSideClosed) != 0) return true;
+  if ((OwnFlags() & kSideWriteShut) != 0) return true;
   SharedLock lock(&locks_->send_lock);
-  if (!lock.TryLock()) return;  // a send of this end is under way: it flushes itself
-  FlushUnreadToKernel(kernel_fd, blocking);
+  if (!lock.TryLock()) return true;  // a send of this end is under way: it flushes itself
+  // A receive never waits for room alone: the reply may come once part of the request is in.
+  Flush flushed = FlushUnreadToKernel(kernel_fd, /*may_wait=*/false, 0);
+  while (blocking && flushed == Flush::kWouldWait) {
+    if (!WaitForKernel(kernel_fd, POLLIN | POLLOUT, deadline_ns)) {
+      lock.Unlock();
+      return false;  // the program's timeout: nothing to read yet
+    }
+    struct pollfd readable = {kernel_fd, POLLIN, 0};
+    const int saved_errno = errno;
+    const bool input = sys::Real().poll(&readable, 1, 0) > 0;
+    errno = saved_errno;
+    if (input) break;
+    flushed = FlushUnreadToKernel(kernel_fd, /*may_wait=*/false, 0);
+  }
   lock.Unlock();
+  return true;
 }
 
 void FastConnection::ShutdownWrite() {

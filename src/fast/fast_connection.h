@@ -109,14 +109,20 @@ class FastConnection {
   // directions, so that the peer's next change rings this end's bell. The caller re-checks
   // LookNow() before it sleeps.
   void PrepareToSleep(bool for_input, bool for_output);
+  // The peer announced the end of its output (shutdown or close): a FIN on the kernel
+  // connection is then expected, and says nothing about the peer being gone.
+  bool PeerEndedOutput() const {
+    return (PeerFlags() & (session::kSideWriteShut | session::kSideClosed)) != 0;
+  }
   // The bell a readiness call sleeps on (registered edge-triggered), or -1 when neither
   // direction can change through the rings any more (the kernel socket has the answer).
   int WakeBell() const;
   // The peer left without closing (exec into a program without loopfast, or death): write what
   // it never read to the kernel connection, so that a waiting program's reply can come.
   // `blocking` false (readiness calls): as far as it goes without waiting; a later call writes
-  // the rest.
-  void SettleIfPeerLeft(int kernel_fd, bool blocking);
+  // the rest. `blocking` (a receive): hands over more as room comes, until the kernel
+  // connection has input or `deadline_ns` (0: none) passes — then false.
+  bool SettleIfPeerLeft(int kernel_fd, bool blocking, uint64_t deadline_ns = 0);
 
   // Half-closes as shutdown(2) does; wakes local and remote sleepers.
   void ShutdownWrite();
@@ -181,8 +187,13 @@ class FastConnection {
   void NotifyPeerWriter();
   // Wakes this end's own sleepers and watchers (a flag of this end changed).
   void WakeLocal();
-  // Writes what the departed peer never read to the kernel connection (see SettleIfPeerLeft).
-  void FlushUnreadToKernel(int kernel_fd, bool blocking);
+  // Writes what the departed peer never read to the kernel connection (see SettleIfPeerLeft),
+  // waiting for room when `may_wait`, until `deadline_ns` (0: none).
+  enum class Flush { kDone, kWouldWait, kBroken };
+  Flush FlushUnreadToKernel(int kernel_fd, bool may_wait, uint64_t deadline_ns);
+  // Polls the kernel connection for `events` until the deadline (0: none). False at the
+  // deadline.
+  static bool WaitForKernel(int kernel_fd, short events, uint64_t deadline_ns);
   // The peer's published window limit, clamped (it may have grown since the bind).
   void RefreshSendLimit();
   Transfer SendOnRing(int kernel_fd, const struct iovec *iov, size_t iov_count,

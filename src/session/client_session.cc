@@ -207,7 +207,7 @@ ClientSession::Opened ClientSession::For(const struct sockaddr *destination, uid
   }
   // A session is bound to the user the group sees on its channel: this process's.
   if (geteuid() != uid) {
-    opened.why = NoSession::kNotListeners;
+    opened.why = NoSession::kOtherOwner;
     return opened;
   }
   Result<std::shared_ptr<ClientSession>> made = Open(destination, uid, &opened.why);

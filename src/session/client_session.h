@@ -27,6 +27,7 @@ enum class NoSession {
   kNoListener,    // no TCP listener on that address (the connect will fail anyway)
   kResources,     // memory, descriptors or address space
   kNoSlot,        // this session's slots are all in use
+  kOtherOwner,    // the socket's owner is not this process's user
 };
 
 class ClientSession : public Session {

@@ -137,7 +137,9 @@ ServerSession::BindOutcome ServerSession::Find(uint64_t socket_cookie, uint32_t 
 bool ServerSession::Bind(uint32_t index, uint64_t socket_cookie, uint32_t rx_limit) {
   Slot *slot = arena_.slot(index);
   uint32_t state = slot->header.state.load(std::memory_order_acquire);
-  while (state == kSlotClaimed || state == kSlotConnected) {
+  // The client writes this word too (Connected, Decline): a few tries, then not found — a
+  // client that keeps changing it only loses its own connection.
+  for (int tries = 0; tries < 64 && (state == kSlotClaimed || state == kSlotConnected); ++tries) {
     if (slot->header.state.compare_exchange_weak(state, kSlotBound, std::memory_order_acq_rel)) {
       // Checked again after the bind: a client that reused the slot meanwhile is not ours.
       if (slot->header.socket_cookie.load(std::memory_order_acquire) != socket_cookie) return false;
@@ -431,8 +433,9 @@ void ListenerGroup::CompactDepot() {
 }
 
 void ListenerGroup::Park(int setup_socket, uid_t uid) {
-  // At most kMaxParked, oldest dropped first: a user who opens silent connections by the
-  // hundred costs each accept nothing, and pushes out mostly its own.
+  // At most kMaxParked: the oldest gets one last look and makes room, so that a user who opens
+  // silent connections by the thousand costs each accept a constant, and pushes out mostly its
+  // own.
   if (group_->parked >= kMaxParked) DrainParked(/*drop_oldest=*/true);
   const ParkedRecord record = {wait::NowNs(), static_cast<uint32_t>(uid), 0};
   if (group_->parked < kMaxParked &&
@@ -444,8 +447,9 @@ void ListenerGroup::Park(int setup_socket, uid_t uid) {
 
 void ListenerGroup::DrainParked(bool drop_oldest) {
   const uint64_t now = wait::NowNs();
-  const uint32_t parked = group_->parked;
-  for (uint32_t n = 0; n < parked; ++n) {
+  // drop_oldest: the first (oldest) one only, read once more and then let go.
+  const uint32_t looks = drop_oldest ? 1 : group_->parked;
+  for (uint32_t n = 0; n < looks; ++n) {
     ParkedRecord record{};
     int fds[kMaxMessageFds];
     int fd_count = 0;
@@ -455,14 +459,14 @@ void ListenerGroup::DrainParked(bool drop_oldest) {
       group_->parked = 0;  // a count out of step (a process died mid-way): the socket is empty
       return;
     }
-    --group_->parked;
+    if (group_->parked > 0) --group_->parked;
     if (!got.ok() || fd_count != 1) {
       CloseAll(fds, fd_count);
       continue;
     }
     const int setup_socket = sys::MoveHigh(fds[0]);
     sys::Own(setup_socket);
-    const bool expired = (drop_oldest && n == 0) || now - record.parked_at_ns > kParkedLifetimeNs;
+    const bool expired = drop_oldest || now - record.parked_at_ns > kParkedLifetimeNs;
     ReadSetup(setup_socket, /*park_if_silent=*/!expired, record.parked_at_ns);
   }
 }
@@ -601,10 +605,11 @@ void ListenerGroup::EndIdleSessionsLocked() {
   }
 }
 
-int ListenerGroup::CountClaims(uid_t uid, uint64_t socket_cookie, Placed *placed) const {
+int ListenerGroup::CountClaims(uid_t uid, bool uid_known, uint64_t socket_cookie,
+                               Placed *placed) const {
   int claims = 0;
   for (const auto &session : sessions_) {
-    if (session->peer_uid() != uid) continue;
+    if (uid_known && session->peer_uid() != uid) continue;
     uint32_t slot = 0;
     const ServerSession::BindOutcome found = session->Find(socket_cookie, &slot);
     if (found == ServerSession::BindOutcome::kNotFound) continue;
@@ -616,7 +621,8 @@ int ListenerGroup::CountClaims(uid_t uid, uint64_t socket_cookie, Placed *placed
   return claims;
 }
 
-ListenerGroup::Placed ListenerGroup::Bind(uid_t uid, uint64_t socket_cookie, uint32_t rx_limit) {
+ListenerGroup::Placed ListenerGroup::Bind(uid_t uid, bool uid_known, uint64_t socket_cookie,
+                                          uint32_t rx_limit) {
   Placed placed;
   std::lock_guard<std::mutex> guard(mutex_);
   int claims;
@@ -626,14 +632,14 @@ ListenerGroup::Placed ListenerGroup::Bind(uid_t uid, uint64_t socket_cookie, uin
     SharedLockGuard group_lock(&group_->lock);
     DrainChannel();
     FetchFromGroup();
-    claims = CountClaims(uid, socket_cookie, &placed);
-    if (claims == 0 && group_->parked > 0) {
-      // Its setup may be parked (accepted before it was sent; sent by now, since the client
-      // connects only after sending it).
+    if (group_->parked > 0) {
+      // A parked setup (accepted before it was sent) has been sent by now if it is this
+      // connection's: the client connects only after sending it. Read before any claim counts,
+      // so that a claim in it is weighed with the others.
       DrainParked(/*drop_oldest=*/false);
       FetchFromGroup();
-      claims = CountClaims(uid, socket_cookie, &placed);
     }
+    claims = CountClaims(uid, uid_known, socket_cookie, &placed);
   }
   if (claims > 1) {
     placed.session.reset();

@@ -103,7 +103,9 @@ class ListenerGroup : public std::enable_shared_from_this<ListenerGroup> {
   // sessions other processes of the group registered are mapped, since a claim found in one
   // session counts only if no other session of the user claims the same socket (another
   // process of that user may claim any socket it can name). Never waits.
-  Placed Bind(uid_t uid, uint64_t socket_cookie, uint32_t rx_limit);
+  // `uid_known` false: the client socket's user is not known any more (its process closed it
+  // before this accept): every user's sessions are weighed.
+  Placed Bind(uid_t uid, bool uid_known, uint64_t socket_cookie, uint32_t rx_limit);
 
   // fork: from now on another process holds the listener (the parent calls it before fork).
   void AddHolder();
@@ -137,8 +139,9 @@ class ListenerGroup : public std::enable_shared_from_this<ListenerGroup> {
   uint32_t FreeEntry();
   // Takes the records of ended sessions out of the depot.
   void CompactDepot();
-  // Claims for the socket in this user's sessions; the last one found in *placed.
-  int CountClaims(uid_t uid, uint64_t socket_cookie, Placed *placed) const;
+  // Claims for the socket in this user's sessions (every user's when not `uid_known`); the last
+  // one found in *placed.
+  int CountClaims(uid_t uid, bool uid_known, uint64_t socket_cookie, Placed *placed) const;
   // Ends sessions whose clients are gone and that no connection here uses.
   void EndIdleSessionsLocked();
   std::shared_ptr<ServerSession> MakeSession(const int *fds, int allocator_fd, uint32_t entry,

@@ -119,12 +119,12 @@ TEST(ListenerGroupTest, AClaimIsBoundOnceAndOnlyForItsUser) {
   ASSERT_TRUE(client.Connect(group->port()));
   ASSERT_TRUE(client.SendSetup());
   client.Claim(41, 7);
-  EXPECT_EQ(group->Bind(getuid() + 1, 41, kLimit).outcome, Outcome::kNotFound) << "other user";
-  EXPECT_EQ(group->Bind(getuid(), 42, kLimit).outcome, Outcome::kNotFound) << "other socket";
-  ListenerGroup::Placed placed = group->Bind(getuid(), 41, kLimit);
+  EXPECT_EQ(group->Bind(getuid() + 1, true, 41, kLimit).outcome, Outcome::kNotFound) << "other user";
+  EXPECT_EQ(group->Bind(getuid(), true, 42, kLimit).outcome, Outcome::kNotFound) << "other socket";
+  ListenerGroup::Placed placed = group->Bind(getuid(), true, 41, kLimit);
   EXPECT_EQ(placed.outcome, Outcome::kBound);
   EXPECT_EQ(placed.slot, 7u);
-  EXPECT_EQ(group->Bind(getuid(), 41, kLimit).outcome, Outcome::kNotFound) << "bound already";
+  EXPECT_EQ(group->Bind(getuid(), true, 41, kLimit).outcome, Outcome::kNotFound) << "bound already";
 }
 
 TEST(ListenerGroupTest, TwoSessionsClaimingOneSocketAreAmbiguous) {
@@ -137,7 +137,7 @@ TEST(ListenerGroupTest, TwoSessionsClaimingOneSocketAreAmbiguous) {
     ASSERT_TRUE(client->SendSetup());
     client->Claim(99, 3);
   }
-  ListenerGroup::Placed placed = group->Bind(getuid(), 99, kLimit);
+  ListenerGroup::Placed placed = group->Bind(getuid(), true, 99, kLimit);
   EXPECT_EQ(placed.outcome, Outcome::kAmbiguous);
   EXPECT_EQ(placed.session, nullptr);
 }
@@ -151,10 +151,10 @@ TEST(ListenerGroupTest, ASetupSentAfterItsConnectionWasAcceptedIsStillFound) {
   HandMadeClient client;
   ASSERT_TRUE(client.ok());
   ASSERT_TRUE(client.Connect(group->port()));
-  EXPECT_EQ(group->Bind(getuid(), 1, kLimit).outcome, Outcome::kNotFound);  // accepts, parks
+  EXPECT_EQ(group->Bind(getuid(), true, 1, kLimit).outcome, Outcome::kNotFound);  // accepts, parks
   ASSERT_TRUE(client.SendSetup());
   client.Claim(2, 5);
-  EXPECT_EQ(group->Bind(getuid(), 2, kLimit).outcome, Outcome::kBound);
+  EXPECT_EQ(group->Bind(getuid(), true, 2, kLimit).outcome, Outcome::kBound);
 }
 
 // The same in a prefork group: one process parks the connection and exits, another reads it.
@@ -166,12 +166,12 @@ TEST(ListenerGroupTest, AParkedSetupIsFoundByAnotherProcessOfTheGroup) {
   ASSERT_TRUE(client.Connect(group->port()));
   group->AddHolder();
   const pid_t child = fork();
-  if (child == 0) _exit(group->Bind(getuid(), 1, kLimit).outcome == Outcome::kNotFound ? 0 : 1);
+  if (child == 0) _exit(group->Bind(getuid(), true, 1, kLimit).outcome == Outcome::kNotFound ? 0 : 1);
   ASSERT_EQ(ExitStatus(child), 0);
   group->DropHolder();
   ASSERT_TRUE(client.SendSetup());
   client.Claim(2, 5);
-  EXPECT_EQ(group->Bind(getuid(), 2, kLimit).outcome, Outcome::kBound);
+  EXPECT_EQ(group->Bind(getuid(), true, 2, kLimit).outcome, Outcome::kBound);
 }
 
 // Silent connections by the hundred (a user who connects and never sends): the accept does not
@@ -189,7 +189,7 @@ TEST(ListenerGroupTest, SilentConnectionsNeitherStallNorCrowdOutARealSetup) {
   ASSERT_TRUE(client.Connect(group->port()));
   ASSERT_TRUE(client.SendSetup());
   client.Claim(8, 1);
-  EXPECT_EQ(group->Bind(getuid(), 8, kLimit).outcome, Outcome::kBound);
+  EXPECT_EQ(group->Bind(getuid(), true, 8, kLimit).outcome, Outcome::kBound);
 }
 
 // A forged setup (a descriptor that is not a sealed memfd of the arena's size, a bell that is
@@ -212,7 +212,7 @@ TEST(ListenerGroupTest, ForgedSetupsRegisterNothing) {
     const socklen_t length = ChannelAddress(group->port(), &address);
     ASSERT_EQ(connect(channel, reinterpret_cast<struct sockaddr *>(&address), length), 0);
     ASSERT_TRUE(SendMessage(channel, &setup, sizeof setup, fds, kSetupFds).ok());
-    EXPECT_EQ(group->Bind(getuid(), 5, kLimit).outcome, Outcome::kNotFound);
+    EXPECT_EQ(group->Bind(getuid(), true, 5, kLimit).outcome, Outcome::kNotFound);
     close(channel);
   }
   EXPECT_TRUE(group->Sessions().empty());
@@ -234,7 +234,7 @@ TEST(ListenerGroupTest, ThousandsOfEndedSessionsDoNotFillTheDepot) {
     close(go[1]);
     char byte;
     if (read(go[0], &byte, 1) != 1) _exit(2);
-    _exit(group->Bind(getuid(), 12345, kLimit).outcome == Outcome::kBound ? 0 : 1);
+    _exit(group->Bind(getuid(), true, 12345, kLimit).outcome == Outcome::kBound ? 0 : 1);
   }
   close(go[0]);
   for (int i = 0; i < 1200; ++i) {
@@ -242,7 +242,7 @@ TEST(ListenerGroupTest, ThousandsOfEndedSessionsDoNotFillTheDepot) {
     ASSERT_TRUE(gone.ok());
     ASSERT_TRUE(gone.Connect(group->port()));
     ASSERT_TRUE(gone.SendSetup());
-    ASSERT_EQ(group->Bind(getuid(), 1, kLimit).outcome, Outcome::kNotFound);  // registers it
+    ASSERT_EQ(group->Bind(getuid(), true, 1, kLimit).outcome, Outcome::kNotFound);  // registers it
     gone.Leave();
   }
   HandMadeClient newest;
@@ -250,7 +250,7 @@ TEST(ListenerGroupTest, ThousandsOfEndedSessionsDoNotFillTheDepot) {
   ASSERT_TRUE(newest.Connect(group->port()));
   ASSERT_TRUE(newest.SendSetup());
   newest.Claim(12345, 9);
-  EXPECT_EQ(group->Bind(getuid(), 1, kLimit).outcome, Outcome::kNotFound);  // registers it
+  EXPECT_EQ(group->Bind(getuid(), true, 1, kLimit).outcome, Outcome::kNotFound);  // registers it
   ASSERT_EQ(write(go[1], "g", 1), 1);
   EXPECT_EQ(ExitStatus(sibling), 0);
   EXPECT_LT(group->Sessions().size(), 100u) << "ended sessions are let go";

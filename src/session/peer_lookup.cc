@@ -90,6 +90,8 @@ Result<SocketFacts> Lookup(int family, const void *src, uint16_t sport_be, const
   facts.inode = diag->idiag_inode;
   facts.uid = diag->idiag_uid;
   facts.cookie = uint64_t{diag->id.idiag_cookie[0]} | (uint64_t{diag->id.idiag_cookie[1]} << 32);
+  // A lingering socket (the kernel's time-wait form) has neither inode nor user.
+  facts.uid_known = diag->idiag_inode != 0;
   return facts;
 }
 

@@ -18,8 +18,11 @@ namespace loopfast::session {
 
 struct SocketFacts {
   uid_t uid = 0;
-  uint64_t inode = 0;
-  uint64_t cookie = 0;  // SO_COOKIE of that socket
+  uint64_t inode = 0;   // 0 once no process holds the socket any more (closed, lingering)
+  uint64_t cookie = 0;  // SO_COOKIE of that socket (kept while the kernel keeps the socket)
+  // False when the table no longer knows the user: a socket its process closed that lingers
+  // in TIME_WAIT or FIN_WAIT2 is reported as user 0.
+  bool uid_known = true;
 };
 
 // The socket whose local end is `local` and remote end `remote` (both AF_INET or AF_INET6,

@@ -34,6 +34,8 @@ const char *ReasonFor(session::NoSession why) {
       return reason::kNoListenerChannel;
     case session::NoSession::kNoSlot:
       return reason::kNoSlot;
+    case session::NoSession::kOtherOwner:
+      return reason::kOtherUser;
     case session::NoSession::kResources:
       break;
   }

@@ -230,7 +230,11 @@ ssize_t Recv(int fd, struct msghdr *message, int flags) {
           }
           // A peer that left cannot read what is still in our ring: hand it to the kernel
           // connection before waiting there for the reply.
-          fast->SettleIfPeerLeft(in_flight.kernel_fd(), !call.nonblocking);
+          if (!fast->SettleIfPeerLeft(in_flight.kernel_fd(), !call.nonblocking,
+                                      call.wait.deadline_ns)) {
+            errno = EAGAIN;  // the program's timeout passed while our bytes were handed over
+            return -1;
+          }
           return Real().recvmsg(in_flight.kernel_fd(), message, flags);
         }
         const ssize_t n = Answer(got);

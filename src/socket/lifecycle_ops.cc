@@ -114,6 +114,7 @@ wait::SleepSpec SleepFor(const struct timeval &timeout) {
   wait::SleepSpec spec;
   spec.spin_ns = GetConfig().spin_ns;
   spec.timeout = timeout;
+  wait::StartTimeout(&spec);  // the program's call starts now
   return spec;
 }
 

@@ -182,7 +182,7 @@ void BindAccepted(Socket &accepted, int fd, session::ListenerGroup &group) {
   }
   const uint32_t rx_limit = ReceiveLimit(accepted);
   session::ListenerGroup::Placed placed =
-      group.Bind(client.value().uid, client.value().cookie, rx_limit);
+      group.Bind(client.value().uid, client.value().uid_known, client.value().cookie, rx_limit);
   switch (placed.outcome) {
     case session::ServerSession::BindOutcome::kDeclined:
       DecideKernel(accepted, fd, reason::kClientDeclined);

@@ -123,6 +123,9 @@ int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out) {
       short kernel = 0;
       if (input) kernel = static_cast<short>(kernel | (POLLIN | POLLRDHUP));
       if (output && bell < 0) kernel = static_cast<short>(kernel | (POLLOUT));
+      // A writer waiting for room learns of a peer that died (its FIN comes unannounced) from
+      // the kernel socket too; after an announced shutdown the FIN says nothing new.
+      if (output && !fast->PeerEndedOutput()) kernel = static_cast<short>(kernel | POLLRDHUP);
       if (kernel != 0 || count == 0) out[count++] = {fd, kernel, true, false};
       return count;
     }

@@ -36,6 +36,10 @@ struct SleepSpec {
   uint32_t spin_ns = 0;
   // Zero means no timeout (as SO_RCVTIMEO/SO_SNDTIMEO 0 does).
   struct timeval timeout = {0, 0};
+  // When the program's call ends at the latest (NowNs() clock), set once per call from
+  // `timeout` (StartTimeout): every wait within one call shares it, as the kernel's timeout
+  // covers the whole call. 0: each wait takes `timeout` from its own start.
+  uint64_t deadline_ns = 0;
   // A signal ends the wait even under SA_RESTART: the call has already moved bytes, and the
   // kernel returns such a call's partial count instead of restarting it.
   bool end_on_signal = false;
@@ -44,6 +48,13 @@ struct SleepSpec {
 };
 
 uint64_t NowNs();
+
+// Sets spec->deadline_ns from spec->timeout, counting from now (no timeout: stays 0).
+inline void StartTimeout(SleepSpec *spec) {
+  if (spec->timeout.tv_sec == 0 && spec->timeout.tv_usec == 0) return;
+  spec->deadline_ns = NowNs() + uint64_t(spec->timeout.tv_sec) * 1000000000u +
+                      uint64_t(spec->timeout.tv_usec) * 1000u;
+}
 
 // Wakes every sleeper on `word` (any process).
 void FutexWakeAll(std::atomic<uint32_t> *word);
@@ -85,19 +96,17 @@ WakeReason SleepUntil(std::atomic<uint32_t> *word, Ready ready, PeerGone peer_go
       CpuRelax();
     }
   }
-  const bool has_timeout = spec.timeout.tv_sec != 0 || spec.timeout.tv_usec != 0;
-  const uint64_t deadline = has_timeout ? NowNs() + uint64_t(spec.timeout.tv_sec) * 1000000000u +
-                                              uint64_t(spec.timeout.tv_usec) * 1000u
-                                        : 0;
+  const bool has_timeout = spec.deadline_ns != 0 || spec.timeout.tv_sec != 0 ||
+                           spec.timeout.tv_usec != 0;
+  const uint64_t deadline =
+      spec.deadline_ns != 0 ? spec.deadline_ns
+      : has_timeout         ? NowNs() + uint64_t(spec.timeout.tv_sec) * 1000000000u +
+                                  uint64_t(spec.timeout.tv_usec) * 1000u
+                            : 0;
   uint64_t period = kFirstPeriodNs;
   for (;;) {
-    // Announce, then re-check (seq_cst on both sides: either the waker sees our bit or we see
-    // its change, never neither).
-    word->fetch_or(kFutexSleeper, std::memory_order_seq_cst);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (ready()) break;
-    const uint32_t announced = word->load(std::memory_order_relaxed);
-    if ((announced & kFutexSleeper) == 0) continue;  // a waker took it: look again
+    // The deadline first, at every turn: a peer that keeps waking this sleeper (or clearing
+    // its announcement) cannot keep it past the program's timeout.
     uint64_t sleep_ns = period;
     if (has_timeout) {
       const uint64_t now = NowNs();
@@ -107,6 +116,13 @@ WakeReason SleepUntil(std::atomic<uint32_t> *word, Ready ready, PeerGone peer_go
       }
       if (deadline - now < sleep_ns) sleep_ns = deadline - now;
     }
+    // Announce, then re-check (seq_cst on both sides: either the waker sees our bit or we see
+    // its change, never neither).
+    word->fetch_or(kFutexSleeper, std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (ready()) break;
+    const uint32_t announced = word->load(std::memory_order_relaxed);
+    if ((announced & kFutexSleeper) == 0) continue;  // a waker took it: look again
     if (spec.asleep_mark != nullptr) spec.asleep_mark->store(1, std::memory_order_relaxed);
     const int result = FutexWait(word, announced, sleep_ns);
     if (spec.asleep_mark != nullptr) spec.asleep_mark->store(0, std::memory_order_relaxed);
