@@ -213,10 +213,13 @@ class Scribbler {
  public:
   // `arena` as the peer maps it; `slot` the connection's, `cookie` its client socket's,
   // `victim_pid` the other end's process; `large_bytes` the size of the rings' large areas.
+  // `slot_count`: the hot pass also treats that many slots from `slot` on as the connection's
+  // (a peer that keeps opening connections).
   Scribbler(const ArenaView &arena, uint32_t slot, uint64_t cookie, uint32_t victim_pid,
-            uint32_t large_bytes)
+            uint32_t large_bytes, uint32_t slot_count = 1)
       : arena_(arena),
         slot_(arena.slot(slot)),
+        slot_count_(slot + slot_count <= kMaxSlots ? slot_count : kMaxSlots - slot),
         cookie_(cookie),
         victim_pid_(victim_pid),
         limit_(large_bytes) {
@@ -232,7 +235,11 @@ class Scribbler {
       const uint32_t sizes[2] = {kMediumAreaBytes, large_bytes};
       for (int area = 0; area < 2; ++area) {
         const uint64_t offset = slot_->ring[ring].area_offset[area].load();
-        if (uint8_t *at = arena.Area(ring, offset, sizes[area])) hot_.push_back({at, sizes[area]});
+        // As ArenaView::Area checks it (computed here: the end-to-end test links the library,
+        // which does not export it).
+        if (offset < kRegionBytes && sizes[area] <= kRegionBytes - offset) {
+          hot_.push_back({arena.base() + RegionOffsetOf(ring) + offset, sizes[area]});
+        }
       }
     }
   }
@@ -260,13 +267,20 @@ class Scribbler {
   // One pass of `pattern` over the words the other end reads most, then a wake-up of its
   // sleepers (except for the pattern that races them).
   void HotPass(int pattern, uint32_t pass) {
-    Slot *slot = slot_;
+    for (const Range &range : hot_) {
+      if (pattern < 5) Fill(range, Word(pattern), pattern == 2, &seed_);
+      if (pattern == 7) Fill(range, 0, true, &seed_);
+    }
+    for (uint32_t i = 0; i < slot_count_; ++i) HotSlot(slot_ + i, pattern, pass);
+  }
+
+ private:
+  void HotSlot(Slot *slot, int pattern, uint32_t pass) {
     if (pattern == 5 || (pattern == 6 && pass % 2 == 1)) {
       Plausible(slot, pass % 16, victim_pid_, cookie_, limit_);
     } else if (pattern == 6) {
       Valid(slot, cookie_, limit_);
     } else if (pattern == 7) {
-      for (const Range &range : hot_) Fill(range, 0, true, &seed_);
       RandomAroundPositions(slot, &seed_);
       Waiting(slot);
     } else if (pattern == 8) {
@@ -283,13 +297,11 @@ class Scribbler {
         Store32(&ring.producer_waiting, values[(pass + 1) % 5]);
       }
     } else {
-      for (const Range &range : hot_) Fill(range, Word(pattern), pattern == 2, &seed_);
       Fill({reinterpret_cast<uint8_t *>(slot), kSlotBytes}, Word(pattern), pattern == 2, &seed_);
     }
     if (pattern != 8) WakeAll(slot);
   }
 
- private:
   uint64_t Word(int pattern) const {
     if (pattern == 1) return ~uint64_t{0};
     if (pattern == 3) return 0x0000000100000001ull;
@@ -299,6 +311,7 @@ class Scribbler {
 
   ArenaView arena_;
   Slot *slot_;
+  uint32_t slot_count_;
   uint64_t cookie_;
   uint32_t victim_pid_;
   uint32_t limit_;
