@@ -37,7 +37,6 @@
 namespace loopfast {
 namespace {
 
-
 using fasttest::NowNs;
 using fasttest::Pair;
 using fasttest::RecvWith;
