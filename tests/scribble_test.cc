@@ -13,10 +13,9 @@
 // and the legitimate fast client are served byte-exact throughout, each round within 3 s, the
 // fast client's connections fast (kernel counters included).
 //
-// The malicious client reads (and drops) its kernel connection as the scribbling goes on: a
-// peer that reads nothing there stalls the server's blocking calls through a defect that
-// src/fast/peer_stall_test.cc reproduces (kept DISABLED_ there). Needs root (users); skipped
-// otherwise.
+// The malicious client reads (and drops) its kernel connection as the scribbling goes on (a
+// peer that read nothing there used to stall the server's blocking calls: see
+// src/fast/peer_stall_test.cc). Needs root (users); skipped otherwise.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -573,10 +572,9 @@ TEST(ScribblingClientTest, AClientScribblingOverItsSessionLeavesTheServerAndItsO
 // The malicious client scribbles nothing but makes the eventfds it shares with the server (its
 // bells: open files the server holds copies of) blocking and fills their counters, then puts a
 // byte in its ring with "a watcher waits for room" in the waiting word: the server's recv of it
-// rings that bell and blocks forever (wait::RingBell's write). The server's other connections
-// are served by other threads; that serving thread never comes back (found 20 s after the
-// stop). Reproduced in src/fast/peer_stall_test.cc; kept DISABLED_ until fixed.
-TEST(ScribblingClientTest, DISABLED_AClientJammingItsBellsCannotStallTheServer) {
+// rings that bell. That used to block forever (the serving thread was found stuck 20 s after
+// the stop); a ring now adds 0, which never blocks (wait/bell.h).
+TEST(ScribblingClientTest, AClientJammingItsBellsCannotStallTheServer) {
   RunScribblingClient(/*jam_bells=*/true);
 }
 

@@ -250,7 +250,7 @@ bool FastConnection::WaitForKernel(int kernel_fd, short events, uint64_t deadlin
 
 Transfer FastConnection::Send(int kernel_fd, const struct iovec *iov, size_t iov_count,
                               const SendCall &call) {
-  const Transfer sent = SendOnRing(kernel_fd, iov, iov_count, call);
+  const Transfer sent = SendOnRing(kernel_fd, iov, iov_count, WithDeadline(call));
   if (capture_flow_ && sent.outcome == Outcome::kDone && sent.bytes > 0) {
     capture_sink_->Data(*capture_flow_, /*outgoing=*/true, iov, static_cast<int>(iov_count),
                         sent.bytes);
@@ -327,7 +327,7 @@ Transfer FastConnection::SendOnRing(int kernel_fd, const struct iovec *iov, size
 
 Transfer FastConnection::Recv(int kernel_fd, const struct iovec *iov, size_t iov_count,
                               const RecvCall &call) {
-  const Transfer got = RecvFromRing(kernel_fd, iov, iov_count, call);
+  const Transfer got = RecvFromRing(kernel_fd, iov, iov_count, WithDeadline(call));
   if (capture_flow_) {
     // The peer's own process may write these packets (the same capture file): it says so in
     // its side block before it moves any byte.

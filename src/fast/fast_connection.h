@@ -66,6 +66,15 @@ struct RecvCall {
   wait::SleepSpec wait;
 };
 
+// A copy of `call` whose timeout runs from now unless its deadline was set already: one
+// deadline for every wait of the call.
+template <typename Call>
+Call WithDeadline(const Call &call) {
+  Call copy = call;
+  if (copy.wait.deadline_ns == 0) wait::StartTimeout(&copy.wait);
+  return copy;
+}
+
 class FastConnection {
  public:
   // This process's end of `slot` of `session` (which side: the session's). `own_limit` is what

@@ -4,7 +4,8 @@
 // tests/scribble_test.cc) or a reading of the wait code found. Each victim call runs in a
 // forked child with a bound, so that a stall fails the test instead of hanging it.
 //
-// Tests named DISABLED_ reproduce a defect that is not fixed yet: each says what happens.
+// Each test was first written as a reproduction of a defect (it failed); the comment says what
+// happened then and what holds now.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -64,12 +65,11 @@ long TimedInChild(Call call, int bound_ms) {
 // A peer that leaves with the ring full of this end's bytes and then reads nothing from the
 // kernel connection (a program it exec'd into that is busy elsewhere, or a scribbler that
 // sets kSideMoved in its side block): this end's next blocking send first hands the unread
-// ring to the kernel connection, waiting for room there 1 s at a time with no end, whatever
-// the program's SO_SNDTIMEO (FastConnection::FlushUnreadToKernel, blocking). On kernel TCP the
-// send would return EAGAIN after its timeout. The socket layer's recv does the same through
-// SettleIfPeerLeft(blocking=true) before it reads the kernel connection (data_ops.cc), so a
-// blocking recv with SO_RCVTIMEO stalls too.
-TEST(PeerStallTest, DISABLED_ABlockingSendToAPeerThatMovedAndReadsNothingKeepsItsTimeout) {
+// ring to the kernel connection. It used to wait for room there 1 s at a time with no end,
+// whatever the program's SO_SNDTIMEO; now it waits until the call's deadline and says EAGAIN,
+// as kernel TCP does (FastConnection::FlushUnreadToKernel). A receive hands over what fits and
+// waits for input or room until its own deadline (SettleIfPeerLeft).
+TEST(PeerStallTest, ABlockingSendToAPeerThatMovedAndReadsNothingKeepsItsTimeout) {
   Pair pair(session::kMaxRingBytes);
   ASSERT_TRUE(pair.ok());
   std::vector<uint8_t> bytes(session::kMaxRingBytes, 'x');
@@ -94,15 +94,16 @@ TEST(PeerStallTest, DISABLED_ABlockingSendToAPeerThatMovedAndReadsNothingKeepsIt
 // a copy of the same open file (SCM_RIGHTS), so the peer may clear its O_NONBLOCK (a flag of
 // the open file, shared) and fill its counter to the largest value. This end rings that bell
 // (WakeWaiters → wait::RingBell → write) whenever the waiting word of a ring says a watcher
-// waits, and the peer writes that word too: the write then blocks until somebody reads the
-// counter, which nobody does. Here a MSG_DONTWAIT send of one byte never returns.
-TEST(PeerStallTest, DISABLED_APeerThatMakesItsBellBlockingAndFullCannotStallANonBlockingSend) {
+// waits, and the peer writes that word too. The write (of 1) used to block until somebody read
+// the counter, which nobody did: a MSG_DONTWAIT send of one byte never returned. A ring now
+// adds 0, which never blocks and still wakes the watchers (wait/bell.h).
+TEST(PeerStallTest, APeerThatMakesItsBellBlockingAndFullCannotStallANonBlockingSend) {
   Pair pair(256 * 1024);
   ASSERT_TRUE(pair.ok());
   const int bell = pair.arena.server->peer_bell();  // the peer's own eventfd
   ASSERT_GE(bell, 0);
   ASSERT_EQ(fcntl(bell, F_SETFL, fcntl(bell, F_GETFL) & ~O_NONBLOCK), 0);
-  const uint64_t most = 0xfffffffffffffffeull;
+  const uint64_t most = 0xfffffffffffffffeull - 1;  // the counter starts at 1: now full
   ASSERT_EQ(write(bell, &most, sizeof most), ssize_t(sizeof most));
   // "A watcher waits for the bytes you write": the peer's word to write.
   pair.slot()->ring[1].consumer_waiting.store(wait::kWatcher);
@@ -120,10 +121,10 @@ TEST(PeerStallTest, DISABLED_APeerThatMakesItsBellBlockingAndFullCannotStallANon
 
 // A peer that writes one byte every 20 ms (legitimately, or by bumping the ring's head by
 // one) while this end waits for 4,000 bytes with MSG_WAITALL and SO_RCVTIMEO 100 ms: each byte
-// wakes the wait and the next sleep starts a full timeout again (FastConnection::RecvFromRing
-// gives each wait::SleepUntil the whole timeout). On kernel TCP the timeout counts for the
-// whole call (tcp_recvmsg's timeo), which returns its partial count after 100 ms.
-TEST(PeerStallTest, DISABLED_ATricklingPeerCannotStretchAWaitAllReceivePastItsTimeout) {
+// woke the wait and the next sleep started a full timeout again. On kernel TCP the timeout
+// counts for the whole call (tcp_recvmsg's timeo), which returns its partial count after
+// 100 ms; so does a fast call now (one deadline per call, wait::SleepSpec::deadline_ns).
+TEST(PeerStallTest, ATricklingPeerCannotStretchAWaitAllReceivePastItsTimeout) {
   Pair pair(256 * 1024);
   ASSERT_TRUE(pair.ok());
   std::atomic<bool> stop{false};
@@ -152,9 +153,9 @@ TEST(PeerStallTest, DISABLED_ATricklingPeerCannotStretchAWaitAllReceivePastItsTi
 }
 
 // The same for a blocking send into a full ring whose peer reads one byte every 20 ms: each
-// byte of room wakes the send, and its next sleep starts a full SO_SNDTIMEO again. On kernel
-// TCP the timeout counts for the whole call (sk_stream_wait_memory's timeo).
-TEST(PeerStallTest, DISABLED_ASlowReaderCannotStretchABlockingSendPastItsTimeout) {
+// byte of room woke the send, and its next sleep started a full SO_SNDTIMEO again. On kernel
+// TCP the timeout counts for the whole call (sk_stream_wait_memory's timeo); so it does here.
+TEST(PeerStallTest, ASlowReaderCannotStretchABlockingSendPastItsTimeout) {
   Pair pair(16 * 1024);
   ASSERT_TRUE(pair.ok());
   std::vector<uint8_t> fill(16 * 1024, 'f');

@@ -41,17 +41,6 @@ auto &Registry() {
   return *sessions;
 }
 
-// This process's bell: every client session of the process family shares it (its watchers
-// register it edge-triggered, the groups ring it).
-std::mutex bell_mutex;
-int client_bell = -1;
-
-int ClientBell() {
-  std::lock_guard<std::mutex> guard(bell_mutex);
-  if (client_bell < 0) client_bell = wait::CreateBell();
-  return client_bell;
-}
-
 uint16_t PortOf(const struct sockaddr *address) {
   if (address->sa_family == AF_INET) {
     return ntohs(reinterpret_cast<const struct sockaddr_in *>(address)->sin_port);
@@ -116,6 +105,7 @@ ClientSession::ClientSession(void *arena, uint64_t nonce, int own_bell, int grou
 
 ClientSession::~ClientSession() {
   sys::CloseOwned(channel_);
+  sys::CloseOwned(own_bell_);
   sys::CloseOwned(peer_bell_);
   sys::UnmapFamilyShared(family_, sizeof(FamilyState));
 }
@@ -126,12 +116,14 @@ Result<std::shared_ptr<ClientSession>> ClientSession::Open(const struct sockaddr
   struct ucred holder {};
   const int channel = ConnectChannel(destination, why, &holder);
   if (channel < 0) return Errno{ENOENT};
+  // The session's own bell (a group that silences it silences only its own connections).
+  const int own_bell = wait::CreateBell();
   auto fail = [&](int error) -> Result<std::shared_ptr<ClientSession>> {
     sys::CloseOwned(channel);
+    sys::CloseOwned(own_bell);
     *why = NoSession::kResources;
     return Errno{error};
   };
-  const int own_bell = ClientBell();
   if (own_bell < 0) return fail(errno);
   const int memory_fd =
       static_cast<int>(memfd_create("loopfast-session", MFD_CLOEXEC | MFD_ALLOW_SEALING));

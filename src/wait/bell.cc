@@ -14,7 +14,8 @@ namespace loopfast::wait {
 
 int CreateBell() {
   const int saved_errno = errno;
-  const int bell = sys::TakeHigh(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  // The counter starts at 1 and only ever grows by rings of 0 (see RingBell).
+  const int bell = sys::TakeHigh(eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC));
   if (bell >= 0) sys::Own(bell);
   errno = saved_errno;
   return bell;
@@ -23,8 +24,11 @@ int CreateBell() {
 void RingBell(int bell) {
   if (bell < 0) return;
   const int saved_errno = errno;
-  const uint64_t one = 1;
-  (void)!sys::Real().write(bell, &one, sizeof one);
+  // Adding 0 never blocks, whatever the counter and whatever the flags of the open file the
+  // peer shares (it could clear O_NONBLOCK and fill the counter), and still wakes every epoll
+  // instance watching: the bell reads as ready while its counter is not 0.
+  const uint64_t nothing = 0;
+  (void)!sys::Real().write(bell, &nothing, sizeof nothing);
   errno = saved_errno;
 }
 

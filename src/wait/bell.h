@@ -5,15 +5,20 @@
 // epoll instance that registered the bell, so any number of waiters, in any process holding it,
 // can share one bell without taking each other's wake-up.
 //
+// The counter starts at 1 and a ring adds 0: that never blocks, even when the peer (which shares
+// the open file) made it blocking and full, and it still wakes the watchers. A peer that reads
+// the counter down to 0 silences only its own session's bell: each session has its own.
+//
 // Thread rules: any thread.
 #ifndef LOOPFAST_WAIT_BELL_H_
 #define LOOPFAST_WAIT_BELL_H_
 
 namespace loopfast::wait {
 
-// A new bell (an owned, close-on-exec, non-blocking eventfd above the program's range), or -1.
+// A new bell (an owned, close-on-exec, non-blocking eventfd above the program's range, its
+// counter at 1), or -1.
 int CreateBell();
-// Wakes the watchers of `bell`. Never blocks (a full counter means it is readable already).
+// Wakes the watchers of `bell`. Never blocks.
 void RingBell(int bell);
 
 // The calling thread's epoll instance holding the bells its poll/select calls sleep on.
