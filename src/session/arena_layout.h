@@ -117,15 +117,18 @@ struct SlotHeader {
   // which it keeps after its process closed it (the socket's inode does not).
   std::atomic<uint64_t> socket_cookie;
   std::atomic<uint32_t> bound_by;  // the accepting process's pid (informational)
+  // When the client declined the slot (seconds, CLOCK_MONOTONIC): a declined slot waits for an
+  // accept that may still look at it, and is taken back only when the session runs out.
+  uint32_t declined_at_s;
   // The capture file of the first end that started capturing (0: none): when both ends capture
   // into one file, that end alone writes the handshake.
-  uint32_t reserved;
   std::atomic<uint64_t> handshake_capture;
   uint8_t pad[kCacheLine - 32];
 };
 static_assert(offsetof(SlotHeader, state) == 0);
 static_assert(offsetof(SlotHeader, socket_cookie) == 8);
 static_assert(offsetof(SlotHeader, bound_by) == 16);
+static_assert(offsetof(SlotHeader, declined_at_s) == 20);
 static_assert(offsetof(SlotHeader, handshake_capture) == 24);
 static_assert(sizeof(SlotHeader) == kCacheLine);
 

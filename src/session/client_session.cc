@@ -232,6 +232,7 @@ Result<uint32_t> ClientSession::Claim(uint64_t socket_cookie, uint32_t rx_limit)
       }
     }
   }
+  if (index == kMaxSlots) index = ReclaimDeclined();
   if (index == kMaxSlots) return Errno{ENOSPC};
   Slot *slot = arena_.slot(index);
   // Fresh ends and rings; the state comes last, with the socket it is for.
@@ -289,16 +290,44 @@ void ClientSession::Connected(uint32_t slot) {
 bool ClientSession::Decline(uint32_t slot) {
   std::atomic<uint32_t> &state = arena_.slot(slot)->header.state;
   uint32_t current = state.load(std::memory_order_acquire);
+  arena_.slot(slot)->header.declined_at_s = static_cast<uint32_t>(wait::NowNs() / 1000000000u);
   while (current == kSlotClaimed || current == kSlotConnected) {
     if (state.compare_exchange_weak(current, kSlotDeclined, std::memory_order_acq_rel)) break;
   }
   if (current == kSlotBound) return false;
   // An accept may still look at the slot (its SYN carried the marker): the slot stays declined
   // rather than free, so that the accepting side finds it and takes kernel TCP too. It is
-  // given back with the session.
+  // given back with the session, or taken back when the session runs out of slots.
   open_connections.fetch_sub(1, std::memory_order_relaxed);
   UpdateStat();
   return true;
+}
+
+uint32_t ClientSession::ReclaimDeclined() {
+  // Declined slots whose connection an accept has seen, or that waited a minute (an accept that
+  // comes later finds no claim and resets the connection): the oldest first.
+  constexpr uint32_t kPatienceS = 60;
+  const uint32_t now_s = static_cast<uint32_t>(wait::NowNs() / 1000000000u);
+  uint32_t best = kMaxSlots;
+  uint32_t best_age = 0;
+  for (uint32_t i = 0; i < kMaxSlots; ++i) {
+    const Slot *slot = arena_.slot(i);
+    if (slot->header.state.load(std::memory_order_acquire) != kSlotDeclined) continue;
+    const uint32_t age = now_s - slot->header.declined_at_s;
+    const bool seen = slot->header.bound_by.load(std::memory_order_relaxed) != 0;
+    if ((seen || age >= kPatienceS) && (best == kMaxSlots || age > best_age)) {
+      best = i;
+      best_age = age;
+    }
+  }
+  if (best == kMaxSlots) return kMaxSlots;
+  uint32_t declined = kSlotDeclined;
+  // Taken by this claim: its bit in the family's map stays set.
+  if (!arena_.slot(best)->header.state.compare_exchange_strong(declined, kSlotFree,
+                                                                std::memory_order_acq_rel)) {
+    return kMaxSlots;
+  }
+  return best;
 }
 
 void ClientSession::Abandon(uint32_t slot) {

@@ -68,6 +68,9 @@ class ClientSession : public Session {
   struct FamilyState;
   ClientSession(void *arena, uint64_t nonce, int own_bell, int group_bell, int channel,
                 FamilyState *family, uint16_t port, uid_t uid);
+  // A declined slot that can be taken back (its accept has looked, or a minute passed), now
+  // the caller's; kMaxSlots when none.
+  uint32_t ReclaimDeclined();
   static Result<std::shared_ptr<ClientSession>> Open(const struct sockaddr *destination, uid_t uid,
                                                      NoSession *why);
 

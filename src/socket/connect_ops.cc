@@ -195,6 +195,9 @@ int Connect(int fd, const struct sockaddr *address, socklen_t length) {
           session::ClientSession::For(address, static_cast<uid_t>(info.st_uid));
       if (!opened.session) {
         plain_reason = ReasonFor(opened.why);
+      } else if (const char *denied = PolicyDeniesUsers(
+                     GetPolicy(), static_cast<uid_t>(info.st_uid), opened.session->peer_uid())) {
+        plain_reason = denied;  // the listener's user is another one
       } else {
         const uint32_t rx_limit = ReceiveLimit(*socket);
         Result<uint32_t> claimed = opened.session->Claim(cookie, rx_limit);

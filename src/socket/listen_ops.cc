@@ -4,6 +4,7 @@
 // the kernel says of the client's socket, without waiting for anyone.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -213,8 +214,12 @@ void BindAccepted(Socket &accepted, int fd, session::ListenerGroup &group) {
   ends.local = reinterpret_cast<const struct sockaddr *>(&syn.local);
   ends.peer = reinterpret_cast<const struct sockaddr *>(&peer);
   BecomeFast(accepted, fd, std::move(fast.value()), ends);
-  if (const char *denied = AcceptedDenied(reinterpret_cast<const struct sockaddr *>(&syn.local),
-                                          reinterpret_cast<const struct sockaddr *>(&peer))) {
+  const char *denied = AcceptedDenied(reinterpret_cast<const struct sockaddr *>(&syn.local),
+                                      reinterpret_cast<const struct sockaddr *>(&peer));
+  if (denied == nullptr && client.value().uid_known) {
+    denied = PolicyDeniesUsers(GetPolicy(), geteuid(), client.value().uid);
+  }
+  if (denied != nullptr) {
     // Bytes the client already put in the ring are still read first.
     connection->SwitchToKernel();
     accepted.fallback_reason = denied;
