@@ -672,5 +672,42 @@ TEST(SessionTest, TwoHundredConcurrentConnectionsOfOneProcessShareOneSession) {
   EXPECT_EQ(Reap(server, 20000), kOk) << "server" << kCodes << "; 20 + N: N new sessions mapped";
 }
 
+// A server that closes its listener and listens again on the same port while a connection of
+// the old listener lives on (Redis does on CONFIG SET port): the client's session belonged to
+// the old listener, so its next connection must set up a new one with the new listener, not
+// claim in the old session (the new listener would not find that claim and reset it).
+TEST(SessionTest, AListenerReopenedOnItsPortWhileAnOldConnectionLivesTakesNewConnections) {
+  uint16_t port = 0;
+  const int first = Listen(AF_INET, "127.0.0.1", true, &port);
+  ASSERT_GE(first, 0);
+  const int old_client = Connect({AF_INET, "127.0.0.1", port}, true);
+  const int old_server = accept(first, nullptr, nullptr);
+  ASSERT_GE(old_server, 0);
+  Bound(old_client);
+  Bound(old_server);
+  Settle(old_client, old_server, true);
+  close(first);
+  const int second = Listen(AF_INET, "127.0.0.1", true, &port);
+  ASSERT_GE(second, 0);
+  for (int round = 0; round < 3; ++round) {
+    const int client = Connect({AF_INET, "127.0.0.1", port}, true);
+    const int server = accept(second, nullptr, nullptr);
+    ASSERT_GE(server, 0) << "round " << round;
+    Bound(client);
+    Bound(server);
+    Settle(client, server, true);
+    EXPECT_TRUE(CarriesExactly(client, server, 40 + round, 100000)) << "round " << round;
+    EXPECT_TRUE(CarriesExactly(server, client, 50 + round, 100000)) << "round " << round;
+    close(client);
+    close(server);
+  }
+  // The old connection, still on its old session.
+  EXPECT_TRUE(CarriesExactly(old_client, old_server, 60, 100000));
+  EXPECT_TRUE(CarriesExactly(old_server, old_client, 61, 100000));
+  close(old_client);
+  close(old_server);
+  close(second);
+}
+
 }  // namespace
 }  // namespace loopfast::test

@@ -175,6 +175,13 @@ bool ServerSession::ClientAlive() const {
   return n != 0;
 }
 
+void ServerSession::EndChannel() {
+  if (setup_socket_ < 0) return;
+  const int saved_errno = errno;
+  shutdown(setup_socket_, SHUT_RDWR);
+  errno = saved_errno;
+}
+
 // ---- ListenerGroup ----
 
 namespace {
@@ -234,6 +241,8 @@ ListenerGroup::ListenerGroup(uint16_t port, int channel, std::shared_ptr<GroupMe
       parking_tx_(parking[1]) {}
 
 ListenerGroup::~ListenerGroup() {
+  // A listener opened on the port later is another group: the clients must set up anew.
+  for (const auto &session : sessions_) session->EndChannel();
   sessions_.clear();
   for (int fd : {channel_, depot_rx_, depot_tx_, parking_rx_, parking_tx_}) sys::CloseOwned(fd);
   group_->holders.fetch_sub(1, std::memory_order_acq_rel);

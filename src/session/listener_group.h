@@ -59,6 +59,10 @@ class ServerSession : public Session {
   bool ClientAlive() const;
   // Whether the group's record of this session still says it is live.
   bool StillInGroup() const;
+  // This process's listeners of the port are gone: ends the setup's connection (for every
+  // process holding it), so the client's next connection sets up a new session with whatever
+  // listens there next instead of claiming in this one. Connections of the session go on.
+  void EndChannel();
 
  protected:
   void SlotDone(uint32_t) override {}  // slots are the client's to reuse
