@@ -123,6 +123,9 @@ FastConnection::FastConnection(std::shared_ptr<session::Session> session, uint32
   const uint32_t send_limit = peer_limit == 0 ? session::kUnboundRingBytes : Clamp(peer_limit);
   tx_ = SpscRing(&slot_->ring[out], {slot_->window[out], session::kSlotWindowBytes}, &tx_areas_,
                  send_limit);
+  // A stream that begins before the accept must not stay held to the unbound size: its large
+  // area has room for the usual limit, which the server's limit then opens (or narrows).
+  if (peer_limit == 0) tx_.ReserveLargeArea(Clamp(0));
   // What this end reads may have grown to the unbound limit before this end's limit was known.
   const uint32_t read_bound = std::max(Clamp(own_limit), session::kUnboundRingBytes);
   rx_ = SpscRing(&slot_->ring[in], {slot_->window[in], session::kSlotWindowBytes}, &rx_areas_,
@@ -325,6 +328,15 @@ Transfer FastConnection::SendOnRing(int kernel_fd, const struct iovec *iov, size
   }
 }
 
+namespace {
+// The ring stream ended after `received` bytes: a MSG_WAITALL receive goes on for the rest on
+// the kernel connection (both, Transfer::UseKernelAfter); others return what they have.
+Transfer RingEnded(size_t received, const RecvCall &call) {
+  if (call.wait_all && !call.peek && received > 0) return Transfer::UseKernelAfter(received);
+  return Transfer::Or(received, Outcome::kUseKernel);
+}
+}  // namespace
+
 Transfer FastConnection::Recv(int kernel_fd, const struct iovec *iov, size_t iov_count,
                               const RecvCall &call) {
   const Transfer got = RecvFromRing(kernel_fd, iov, iov_count, WithDeadline(call));
@@ -358,7 +370,7 @@ Transfer FastConnection::RecvFromRing(int kernel_fd, const struct iovec *iov, si
   for (;;) {
     if (Broken()) return Transfer::Or(received, Outcome::kReset);
     // Moving to kernel TCP: the peer hands what is left in this ring to the kernel connection.
-    if ((OwnFlags() & kSideMoving) != 0) return Transfer::Or(received, Outcome::kUseKernel);
+    if ((OwnFlags() & kSideMoving) != 0) return RingEnded(received, call);
     // Read the flags before the ring: the peer publishes its last bytes before it sets them.
     const bool ended = (PeerFlags() & (kSideWriteShut | kSideRingDone)) != 0 || PeerLeft() ||
                        (OwnFlags() & kSideReadShut) != 0;
@@ -384,7 +396,7 @@ Transfer FastConnection::RecvFromRing(int kernel_fd, const struct iovec *iov, si
       }
     }
     if (got < 0) return Transfer::Or(received, Outcome::kReset);
-    if (ended) return Transfer::Or(received, Outcome::kUseKernel);
+    if (ended) return RingEnded(received, call);
     if (call.nonblocking) return Transfer::Or(received, Outcome::kWouldWait);
     const size_t needed = call.peek && call.wait_all ? length : 1;
     const wait::WakeReason reason = wait::SleepUntil(
@@ -432,6 +444,7 @@ FastConnection::Look FastConnection::LookNow(int kernel_fd) {
   look.in_sequence = rx_.control()->head.load(std::memory_order_acquire);
   look.in_consumed = rx_.control()->tail.load(std::memory_order_acquire);
   look.no_space = no_space_.load(std::memory_order_acquire);
+  look.in_ready_ns = rx_.ReadySinceNs();
   return look;
 }
 

@@ -52,6 +52,9 @@ struct Transfer {
   static Transfer Or(size_t n, Outcome otherwise) {
     return n > 0 ? Transfer{Outcome::kDone, n} : Transfer{otherwise, 0};
   }
+  // A MSG_WAITALL receive got `n` bytes from the ring, whose stream then ended: the rest is
+  // to be read from the kernel connection.
+  static Transfer UseKernelAfter(size_t n) { return {Outcome::kUseKernel, n}; }
 };
 
 struct SendCall {
@@ -108,9 +111,14 @@ class FastConnection {
     uint64_t in_sequence = 0;  // bytes the peer ever wrote (edge-triggered readiness)
     uint64_t in_consumed = 0;  // bytes this end ever read
     uint64_t no_space = 0;     // times a send here found the ring full
+    uint64_t in_ready_ns = 0;  // when the peer last wrote into the empty ring (ordering only)
   };
   // `kernel_fd`: asked whether the peer is gone when NoteKernelChanged() said it may be.
   Look LookNow(int kernel_fd);
+  // The peer stamps when its writes make this end's input ready (Look::in_ready_ns) from now on.
+  void WantInputStamps() { rx_.WantReadyStamps(); }
+  // Bytes the peer ever wrote into the ring (Look::in_sequence), alone: one load.
+  uint64_t InputSequence() const { return rx_.control()->head.load(std::memory_order_acquire); }
   // A readiness call saw the kernel connection change (a FIN or reset may have come): the next
   // LookNow asks it whether the peer died.
   void NoteKernelChanged() { kernel_changed_.store(true, std::memory_order_release); }

@@ -1,5 +1,7 @@
 #include "ring/ring.h"
 
+#include <time.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -33,9 +35,10 @@ void SpscRing::Initialize(RingControl *control, uint32_t initial_window) {
   control->reserved2 = 0;
   control->area_offset[0].store(0, std::memory_order_relaxed);
   control->area_offset[1].store(0, std::memory_order_relaxed);
+  control->ready_ns.store(0, std::memory_order_relaxed);
   control->tail.store(0, std::memory_order_relaxed);
   control->consumer_waiting.store(0, std::memory_order_relaxed);
-  control->reserved1 = 0;
+  control->stamps_wanted.store(0, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
 }
 
@@ -59,11 +62,12 @@ SpscRing::SpscRing(RingControl *control, Area first, AreaSource *source, uint32_
 }
 
 void SpscRing::SetCapacity(uint32_t capacity) {
-  if (capacity <= capacity_ || (capacity & (capacity - 1)) != 0 || capacity > kMaxCapacity) {
-    return;
-  }
-  // A large area made for the old capacity cannot hold a larger window.
-  if (areas_[2].data != nullptr && capacity > areas_[2].bytes) return;
+  if (capacity == capacity_ || !ValidCapacity(capacity)) return;
+  // A large area already made cannot hold a larger window.
+  if (areas_[2].data != nullptr) capacity = std::min(capacity, areas_[2].bytes);
+  // Nor does a window shrink: the bytes in it stay (as kernel TCP keeps what it queued).
+  const RingMapping mapping = Mapping();
+  if (mapping.window != 0) capacity = std::max(capacity, mapping.window);
   capacity_ = capacity;
 }
 
@@ -96,7 +100,8 @@ bool SpscRing::PrepareArea(uint32_t window) {
     if (uint8_t *data = source_->Existing(area, &existing)) areas_[area] = {data, existing};
   }
   if (areas_[area].data != nullptr) return window <= areas_[area].bytes;
-  const uint32_t bytes = area == 1 ? std::min(source_->medium_bytes(), capacity_) : capacity_;
+  const uint32_t bytes = area == 1 ? std::min(source_->medium_bytes(), capacity_)
+                                   : std::max(capacity_, large_area_bytes_);
   uint64_t offset = 0;
   uint8_t *data = source_->Allocate(area, bytes, &offset);
   if (data == nullptr) return false;
@@ -277,8 +282,20 @@ int64_t SpscRing::Write(const struct iovec *iov, size_t iov_count, size_t iov_sk
       budget -= chunk;
     }
   }
-  // Release: the bytes above become visible before the new head.
-  if (written > 0) control_->head.store(head + written, std::memory_order_release);
+  if (written == 0) return 0;
+  // The ring was empty (the consumer has read up to our head) and its consumer orders by time:
+  // these bytes make it readable now. The consumer's line is read right after this write
+  // anyway (its waiting word).
+  if (control_->stamps_wanted.load(std::memory_order_relaxed) != 0 &&
+      (head == cached_tail_ ||
+       head == (cached_tail_ = control_->tail.load(std::memory_order_acquire)))) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    control_->ready_ns.store(uint64_t(now.tv_sec) * 1000000000u + uint64_t(now.tv_nsec),
+                             std::memory_order_relaxed);
+  }
+  // Release: the bytes above (and the stamp) become visible before the new head.
+  control_->head.store(head + written, std::memory_order_release);
   return static_cast<int64_t>(written);
 }
 

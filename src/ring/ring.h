@@ -29,6 +29,10 @@
 // sessions keep the first window in the connection's slot and larger ones in the producer's
 // region of the session's memory, session/arena_layout.h).
 //
+// A write into an empty ring also stamps the time (the vDSO clock, no system call) once the
+// consumer asks for it, so that a reader watching many rings can tell which became readable
+// first.
+//
 // Thread rules: one producer thread and one consumer thread at a time (callers that share an
 // end serialise with their own lock); any thread may read the fill level.
 #ifndef LOOPFAST_RING_RING_H_
@@ -60,11 +64,16 @@ struct RingControl {
   // Where the producer placed its areas 1 and 2 (AreaSource), published before the first
   // mapping that uses them; meaningless without an AreaSource.
   std::atomic<uint64_t> area_offset[2];
-  uint8_t pad0[kCacheLine - 56];
+  // CLOCK_MONOTONIC time of the last write that found the ring empty while the consumer wanted
+  // stamps (below): when its input became ready, for the order in which epoll_wait reports
+  // sockets (socket/ready_queue.h). Advisory: only used to order, never trusted further.
+  std::atomic<uint64_t> ready_ns;
   // Consumer's line: written by the consumer, read by the producer.
   alignas(kCacheLine) std::atomic<uint64_t> tail;
   std::atomic<uint32_t> consumer_waiting;  // consumer is (about to be) asleep for data
-  uint32_t reserved1;
+  // Nonzero once the consumer orders its readiness reports by time (an epoll set watches it):
+  // the producer stamps ready_ns from then on. Readers that never use epoll cost no clock.
+  std::atomic<uint32_t> stamps_wanted;
   uint8_t pad1[kCacheLine - 16];
 };
 static_assert(sizeof(RingControl) == 2 * kCacheLine);
@@ -74,8 +83,10 @@ static_assert(offsetof(RingControl, mapping) == 16);
 static_assert(offsetof(RingControl, guard_until) == 24);
 static_assert(offsetof(RingControl, guard_bytes) == 32);
 static_assert(offsetof(RingControl, area_offset) == 40);
+static_assert(offsetof(RingControl, ready_ns) == 56);
 static_assert(offsetof(RingControl, tail) == kCacheLine);
 static_assert(offsetof(RingControl, consumer_waiting) == kCacheLine + 8);
+static_assert(offsetof(RingControl, stamps_wanted) == kCacheLine + 12);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
@@ -137,9 +148,14 @@ class SpscRing {
   // window the producer may grow to (SetCapacity may raise it); the consumer accepts windows up
   // to `capacity` too.
   SpscRing(RingControl *control, Area first, AreaSource *source, uint32_t capacity);
-  // Producer: the largest window from now on (a power of two of at least the current window;
-  // smaller values are ignored: a window never shrinks).
+  // Producer: the largest window from now on (a power of two). A window never shrinks: a
+  // capacity below the current window leaves the capacity at that window; one above the large
+  // area already made (area 2) stops at that area.
   void SetCapacity(uint32_t capacity);
+  // Producer: make area 2, when it is first needed, of `bytes` (a power of two at least the
+  // capacity) rather than of the capacity, so that a later SetCapacity can grow into it (a
+  // ring whose consumer's limit is not known yet).
+  void ReserveLargeArea(uint32_t bytes) { large_area_bytes_ = bytes; }
 
   uint32_t capacity() const { return capacity_; }
   RingControl *control() const { return control_; }
@@ -168,6 +184,14 @@ class SpscRing {
   // ---- Consumer side (one thread at a time) ----
   // Bytes ready to read; -1 if the shared positions are corrupt.
   int64_t ReadableBytes();
+  // From now on the producer stamps each write into the empty ring (stamps_wanted above).
+  void WantReadyStamps() {
+    if (control_->stamps_wanted.load(std::memory_order_relaxed) == 0) {
+      control_->stamps_wanted.store(1, std::memory_order_relaxed);
+    }
+  }
+  // Any thread. When the producer last wrote into the empty ring (ready_ns above; 0: never).
+  uint64_t ReadySinceNs() const { return control_->ready_ns.load(std::memory_order_relaxed); }
   // Copies up to `max` readable bytes into `iov`, after skipping its first `iov_skip` bytes
   // (so a caller can fill one buffer over several calls); consumes them unless `peek`.
   // Returns the bytes copied, or -1 if corrupt.
@@ -207,6 +231,7 @@ class SpscRing {
   mutable Area areas_[kMaxAreas] = {};  // sourced areas 1 and 2 are filled in as found
   int area_count_ = 1;
   uint32_t capacity_ = 0;
+  uint32_t large_area_bytes_ = 0;  // 0: the capacity (ReserveLargeArea)
   AreaSource *source_ = nullptr;
   // Set by the first producer call: a producer never reads area offsets back from the peer.
   bool producer_ = false;

@@ -27,7 +27,7 @@
 namespace loopfast::session {
 
 inline constexpr uint32_t kArenaMagic = 0x4c465341;  // "LFSA"
-inline constexpr uint32_t kArenaVersion = 6;         // 6: sessions (5 was one memfd per connection)
+inline constexpr uint32_t kArenaVersion = 7;         // 7: ready stamps in RingControl; 6: sessions
 
 inline constexpr uint64_t kPageBytes = 4096;
 inline constexpr uint32_t kMaxSlots = 16384;
@@ -45,7 +45,7 @@ inline constexpr uint32_t kRegionChunkBytes = 16 * 1024;
 // before the accepting side has bound a connection, the client->server ring stays within
 // kUnboundRingBytes (what kernel TCP lets a client send before the accept is of that order).
 inline constexpr uint32_t kMinRingBytes = 16 * 1024;
-inline constexpr uint32_t kUnboundRingBytes = 64 * 1024;
+inline constexpr uint32_t kUnboundRingBytes = 256 * 1024;
 inline constexpr uint32_t kDefaultRingBytes = 4 * 1024 * 1024;
 inline constexpr uint32_t kMaxRingBytes = 16 * 1024 * 1024;
 // A window past the slot's lives in a "medium" area of this size while it fits, then in a

@@ -133,11 +133,12 @@ inline void Plausible(Slot *slot, uint32_t variant, uint32_t victim_pid, uint64_
         Store64(&ring.area_offset[0], kRegionBytes - 1);
         Store64(&ring.area_offset[1], ~uint64_t{0} - 4095);
         break;
-      case 7:  // every waiter announced, a live pid in the reserved words
+      case 7:  // every waiter announced, a live pid in the reserved words, a stamp from the future
         Store32(&ring.producer_waiting, ~0u);
         Store32(&ring.consumer_waiting, ~0u);
         Store32(&ring.reserved0, victim_pid);
-        Store32(&ring.reserved1, 1);
+        Store32(&ring.stamps_wanted, 1);
+        Store64(&ring.ready_ns, ~uint64_t{0});
         break;
     }
   }
@@ -192,7 +193,8 @@ inline void RandomAroundPositions(Slot *slot, uint64_t *seed) {
     Store32(&ring.producer_waiting, uint32_t(XorShift(seed)));
     Store32(&ring.consumer_waiting, uint32_t(XorShift(seed)));
     Store32(&ring.reserved0, uint32_t(XorShift(seed)));
-    Store32(&ring.reserved1, uint32_t(XorShift(seed)));
+    Store32(&ring.stamps_wanted, uint32_t(XorShift(seed)));
+    Store64(&ring.ready_ns, XorShift(seed));
     Store32(&ring.reserved2, uint32_t(XorShift(seed)));
     Store64(&ring.area_offset[0], XorShift(seed));
   }

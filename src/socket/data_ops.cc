@@ -59,6 +59,33 @@ ssize_t Answer(const Transfer &done) {
   return -1;
 }
 
+// A MSG_WAITALL receive that got `done.bytes` from the ring before its stream ended waits on
+// the kernel connection for the rest, as one kernel TCP receive would; what it got counts
+// whatever ends that wait (kernel TCP, too, returns a partial count then).
+ssize_t RecvRestFromKernel(int kernel_fd, struct msghdr *message, int flags, const Transfer &done) {
+  std::vector<struct iovec> rest;
+  size_t skip = done.bytes;
+  for (size_t i = 0; i < message->msg_iovlen; ++i) {
+    const struct iovec &part = message->msg_iov[i];
+    if (skip >= part.iov_len) {
+      skip -= part.iov_len;
+      continue;
+    }
+    rest.push_back({static_cast<char *>(part.iov_base) + skip, part.iov_len - skip});
+    skip = 0;
+  }
+  struct msghdr tail {};
+  tail.msg_iov = rest.data();
+  tail.msg_iovlen = rest.size();
+  const int saved_errno = errno;
+  const ssize_t more = rest.empty() ? 0 : Real().recvmsg(kernel_fd, &tail, flags);
+  errno = saved_errno;
+  message->msg_namelen = 0;
+  message->msg_controllen = 0;
+  message->msg_flags = 0;
+  return static_cast<ssize_t>(done.bytes) + (more > 0 ? more : 0);
+}
+
 // The last call that outlived its socket's close has returned: end the connection now.
 void FinishDeferredClose(Socket &socket) {
   std::lock_guard<std::mutex> guard(socket.mutex);
@@ -232,9 +259,11 @@ ssize_t Recv(int fd, struct msghdr *message, int flags) {
           // connection before waiting there for the reply.
           if (!fast->SettleIfPeerLeft(in_flight.kernel_fd(), !call.nonblocking,
                                       call.wait.deadline_ns)) {
+            if (got.bytes > 0) return static_cast<ssize_t>(got.bytes);
             errno = EAGAIN;  // the program's timeout passed while our bytes were handed over
             return -1;
           }
+          if (got.bytes > 0) return RecvRestFromKernel(in_flight.kernel_fd(), message, flags, got);
           return Real().recvmsg(in_flight.kernel_fd(), message, flags);
         }
         const ssize_t n = Answer(got);

@@ -61,7 +61,10 @@ State Look(Socket &socket, int fd, short wanted) {
             look.in_ended || look.out_ended
                 ? KernelEvents(fd, static_cast<short>(kInputEvents | kOutputEvents))
                 : short{0};
-        if (look.readable) events = static_cast<short>(events | (POLLIN | POLLRDNORM));
+        if (look.readable) {
+          events = static_cast<short>(events | (POLLIN | POLLRDNORM));
+          state.in_ready_ns = look.in_ready_ns;
+        }
         if (look.in_ended) events = static_cast<short>(events | (kernel & kInputEvents));
         if (look.out_ended) {
           events = static_cast<short>(events | (kernel & kOutputEvents));
@@ -79,6 +82,17 @@ State Look(Socket &socket, int fd, short wanted) {
       state.events = Restrict(state.all_events, wanted);
       return state;
   }
+}
+
+bool WantInputStamps(Socket &socket) {
+  if (socket.path.load(std::memory_order_acquire) != Path::kFast) return false;
+  socket.fast.load(std::memory_order_acquire)->WantInputStamps();
+  return true;
+}
+
+uint64_t InputSequence(const Socket &socket) {
+  if (socket.path.load(std::memory_order_acquire) != Path::kFast) return 0;
+  return socket.fast.load(std::memory_order_acquire)->InputSequence();
 }
 
 bool EdgeFired(const State &now, EdgeMemory *memory) {

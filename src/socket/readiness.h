@@ -38,6 +38,9 @@ struct State {
   // Bytes the kernel connection ever received, once input comes from it (a moved connection):
   // each arrival is a new edge, as on kernel TCP.
   uint64_t kernel_in = 0;
+  // For the order of epoll's reports (ready_queue.h): when the peer's last write into the empty
+  // ring made it readable (CLOCK_MONOTONIC; 0: unknown). Input in the ring only.
+  uint64_t in_ready_ns = 0;
 };
 
 // What an edge-triggered watcher remembers between looks.
@@ -56,6 +59,13 @@ bool EdgeFired(const State &now, EdgeMemory *memory);
 
 // Current readiness of `fd` for the poll(2) events in `wanted`.
 State Look(Socket &socket, int fd, short wanted);
+
+// Asks the peer of a fast socket to stamp when its input becomes ready (State::in_ready_ns),
+// for a caller that orders by it (epoll). True once asked (the socket is fast), for good.
+bool WantInputStamps(Socket &socket);
+// State::in_sequence alone, cheaply (0 for a socket that is not fast): whether the peer wrote
+// since a look.
+uint64_t InputSequence(const Socket &socket);
 
 // Up to kMaxWaitFds descriptors to sleep on; events as poll(2) takes them.
 inline constexpr int kMaxWaitFds = 3;
