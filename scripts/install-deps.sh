@@ -4,8 +4,11 @@
 set -euo pipefail
 packages=(g++ cmake make libgtest-dev libgmock-dev libbenchmark-dev iproute2 pkg-config
   clang libclang-rt-14-dev tcpdump)
-# The real-program tests (tests/programs/): servers and clients from Debian, run under loopfast.
-program_packages=(redis-server redis-tools nginx-light wrk sockperf iperf3 curl)
+# The real-program tests (tests/programs/): servers and clients from Debian, run under loopfast;
+# tcl and patch for Redis's own test suite (fetched from Debian's source package at test time),
+# python3's own test suite for its asyncio tests.
+program_packages=(redis-server redis-tools nginx-light wrk sockperf iperf3 curl tcl patch python3
+  libpython3.11-testsuite)
 if [ "${LOOPFAST_PROGRAM_TESTS:-1}" != 0 ]; then
   packages+=("${program_packages[@]}")
 fi
