@@ -1,10 +1,13 @@
-// libFuzzer target for everything loopfast reads that another party wrote: rendezvous messages
-// (any local process can send them), the shared-memory header and ring positions (the peer
-// writes them, and a peer may be hostile), and the text inputs (policy file, environment lists,
-// /proc links). The first byte picks the input; the rest is it.
+// libFuzzer target for everything loopfast reads that another party wrote: session setups (any
+// local process can send them to a listener's channel), saved SYNs, the session's shared memory
+// (the peer writes it and may be hostile: claims, slots, flags, ring positions, windows, area
+// offsets), and the text inputs (policy file, environment lists, escaping). The first byte
+// picks the input; the rest is it.
 //
 //   scripts/fuzz.sh --runs N | --seconds S      (builds with clang, keeps fuzz/corpus/)
+#include <sys/mman.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -13,11 +16,13 @@
 #include <string>
 #include <vector>
 
-#include "rendezvous/peer_identity.h"
-#include "rendezvous/protocol.h"
-#include "ring/ring.h"
+#include "base/escape.h"
+#include "fast/fast_connection.h"
+#include "session/arena_layout.h"
+#include "session/markers.h"
+#include "session/messages.h"
+#include "session/test_arena.h"
 #include "socket/policy.h"
-#include "socket/shared_layout.h"
 #include "stat/registry_reader.h"
 
 namespace {
@@ -25,45 +30,69 @@ namespace {
 using namespace loopfast;
 
 void FuzzMessages(const uint8_t *data, size_t size) {
-  using rendezvous::Kind;
-  (void)rendezvous::IsMessage(data, size, Kind::kHello, sizeof(rendezvous::Hello));
-  (void)rendezvous::IsMessage(data, size, Kind::kOffer, sizeof(rendezvous::Offer));
-  (void)rendezvous::IsMessage(data, size, Kind::kReject, sizeof(rendezvous::Reject));
-  (void)rendezvous::IsMessage(data, size, Kind::kForward, sizeof(rendezvous::Forward));
-  (void)rendezvous::IsMessage(data, size, Kind::kForwardUnread, sizeof(rendezvous::ForwardUnread));
+  (void)session::IsUsableSetup(data, size);
+  (void)session::ParseSavedSyn(data, static_cast<unsigned>(size));
 }
 
-// The input overwrites the header and ring controls of a real layout, as a hostile peer could;
-// a layout that passes validation is then used exactly as a connection uses it.
-void FuzzSharedMemory(const uint8_t *data, size_t size) {
-  const uint64_t bytes = LayoutBytes(kMinRingBytes, 2 * kInitialWindowBytes);
-  static std::vector<uint8_t> *memory = new std::vector<uint8_t>();
-  memory->assign(bytes + 64, 0);
-  void *base = memory->data() + (64 - reinterpret_cast<uintptr_t>(memory->data()) % 64) % 64;
-  InitializeLayout(base, kMinRingBytes, 2 * kInitialWindowBytes);
-  std::memcpy(base, data, std::min<size_t>(size, sizeof(SharedHeader)));
-  if (!ValidateLayout(base, bytes)) return;
-  auto *header = static_cast<SharedHeader *>(base);
-  for (int ring = 0; ring < 2; ++ring) {
-    // Ring 0 lives in its header window and small area only; ring 1 has a large area as well.
-    auto *bytes_base = static_cast<uint8_t *>(base);
-    const SpscRing::Area areas[3] = {
-        {bytes_base + kHeaderWindowOffset + kHeaderWindowBytes * ring, kHeaderWindowBytes},
-        {bytes_base + header->small_offset[ring], header->small_bytes[ring]},
-        {bytes_base + header->large_offset[ring], header->ring_capacity[ring]}};
-    SpscRing spsc(&header->ring[ring], areas, 3);
-    uint8_t buffer[4096];
-    (void)spsc.FillLevel();
-    (void)spsc.HasRoom();
-    (void)spsc.ReadableBytes();
-    (void)spsc.Read(buffer, sizeof buffer, /*peek=*/true);
-    (void)spsc.Read(buffer, sizeof buffer);
-    (void)spsc.WritableBytes();
-    std::memset(buffer, 0x5a, sizeof buffer);
-    (void)spsc.Write(buffer, size % sizeof buffer);
-    const uint8_t *span = nullptr;
-    (void)spsc.UnreadSpan(header->ring[ring].tail.load(), &span);
+// One session between two "processes" (both views in this one), made once; each input then
+// scribbles over the claim index, a slot (its header, both ends' flags, both rings' controls
+// and windows) and the ring's area offsets, as a hostile peer could at any moment, and both
+// ends use it: the claim lookup, every data call (never blocking), readiness, close.
+session::TestArena &Arena() {
+  static auto *arena = new session::TestArena();
+  return *arena;
+}
+
+void FuzzSession(const uint8_t *data, size_t size) {
+  session::TestArena &arena = Arena();
+  const session::ArenaView &view = arena.client->arena();
+  const uint32_t index = arena.BoundSlot(3, session::kDefaultRingBytes);
+  auto server = FastConnection::Open(arena.server, index, session::kDefaultRingBytes);
+  auto client = FastConnection::Open(arena.client, index, 1 << 20);
+  if (!server.ok() || !client.ok()) return;
+  // Some honest traffic first, so that the scribbling lands on a ring in use.
+  uint8_t buffer[8192];
+  std::memset(buffer, 0x5a, sizeof buffer);
+  struct iovec out = {buffer, size % sizeof buffer};
+  SendCall nonblocking_send;
+  nonblocking_send.nonblocking = true;
+  (void)client.value()->Send(-1, &out, 1, nonblocking_send);
+  // The input: first the slot (its 1.5 KiB), then the claim index around the cookie's home.
+  session::Slot *slot = view.slot(index);
+  const size_t into_slot = std::min<size_t>(size, sizeof(session::Slot));
+  std::memcpy(static_cast<void *>(slot), data, into_slot);
+  data += into_slot;
+  size -= into_slot;
+  const uint64_t cookie = slot->header.socket_cookie.load();
+  const uint32_t home = session::ClaimHome(cookie);
+  for (uint32_t i = 0; size >= sizeof(session::ClaimEntry) && i < session::kMaxClaimProbes; ++i) {
+    std::memcpy(static_cast<void *>(&view.claims()[(home + i) & (session::kClaimEntries - 1)]),
+                data, sizeof(session::ClaimEntry));
+    data += sizeof(session::ClaimEntry);
+    size -= sizeof(session::ClaimEntry);
   }
+  uint32_t found = 0;
+  (void)session::FindClaim(view, cookie, &found);
+  for (FastConnection *end : {server.value().get(), client.value().get()}) {
+    RecvCall peek;
+    peek.nonblocking = true;
+    peek.peek = true;
+    struct iovec in = {buffer, sizeof buffer};
+    (void)end->Recv(-1, &in, 1, peek);
+    RecvCall read;
+    read.nonblocking = true;
+    (void)end->Recv(-1, &in, 1, read);
+    struct iovec again = {buffer, sizeof buffer};
+    (void)end->Send(-1, &again, 1, nonblocking_send);
+    (void)end->LookNow(-1);
+    (void)end->ReadableBytes();
+    (void)end->UnsentBytes();
+    end->PrepareToSleep(true, true);
+    (void)end->WakeBell();
+  }
+  // Both ends let go; the slot's memory is given back, whatever the peer wrote.
+  (void)server.value()->Close(-1);
+  (void)client.value()->Close(-1);
 }
 
 void FuzzText(const uint8_t *data, size_t size) {
@@ -75,27 +104,29 @@ void FuzzText(const uint8_t *data, size_t size) {
   std::vector<AddressRange> addresses;
   (void)ParsePortList(text.c_str(), &ports);
   (void)ParseAddressList(text.c_str(), &addresses);
-  (void)rendezvous::ParseSocketLink(text.data(), text.size());
+  (void)EscapeText(text);
+  (void)JsonQuoted(text);
 }
-
-}  // namespace
 
 // A statistics registry as any process of the user could leave it, read by `loopfast stat`.
 // The input overwrites a well-formed registry from its start (aligned copy: the reader maps
 // memory, so alignment holds there too).
 void FuzzRegistry(const uint8_t *data, size_t size) {
-  std::vector<uint64_t> memory((sizeof(stat::RegistryHeader) + 8 * sizeof(stat::Slot)) / 8 + 1);
-  auto *header = reinterpret_cast<stat::RegistryHeader *>(memory.data());
-  header->magic = stat::kRegistryMagic;
-  header->version = stat::kRegistryVersion;
-  header->header_bytes = sizeof(stat::RegistryHeader);
-  header->slot_bytes = sizeof(stat::Slot);
+  std::vector<uint64_t> memory(
+      (sizeof(loopfast::stat::RegistryHeader) + 8 * sizeof(loopfast::stat::Slot)) / 8 + 1);
+  auto *header = reinterpret_cast<loopfast::stat::RegistryHeader *>(memory.data());
+  header->magic = loopfast::stat::kRegistryMagic;
+  header->version = loopfast::stat::kRegistryVersion;
+  header->header_bytes = sizeof(loopfast::stat::RegistryHeader);
+  header->slot_bytes = sizeof(loopfast::stat::Slot);
   header->slot_capacity = 8;
   header->pid = 1;
   header->slots_in_use.store(8);
   std::memcpy(memory.data(), data, std::min(size, memory.size() * 8));
-  (void)stat::ReadRegistry(memory.data(), memory.size() * 8);
+  (void)loopfast::stat::ReadRegistry(memory.data(), memory.size() * 8);
 }
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size == 0) return 0;
@@ -107,7 +138,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       FuzzMessages(data, size);
       break;
     case 1:
-      FuzzSharedMemory(data, size);
+      FuzzSession(data, size);
       break;
     case 3:
       FuzzRegistry(data, size);

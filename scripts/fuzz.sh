@@ -20,10 +20,12 @@ if [ -z "$compiler" ]; then
 fi
 out=${FUZZ_BUILD_DIR:-build/fuzz}
 mkdir -p "$out"
-sources=(fuzz/peer_input_fuzzer.cc src/ring/ring.cc src/socket/shared_layout.cc
-  src/rendezvous/protocol.cc src/rendezvous/peer_identity.cc src/socket/policy.cc
+sources=(fuzz/peer_input_fuzzer.cc src/ring/ring.cc src/session/arena_layout.cc
+  src/session/messages.cc src/session/markers.cc src/session/region_allocator.cc
+  src/session/session.cc src/fast/fast_connection.cc src/wait/sleep.cc src/wait/bell.cc
+  src/wait/shared_lock.cc src/sys/family_memory.cc src/stat/registry.cc src/socket/policy.cc
   src/socket/config.cc src/sys/real_calls.cc src/sys/owned_fds.cc src/stat/registry_reader.cc
-  src/base/escape.cc src/base/output_file.cc)
+  src/base/escape.cc src/base/output_file.cc src/capture/capture.cc)
 binary="$out/peer_input_fuzzer"
 newest=$(ls -t "${sources[@]}" src/*/*.h | head -1)
 if [ ! -x "$binary" ] || [ "$newest" -nt "$binary" ]; then

@@ -9,8 +9,11 @@ set -euo pipefail
 build_packages=(g++ cmake make pkg-config)
 test_packages=(libgtest-dev libgmock-dev libbenchmark-dev iproute2 clang libclang-rt-14-dev
   tcpdump python3 groff-base)
-# The real-program tests (tests/programs/): servers and clients from Debian, run under loopfast.
-program_packages=(redis-server redis-tools nginx-light wrk sockperf iperf3 curl)
+# The real-program tests (tests/programs/): servers and clients from Debian, run under loopfast;
+# tcl and patch for Redis's own test suite (fetched from Debian's source package at test time),
+# python3's own test suite for its asyncio tests.
+program_packages=(redis-server redis-tools nginx-light wrk sockperf iperf3 curl tcl patch python3
+  libpython3.11-testsuite)
 # scripts/package.sh: dpkg-buildpackage (build-essential is its implicit build dependency),
 # debhelper, lintian; man-db and groff to read and check the pages.
 packaging_packages=(build-essential dpkg-dev debhelper lintian man-db groff-base)

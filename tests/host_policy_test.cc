@@ -202,5 +202,42 @@ TEST(HostPolicyTest, TheEnvironmentNarrowsButNeverWidens) {
   EXPECT_EQ(o.client.at("after"), "kernel");
 }
 
+
+// `require same-user`: a server of one user and a client of another take kernel TCP (with the
+// policy's reason), every byte delivered; without the rule the same two go fast.
+TEST(HostPolicyTest, RequireSameUserKeepsTwoUsersOnKernelTcp) {
+  REQUIRE_OVERLAY();
+  const ForNobody nobody;
+  for (const bool rule : {true, false}) {
+    SCOPED_TRACE(rule ? "require same-user" : "no rule");
+    const uint16_t port = FreePort();
+    const std::string policy = rule ? "require same-user\n" : "# nothing\n";
+    EtcOverlay server_etc(policy, 0644), client_etc(policy, 0644);
+    // The server as root, the client as 65534 (setpriv, after the overlay is laid).
+    Peer server({"listen", "--bytes", std::to_string(kBytes), "--port", std::to_string(port)},
+                kTransparent, server_etc.path());
+    const std::string port_line = server.Line();
+    ASSERT_EQ(port_line.rfind("port ", 0), 0u) << port_line;
+    std::vector<std::string> args = AsUser(65534);
+    args.erase(args.begin());  // "setpriv" is the program
+    args.insert(args.end(), {nobody.peer, "connect", port_line.substr(5), "--bytes",
+                             std::to_string(kBytes)});
+    Peer client(args, kTransparent, client_etc.path(), {}, true, {}, "/usr/bin/setpriv");
+    Outcome o;
+    o.client_line = client.Line();
+    o.server_line = server.Line();
+    o.client = Fields(o.client_line);
+    o.server = Fields(o.server_line);
+    o.client_status = client.Wait();
+    o.server_status = server.Wait();
+    ASSERT_NO_FATAL_FAILURE(ExpectWholeStreams(o, kBytes));
+    EXPECT_EQ(o.client.at("after"), rule ? "kernel" : "fast") << o.client_line;
+    EXPECT_EQ(o.server.at("after"), rule ? "kernel" : "fast") << o.server_line;
+    if (rule) {
+      EXPECT_NE(o.client.at("reason").find("one user"), std::string::npos) << o.client_line;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace loopfast::test

@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <sstream>
 
 namespace loopfast::test {
@@ -126,6 +128,58 @@ void ExpectWholeStreams(const Outcome &o, uint64_t bytes) {
     EXPECT_EQ(side->count("sent") ? side->at("sent") : "?", expected);
     EXPECT_EQ(side->count("received") ? side->at("received") : "?", expected);
   }
+}
+
+Held WaitHolding(Peer &peer) {
+  for (int i = 0; i < 4; ++i) {
+    const std::string line = peer.Line();
+    if (line.rfind("holding ", 0) != 0) continue;
+    const std::map<std::string, std::string> fields = Fields(line);
+    return {static_cast<pid_t>(std::atoi(fields.at("pid").c_str())),
+            std::atoi(fields.at("fd").c_str())};
+  }
+  ADD_FAILURE() << "the peer never held its connection";
+  return {};
+}
+
+uint16_t PortLine(Peer &server) {
+  const std::string line = server.Line();
+  EXPECT_EQ(line.rfind("port ", 0), 0u) << line;
+  return static_cast<uint16_t>(std::atoi(line.c_str() + 5));
+}
+
+std::vector<std::string> AsUser(uid_t uid) {
+  const std::string id = std::to_string(uid);
+  return {"setpriv", "--reuid=" + id, "--regid=" + id, "--clear-groups"};
+}
+
+std::string Join(const std::vector<std::string> &words) {
+  std::string line;
+  for (const std::string &word : words) line += word + " ";
+  return line;
+}
+
+ForNobody::ForNobody() {
+  const std::string check =
+      Join(kAsNobody) + "test -r " + library + " -a -x " + tool + " -a -x " + peer + " 2>/dev/null";
+  if (std::system(check.c_str()) == 0) return;
+  char path[] = "/tmp/lf-nobody.XXXXXX";
+  if (mkdtemp(path) == nullptr) return;
+  dir = path;
+  namespace fs = std::filesystem;
+  fs::permissions(dir, fs::perms(0755));
+  const std::pair<std::string *, const char *> files[] = {
+      {&library, "/libloopfast.so.0"}, {&tool, "/loopfast"}, {&peer, "/stream_peer"}};
+  for (const auto &[file, name] : files) {
+    fs::copy_file(*file, dir + name);
+    fs::permissions(dir + name, fs::perms(0755));
+    *file = dir + name;
+  }
+  tool_wrapper.insert(tool_wrapper.end(), {"env", "LD_LIBRARY_PATH=" + dir});
+}
+
+ForNobody::~ForNobody() {
+  if (!dir.empty()) std::filesystem::remove_all(dir);
 }
 
 }  // namespace loopfast::test

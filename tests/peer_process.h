@@ -74,6 +74,34 @@ Outcome RunPair(const std::vector<std::string> &server_options,
 // Both sides sent and received `bytes`, every one checked, and exited 0.
 void ExpectWholeStreams(const Outcome &outcome, uint64_t bytes);
 
+// A stream_peer started with --hold-ms holds its connection open once done and says so
+// ("holding pid=N fd=N"): its process and descriptor (the test fails when no such line comes).
+struct Held {
+  pid_t pid = 0;
+  int fd = -1;
+};
+Held WaitHolding(Peer &peer);
+// The port from a listening peer's first line ("port N").
+uint16_t PortLine(Peer &server);
+
+// Words that run a program as another user (a Peer's `wrapper`): setpriv, no groups but its own.
+std::vector<std::string> AsUser(uid_t uid);
+inline const std::vector<std::string> kAsNobody = AsUser(65534);
+std::string Join(const std::vector<std::string> &words);  // "a b c " (for a shell)
+
+// The library, the tool and stream_peer where user 65534 (or any other unprivileged user) can
+// run them: the build tree itself, or, when it is not reachable by other users (a checkout in a
+// 0700 directory), copies in a directory every user may read, removed again at the end.
+// `tool_wrapper`: runs the tool as nobody, finding the copied library.
+struct ForNobody {
+  std::string dir, library = LOOPFAST_LIBRARY, tool = LOOPFAST_TOOL, peer = LOOPFAST_STREAM_PEER;
+  std::vector<std::string> tool_wrapper = kAsNobody;
+  ForNobody();
+  ~ForNobody();
+  ForNobody(const ForNobody &) = delete;
+  ForNobody &operator=(const ForNobody &) = delete;
+};
+
 }  // namespace loopfast::test
 
 #endif  // LOOPFAST_TESTS_PEER_PROCESS_H_

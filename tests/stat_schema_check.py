@@ -3,7 +3,8 @@
 
 usage: stat_schema_check.py DOC.md < stat.json
 Exits 1 with a message on the first violation. Otherwise prints one line per socket,
-tab-separated key=value pairs (asleep flattened to asleep_receive / asleep_send), for tests.
+tab-separated key=value pairs (asleep flattened to asleep_receive / asleep_send), then one per
+session (starting kind=session), for tests.
 The field table in DOC.md must list exactly the fields checked here.
 """
 import json
@@ -11,7 +12,7 @@ import re
 import sys
 
 INT = "integer"
-TOP = {"schema": str, "time": INT, "hidden_processes": INT, "sockets": list}
+TOP = {"schema": str, "time": INT, "hidden_processes": INT, "sockets": list, "sessions": list}
 SOCKET = {
     "pid": INT, "program": str, "fd": INT, "state": str, "role": str, "family": str,
     "local": (str, None), "peer": (str, None), "reason": (str, None),
@@ -20,7 +21,11 @@ SOCKET = {
     "asleep": dict, "peer_pid": (INT, None), "peer_program": (str, None),
     "peer_fd": (INT, None), "in_ring_to_peer": (INT, None), "in_ring_from_peer": (INT, None),
 }
-ENUMS = {"state": {"listening", "pending", "fast", "kernel"},
+SESSION = {
+    "pid": INT, "program": str, "side": str, "peer_pid": INT, "peer_program": (str, None),
+    "peer_uid": INT, "port": INT, "connections": INT, "arena_bytes_in_use": INT,
+}
+ENUMS = {"state": {"listening", "fast", "kernel"},
          "role": {"listening", "connecting", "accepting", "none"},
          "family": {"ipv4", "ipv6"}}
 ADDRESS = re.compile(r"^(\d+\.\d+\.\d+\.\d+|\[[0-9a-fA-F:.]+\]):\d+$")
@@ -55,7 +60,7 @@ def check_doc(path):
     with open(path) as doc:
         rows = re.findall(r"^\| `([a-z_]+)` \| [a-z]", doc.read(), re.M)
     documented = set(rows) - {"loopfast-stat/1"}
-    known = set(TOP) | set(SOCKET)
+    known = set(TOP) | set(SOCKET) | set(SESSION)
     if documented != known:
         fail(f"{path} and the checker disagree on fields: {sorted(documented ^ known)}")
 
@@ -116,6 +121,16 @@ def main():
             else:
                 pairs.append(f"{name}=" + ("null" if value is None else shown(value)))
         print("\t".join(pairs))
+    for index, session in enumerate(document["sessions"]):
+        where = f"sessions[{index}]"
+        if not isinstance(session, dict):
+            fail(where + " is not an object")
+        check_fields(session, SESSION, where)
+        if session["side"] not in ("connecting", "accepting"):
+            fail(f"{where}: side = {session['side']!r}")
+        print("\t".join(["kind=session"] + [
+            f"{name}=" + ("null" if value is None else shown(value))
+            for name, value in session.items()]))
 
 
 if __name__ == "__main__":

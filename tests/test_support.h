@@ -29,6 +29,15 @@ int Connect(const Endpoint &endpoint, bool fast);
 // A TCP socket, switch set, not connected.
 int TcpSocket(int family, bool fast);
 
+// The same, for children and for ports that may be closed for a moment: they report failure
+// (-1) instead of failing the test. IPv4 only. TryConnect bounds the socket's calls (Bound);
+// TryListen retries a busy port briefly.
+int TryConnect(const char *address, uint16_t port, bool fast, int timeout_ms = 10000);
+int TryListen(const char *address, uint16_t port, bool fast, bool reuseport = false,
+              int backlog = 128);
+sockaddr_in Loopback4(uint16_t port, const char *address = "127.0.0.1");
+uint16_t PortOf(int fd);  // the local port of an IPv4 socket
+
 // What the kernel carried as data on this connection, from TCP_INFO: data segments in and out
 // plus payload bytes sent. Zero exactly when the kernel connection carried no data.
 uint64_t KernelDataTraffic(int fd);
@@ -58,6 +67,8 @@ void Bound(int fd, int ms = 10000);
 // The listener channel's abstract address for `port`, computed as the protocol documents it
 // (independently of the library's own code).
 socklen_t ChannelOf(uint16_t port, struct sockaddr_un *channel);
+// True when the read end of a "done" pipe says stop (its writers closed it, or wrote).
+bool Stopped(int done_fd);
 // CLOCK_MONOTONIC in milliseconds.
 int64_t NowMs();
 
@@ -69,6 +80,11 @@ bool CarriesExactly(int from, int to, uint64_t seed, size_t size);
 // Deterministic test data: byte i of stream `seed`.
 uint8_t PatternByte(uint64_t seed, uint64_t i);
 std::vector<uint8_t> Pattern(uint64_t seed, uint64_t offset, size_t size);
+
+// Drops root for good (no supplementary groups, group `uid`, user `uid`), then becomes
+// dumpable again as a program its user started with exec is (otherwise the kernel would hide
+// the process's /proc entries from its own user). False on any failure.
+bool BecomeUser(uid_t uid);
 
 // Runs `body` in a child process; its return value is the child's exit status.
 pid_t Spawn(const std::function<int()> &body);

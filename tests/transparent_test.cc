@@ -85,6 +85,23 @@ TEST(TransparentMoveTest, UrgentDataMovesTheConnectionWithEveryByteInOrder) {
   EXPECT_NE(o.client.at("reason").find("MSG_OOB"), std::string::npos) << o.client_line;
 }
 
+// The same when the urgent byte comes after the first 128 KiB, before the server program has
+// accepted (those bytes wait in the ring, the connection is not bound yet): the client's end
+// switches to kernel TCP, the server reads the ring's bytes first, then the kernel's, and the
+// urgent byte never joins the stream as an ordinary byte.
+TEST(TransparentMoveTest, UrgentDataBeforeTheAcceptKeepsEveryByteInOrder) {
+  const std::string bytes = std::to_string(2 << 20);
+  for (int i = 0; i < 2; ++i) {
+    const Outcome o =
+        RunPair({"--bytes", bytes, "--loop", "poll", "--accept-delay-ms", "200"},
+                {"--bytes", bytes, "--loop", "poll", "--move-at", std::to_string(128 << 10),
+                 "--move-how", "oob", "--move-early", "yes"});
+    ASSERT_NO_FATAL_FAILURE(ExpectWholeStreams(o, 2 << 20)) << "run " << i;
+    EXPECT_EQ(o.client.at("after"), "kernel");
+    EXPECT_NE(o.client.at("reason").find("MSG_OOB"), std::string::npos) << o.client_line;
+  }
+}
+
 // Signal-driven I/O needs the kernel socket's traffic: FIOASYNC moves the connection, and SIGIO
 // then comes as on kernel TCP while the stream goes on whole.
 TEST(TransparentMoveTest, SignalDrivenIoMovesTheConnectionAndSigioArrives) {

@@ -42,8 +42,9 @@ enum loopfast_path {
   LOOPFAST_PATH_FAST = 2,   /* shared-memory fast path */
 };
 
-/* Returns the path of `fd` (LOOPFAST_PATH_*), or -1 with errno EBADF. A connection whose
- * rendezvous is still under way reports LOOPFAST_PATH_KERNEL until it completes. */
+/* Returns the path of `fd` (LOOPFAST_PATH_*), or -1 with errno EBADF. A non-blocking connect
+ * still under way reports LOOPFAST_PATH_NONE until it completes; a connection is fast (or not)
+ * from the moment connect returns on one end and accept on the other. */
 int loopfast_path_of(int fd);
 
 /* Short, static, human-readable reason why an opted-in socket took kernel TCP ("" if fast or

@@ -9,7 +9,6 @@
 
 #include "capi/user_memory.h"
 #include "loopfast/loopfast.h"
-#include "rendezvous/listener_channel.h"
 #include "socket/socket_ops.h"
 
 extern "C" {
@@ -61,7 +60,7 @@ __attribute__((visibility("default"))) const char *loopfast_fallback_reason(int 
 }
 
 __attribute__((visibility("default"))) unsigned long long loopfast_rendezvous_rejected(void) {
-  return loopfast::rendezvous::ListenerChannel::RejectedTotal();
+  return loopfast::ops::RejectedTotal();
 }
 
 __attribute__((visibility("default"))) const char *loopfast_version(void) {

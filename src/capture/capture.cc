@@ -337,7 +337,7 @@ std::unique_ptr<Flow> Sink::Begin(const struct sockaddr *local, socklen_t local_
   flow->outgoing.initial_sequence = InitialSequence(local_end, peer_end);
   flow->incoming.initial_sequence = InitialSequence(peer_end, local_end);
   flow->peer_captured = peer_captured;
-  if (peer_captured && client) return flow;  // the server's process writes the handshake
+  if (peer_captured) return flow;  // the peer's process writes the handshake
 
   const Endpoint &client_end = client ? flow->local : flow->peer;
   const Endpoint &server_end = client ? flow->peer : flow->local;

@@ -101,10 +101,10 @@ class Sink {
   std::unique_ptr<Flow> Begin(const struct sockaddr *local, socklen_t local_length,
                               const struct sockaddr *peer, socklen_t peer_length, bool client);
   // The same, for a connection whose other end is captured into the same file by its own
-  // process (`peer_captured`): then only the server writes the handshake (it is the first to
-  // know the connection), and Data/End for the
-  // incoming direction write nothing (the peer writes those packets) but still advance this
-  // end's acknowledgement numbers, so each packet appears once. Calling them is optional.
+  // process and started capturing first (`peer_captured`): then only the peer writes the
+  // handshake, and Data/End for the incoming direction write nothing (the peer writes those
+  // packets) but still advance this end's acknowledgement numbers, so each packet appears once.
+  // Calling them is optional.
   std::unique_ptr<Flow> Begin(const struct sockaddr *local, socklen_t local_length,
                               const struct sockaddr *peer, socklen_t peer_length, bool client,
                               bool peer_captured);

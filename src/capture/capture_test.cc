@@ -367,19 +367,21 @@ TEST(CaptureTest, BothEndsAgreeOnSequenceNumbers) {
   auto opened = Sink::Open(path.c_str(), nullptr);
   ASSERT_TRUE(opened.ok());
   Sink &sink = *opened.value();
-  // The two processes of one connection, each told the other captures too: the server writes
-  // the handshake, each writes only what it sent. A mapped IPv6 address is IPv4 on the wire.
+  // The two processes of one connection: the server started first and writes the handshake,
+  // the client is told the server captures; each writes only what it sent once it knows the
+  // other captures too. A mapped IPv6 address is IPv4 on the wire.
   const sockaddr_in client_local = V4("127.0.0.1", 41000), client_peer = V4("127.0.0.1", 6000);
   auto client =
       sink.Begin(reinterpret_cast<const sockaddr *>(&client_local), sizeof client_local,
                  reinterpret_cast<const sockaddr *>(&client_peer), sizeof client_peer, true, true);
   const sockaddr_in6 server_local = V6("::ffff:127.0.0.1", 6000);
   const sockaddr_in6 server_peer = V6("::ffff:127.0.0.1", 41000);
-  auto server =
-      sink.Begin(reinterpret_cast<const sockaddr *>(&server_local), sizeof server_local,
-                 reinterpret_cast<const sockaddr *>(&server_peer), sizeof server_peer, false, true);
+  auto server = sink.Begin(reinterpret_cast<const sockaddr *>(&server_local), sizeof server_local,
+                           reinterpret_cast<const sockaddr *>(&server_peer), sizeof server_peer,
+                           false, false);
   ASSERT_NE(client, nullptr);
   ASSERT_NE(server, nullptr);
+  server->peer_captured = true;  // as its first receive learns
   EXPECT_EQ(server->local.family, AF_INET);
   EXPECT_EQ(client->outgoing.initial_sequence, server->incoming.initial_sequence);
   EXPECT_EQ(client->incoming.initial_sequence, server->outgoing.initial_sequence);

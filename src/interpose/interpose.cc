@@ -26,6 +26,7 @@
 #include "capi/user_memory.h"
 #include "socket/socket_ops.h"
 #include "socket/startup.h"
+#include "sys/owned_fds.h"
 #include "sys/real_calls.h"
 
 namespace {
@@ -98,6 +99,7 @@ void ForkChild() { ops::AfterFork(/*in_child=*/true); }
 
 __attribute__((constructor)) void Initialize() {
   (void)Real();
+  (void)loopfast::sys::InVforkChild();  // notes this process's pid
   pthread_atfork(ForkPrepare, ForkParent, ForkChild);
 }
 

@@ -1,5 +1,7 @@
 #include "ring/ring.h"
 
+#include <time.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -30,9 +32,13 @@ void SpscRing::Initialize(RingControl *control, uint32_t initial_window) {
   control->mapping.store(EncodeMapping({initial_window, 0}), std::memory_order_relaxed);
   control->guard_until.store(0, std::memory_order_relaxed);
   control->guard_bytes.store(0, std::memory_order_relaxed);
+  control->reserved2 = 0;
+  control->area_offset[0].store(0, std::memory_order_relaxed);
+  control->area_offset[1].store(0, std::memory_order_relaxed);
+  control->ready_ns.store(0, std::memory_order_relaxed);
   control->tail.store(0, std::memory_order_relaxed);
   control->consumer_waiting.store(0, std::memory_order_relaxed);
-  control->reserved1 = 0;
+  control->stamps_wanted.store(0, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
 }
 
@@ -47,6 +53,62 @@ SpscRing::SpscRing(RingControl *control, const Area *areas, int area_count)
   for (int i = 0; i < area_count_; ++i) areas_[i] = areas[i];
   capacity_ = areas_[area_count_ - 1].bytes;
   cached_tail_ = control_->tail.load(std::memory_order_acquire);
+}
+
+SpscRing::SpscRing(RingControl *control, Area first, AreaSource *source, uint32_t capacity)
+    : control_(control), area_count_(kMaxAreas), capacity_(capacity), source_(source) {
+  areas_[0] = first;
+  cached_tail_ = control_->tail.load(std::memory_order_acquire);
+}
+
+void SpscRing::SetCapacity(uint32_t capacity) {
+  if (capacity == capacity_ || !ValidCapacity(capacity)) return;
+  // A large area already made cannot hold a larger window.
+  if (areas_[2].data != nullptr) capacity = std::min(capacity, areas_[2].bytes);
+  // Nor does a window shrink: the bytes in it stay (as kernel TCP keeps what it queued).
+  const RingMapping mapping = Mapping();
+  if (mapping.window != 0) capacity = std::max(capacity, mapping.window);
+  capacity_ = capacity;
+}
+
+uint8_t *SpscRing::SourcedData(uint32_t window) const {
+  if (window <= areas_[0].bytes) return areas_[0].data;
+  const int area = window <= source_->medium_bytes() ? 1 : 2;
+  Area &known = areas_[area];
+  if (known.data != nullptr && window <= known.bytes) return known.data;
+  if (producer_) {
+    // A producer uses only what its own side made, never an offset read back from the peer.
+    uint32_t bytes = 0;
+    uint8_t *data = source_->Existing(area, &bytes);
+    if (data == nullptr || window > bytes) return nullptr;
+    known = {data, bytes};
+    return data;
+  }
+  // Consumer: the producer published where it put the area; check it once per window size.
+  const uint64_t offset = control_->area_offset[area - 1].load(std::memory_order_acquire);
+  uint8_t *data = source_->Resolve(offset, window);
+  if (data != nullptr) known = {data, window};
+  return data;
+}
+
+bool SpscRing::PrepareArea(uint32_t window) {
+  producer_ = true;
+  if (source_ == nullptr || window <= areas_[0].bytes) return true;
+  const int area = window <= source_->medium_bytes() ? 1 : 2;
+  if (areas_[area].data == nullptr) {
+    uint32_t existing = 0;
+    if (uint8_t *data = source_->Existing(area, &existing)) areas_[area] = {data, existing};
+  }
+  if (areas_[area].data != nullptr) return window <= areas_[area].bytes;
+  const uint32_t bytes = area == 1 ? std::min(source_->medium_bytes(), capacity_)
+                                   : std::max(capacity_, large_area_bytes_);
+  uint64_t offset = 0;
+  uint8_t *data = source_->Allocate(area, bytes, &offset);
+  if (data == nullptr) return false;
+  // Release: the consumer reads it after the mapping that first uses the area (seq_cst).
+  control_->area_offset[area - 1].store(offset, std::memory_order_release);
+  areas_[area] = {data, bytes};
+  return true;
 }
 
 uint64_t SpscRing::FillLevel() const {
@@ -118,10 +180,10 @@ bool SpscRing::Grow(RingMapping *mapping) {
   const uint32_t old_window = mapping->window;
   if (unread > old_window) return false;
   const auto start = static_cast<uint32_t>((cached_tail_ + mapping->shift) & (old_window - 1));
-  const auto window =
-      static_cast<uint32_t>(std::min<uint64_t>(uint64_t{old_window} * kWindowGrowth, capacity_));
+  const uint32_t window = NextWindow(old_window);
   uint8_t *const from = DataFor(old_window);
   uint8_t *const to = DataFor(window);
+  if (from == nullptr || to == nullptr) return false;
   if (from != to) {
     // Into another area: every unread byte is copied to the same offsets there, the wrapped
     // part to just past the old window (the new one is at least twice as large). Nothing is
@@ -146,6 +208,10 @@ bool SpscRing::Grow(RingMapping *mapping) {
   *mapping = grown;
   queued_bytes_ = 0;
   return true;
+}
+
+uint32_t SpscRing::NextWindow(uint32_t window) const {
+  return static_cast<uint32_t>(std::min<uint64_t>(uint64_t{window} * kWindowGrowth, capacity_));
 }
 
 bool SpscRing::WantsGrowth(uint32_t window, size_t room, size_t wanted) {
@@ -179,15 +245,21 @@ int64_t SpscRing::Write(const struct iovec *iov, size_t iov_count, size_t iov_sk
   int64_t room = Room(mapping, max);
   if (room < 0) return room;
   if (mapping.window < capacity_ && WantsGrowth(mapping.window, static_cast<size_t>(room), max)) {
-    if (!Grow(&mapping)) return -1;
-    room = Room(mapping, max);
-    if (room < 0) return room;
+    if (PrepareArea(NextWindow(mapping.window))) {
+      if (!Grow(&mapping)) return -1;
+      room = Room(mapping, max);
+      if (room < 0) return room;
+    } else {
+      capacity_ = mapping.window;  // no memory for a larger one: this is the ring's size now
+    }
   }
   if (room == 0) return 0;
   const uint64_t head = control_->head.load(std::memory_order_relaxed);
   const uint32_t window = mapping.window;
   const uint32_t mask = window - 1;
+  producer_ = true;
   uint8_t *const data = DataFor(window);
+  if (data == nullptr) return -1;
   size_t budget = std::min<size_t>(max, static_cast<size_t>(room));
   size_t written = 0;
   for (size_t i = 0; i < iov_count && budget > 0; ++i) {
@@ -210,8 +282,20 @@ int64_t SpscRing::Write(const struct iovec *iov, size_t iov_count, size_t iov_sk
       budget -= chunk;
     }
   }
-  // Release: the bytes above become visible before the new head.
-  if (written > 0) control_->head.store(head + written, std::memory_order_release);
+  if (written == 0) return 0;
+  // The ring was empty (the consumer has read up to our head) and its consumer orders by time:
+  // these bytes make it readable now. The consumer's line is read right after this write
+  // anyway (its waiting word).
+  if (control_->stamps_wanted.load(std::memory_order_relaxed) != 0 &&
+      (head == cached_tail_ ||
+       head == (cached_tail_ = control_->tail.load(std::memory_order_acquire)))) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    control_->ready_ns.store(uint64_t(now.tv_sec) * 1000000000u + uint64_t(now.tv_nsec),
+                             std::memory_order_relaxed);
+  }
+  // Release: the bytes above (and the stamp) become visible before the new head.
+  control_->head.store(head + written, std::memory_order_release);
   return static_cast<int64_t>(written);
 }
 
@@ -221,7 +305,9 @@ size_t SpscRing::UnreadSpan(uint64_t from, const uint8_t **bytes) const {
   const uint64_t tail = control_->tail.load(std::memory_order_acquire);
   if (mapping.window == 0 || head - tail > mapping.window || from - tail >= head - tail) return 0;
   const auto offset = static_cast<uint32_t>((from + mapping.shift) & (mapping.window - 1));
-  *bytes = DataFor(mapping.window) + offset;
+  const uint8_t *data = DataFor(mapping.window);
+  if (data == nullptr) return 0;
+  *bytes = data + offset;
   return static_cast<size_t>(std::min<uint64_t>(head - from, mapping.window - offset));
 }
 
@@ -254,6 +340,7 @@ int64_t SpscRing::Read(const struct iovec *iov, size_t iov_count, size_t iov_ski
   const uint32_t window = mapping.window;
   const uint32_t mask = window - 1;
   const uint8_t *const data = DataFor(window);
+  if (data == nullptr) return -1;
   const uint64_t tail = control_->tail.load(std::memory_order_relaxed);
   size_t budget = std::min<size_t>(max, static_cast<size_t>(readable));
   size_t copied = 0;

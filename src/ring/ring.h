@@ -21,12 +21,17 @@
 // intact bytes.
 //
 // A ring may also keep its smaller windows in *areas* of their own, apart from the area of its
-// full capacity: each window lives in the first area large enough for it. Shared memory puts
-// both rings' first windows in the header's own page and their next ones right after it, so a
-// connection that never streams touches one page (and shares page tables with its neighbours)
-// rather than pages megabytes apart. A growth into another area copies every unread byte
-// there; the old area is never written again, so a consumer still reading with the old window
-// reads intact bytes.
+// full capacity: each window lives in the first area large enough for it. A growth into another
+// area copies every unread byte there; the old area is never written again, so a consumer still
+// reading with the old window reads intact bytes. The areas are either given at construction
+// (tests) or, past the first one, made by the producer when a window first needs them and found
+// by the consumer through offsets the producer publishes in the control block (an AreaSource:
+// sessions keep the first window in the connection's slot and larger ones in the producer's
+// region of the session's memory, session/arena_layout.h).
+//
+// A write into an empty ring also stamps the time (the vDSO clock, no system call) once the
+// consumer asks for it, so that a reader watching many rings can tell which became readable
+// first.
 //
 // Thread rules: one producer thread and one consumer thread at a time (callers that share an
 // end serialise with their own lock); any thread may read the fill level.
@@ -55,11 +60,20 @@ struct RingControl {
   // written again until the consumer's position reaches guard_until (see above).
   std::atomic<uint64_t> guard_until;
   std::atomic<uint32_t> guard_bytes;
-  uint8_t pad0[kCacheLine - 36];
+  uint32_t reserved2;
+  // Where the producer placed its areas 1 and 2 (AreaSource), published before the first
+  // mapping that uses them; meaningless without an AreaSource.
+  std::atomic<uint64_t> area_offset[2];
+  // CLOCK_MONOTONIC time of the last write that found the ring empty while the consumer wanted
+  // stamps (below): when its input became ready, for the order in which epoll_wait reports
+  // sockets (socket/ready_queue.h). Advisory: only used to order, never trusted further.
+  std::atomic<uint64_t> ready_ns;
   // Consumer's line: written by the consumer, read by the producer.
   alignas(kCacheLine) std::atomic<uint64_t> tail;
   std::atomic<uint32_t> consumer_waiting;  // consumer is (about to be) asleep for data
-  uint32_t reserved1;
+  // Nonzero once the consumer orders its readiness reports by time (an epoll set watches it):
+  // the producer stamps ready_ns from then on. Readers that never use epoll cost no clock.
+  std::atomic<uint32_t> stamps_wanted;
   uint8_t pad1[kCacheLine - 16];
 };
 static_assert(sizeof(RingControl) == 2 * kCacheLine);
@@ -68,8 +82,11 @@ static_assert(offsetof(RingControl, producer_waiting) == 8);
 static_assert(offsetof(RingControl, mapping) == 16);
 static_assert(offsetof(RingControl, guard_until) == 24);
 static_assert(offsetof(RingControl, guard_bytes) == 32);
+static_assert(offsetof(RingControl, area_offset) == 40);
+static_assert(offsetof(RingControl, ready_ns) == 56);
 static_assert(offsetof(RingControl, tail) == kCacheLine);
 static_assert(offsetof(RingControl, consumer_waiting) == kCacheLine + 8);
+static_assert(offsetof(RingControl, stamps_wanted) == kCacheLine + 12);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
@@ -82,12 +99,30 @@ struct RingMapping {
 // Low 32 bits: shift; the next 8: log2(window).
 uint64_t EncodeMapping(RingMapping mapping);
 
+// Makes and finds a ring's areas 1 and 2 (area 0, the first window, is given). Windows up to
+// `medium_bytes` live in area 1, larger ones in area 2, whose size is the ring's capacity.
+class AreaSource {
+ public:
+  virtual ~AreaSource() = default;
+  // Producer: memory for area `area` (1 or 2) of `bytes`; its offset goes to *offset, which
+  // the ring publishes. Null when none is left: the window then stays as it is.
+  virtual uint8_t *Allocate(int area, uint32_t bytes, uint64_t *offset) = 0;
+  // Producer: the area `area` that this side already made (another process sharing this end,
+  // a fork, may have made it), or null; *bytes its size.
+  virtual uint8_t *Existing(int area, uint32_t *bytes) = 0;
+  // Consumer: the area at `offset` (read from the producer: untrusted) holding a window of
+  // `window` bytes; null when that range is not the producer's to use.
+  virtual uint8_t *Resolve(uint64_t offset, uint32_t window) = 0;
+  virtual uint32_t medium_bytes() const = 0;
+};
+
 class SpscRing {
  public:
   static constexpr uint32_t kMinCapacity = 4096;
   static constexpr uint32_t kMaxCapacity = 1u << 30;
-  // The smallest window (a first window in a small area; a capacity is never below 4 KiB).
-  static constexpr uint32_t kMinWindow = 1024;
+  // The smallest window (a first window in a connection's slot; a capacity is never below
+  // 4 KiB).
+  static constexpr uint32_t kMinWindow = 256;
   static constexpr int kMaxAreas = 3;
 
   // True when `capacity` is a power of two within [kMinCapacity, kMaxCapacity].
@@ -109,6 +144,18 @@ class SpscRing {
     uint32_t bytes;
   };
   SpscRing(RingControl *control, const Area *areas, int area_count);
+  // Area 0 is `first`; areas 1 and 2 come from `source` (not owned). `capacity` is the largest
+  // window the producer may grow to (SetCapacity may raise it); the consumer accepts windows up
+  // to `capacity` too.
+  SpscRing(RingControl *control, Area first, AreaSource *source, uint32_t capacity);
+  // Producer: the largest window from now on (a power of two). A window never shrinks: a
+  // capacity below the current window leaves the capacity at that window; one above the large
+  // area already made (area 2) stops at that area.
+  void SetCapacity(uint32_t capacity);
+  // Producer: make area 2, when it is first needed, of `bytes` (a power of two at least the
+  // capacity) rather than of the capacity, so that a later SetCapacity can grow into it (a
+  // ring whose consumer's limit is not known yet).
+  void ReserveLargeArea(uint32_t bytes) { large_area_bytes_ = bytes; }
 
   uint32_t capacity() const { return capacity_; }
   RingControl *control() const { return control_; }
@@ -137,6 +184,14 @@ class SpscRing {
   // ---- Consumer side (one thread at a time) ----
   // Bytes ready to read; -1 if the shared positions are corrupt.
   int64_t ReadableBytes();
+  // From now on the producer stamps each write into the empty ring (stamps_wanted above).
+  void WantReadyStamps() {
+    if (control_->stamps_wanted.load(std::memory_order_relaxed) == 0) {
+      control_->stamps_wanted.store(1, std::memory_order_relaxed);
+    }
+  }
+  // Any thread. When the producer last wrote into the empty ring (ready_ns above; 0: never).
+  uint64_t ReadySinceNs() const { return control_->ready_ns.load(std::memory_order_relaxed); }
   // Copies up to `max` readable bytes into `iov`, after skipping its first `iov_skip` bytes
   // (so a caller can fill one buffer over several calls); consumes them unless `peek`.
   // Returns the bytes copied, or -1 if corrupt.
@@ -153,22 +208,33 @@ class SpscRing {
   bool GuardHolds(uint64_t tail) const;
   // Consumer: readable bytes and the mapping they were placed with; -1 if corrupt.
   int64_t Readable(RingMapping *mapping);
+  // The window after `window` grows (at most the capacity).
+  uint32_t NextWindow(uint32_t window) const;
   // Producer: whether a write of `wanted` bytes with `room` free asks for a larger window.
   bool WantsGrowth(uint32_t window, size_t room, size_t wanted);
   // Producer: enlarges the window keeping every unread byte readable. False if corrupt.
   bool Grow(RingMapping *mapping);
-  // Where the bytes of a window of this size live.
+  // Where the bytes of a window of this size live; null when its area cannot be had (corrupt
+  // offset, or none left for a producer).
   uint8_t *DataFor(uint32_t window) const {
+    if (source_ != nullptr) return SourcedData(window);
     for (int i = 0; i + 1 < area_count_; ++i) {
       if (window <= areas_[i].bytes) return areas_[i].data;
     }
     return areas_[area_count_ - 1].data;
   }
+  uint8_t *SourcedData(uint32_t window) const;
+  // Producer: makes sure the area for `window` exists and is published. False: none left.
+  bool PrepareArea(uint32_t window);
 
   RingControl *control_ = nullptr;
-  Area areas_[kMaxAreas] = {};
+  mutable Area areas_[kMaxAreas] = {};  // sourced areas 1 and 2 are filled in as found
   int area_count_ = 1;
   uint32_t capacity_ = 0;
+  uint32_t large_area_bytes_ = 0;  // 0: the capacity (ReserveLargeArea)
+  AreaSource *source_ = nullptr;
+  // Set by the first producer call: a producer never reads area offsets back from the peer.
+  bool producer_ = false;
   // Producer's process-local copy of the consumer's position: the consumer's cache line is
   // read only when this copy says the ring is full.
   uint64_t cached_tail_ = 0;

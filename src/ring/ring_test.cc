@@ -1,6 +1,7 @@
 #include "ring/ring.h"
 
 #include <gtest/gtest.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cstring>
@@ -39,15 +40,14 @@ struct TwoAreaRing {
   SpscRing consumer;
 };
 
-// As a connection's rings: a first window of 1 KiB (in the header's page), a small area, a
-// large one.
+// Three fixed areas: a first window of 1 KiB, a small area, a large one.
+constexpr uint32_t kFirstWindow = 1024;
 struct ThreeAreaRing {
   ThreeAreaRing(uint32_t small_bytes, uint32_t capacity)
-      : first(SpscRing::kMinWindow), small(small_bytes), large(capacity) {
-    SpscRing::Initialize(&control, SpscRing::kMinWindow);
-    const SpscRing::Area areas[3] = {{first.data(), SpscRing::kMinWindow},
-                                     {small.data(), small_bytes},
-                                     {large.data(), capacity}};
+      : first(kFirstWindow), small(small_bytes), large(capacity) {
+    SpscRing::Initialize(&control, kFirstWindow);
+    const SpscRing::Area areas[3] = {
+        {first.data(), kFirstWindow}, {small.data(), small_bytes}, {large.data(), capacity}};
     producer = SpscRing(&control, areas, 3);
     consumer = SpscRing(&control, areas, 3);
   }
@@ -88,6 +88,36 @@ TEST(RingTest, FullRingAcceptsNothingAndEmptyRingGivesNothing) {
   std::vector<uint8_t> out(5000);
   EXPECT_EQ(ring.consumer.Read(out.data(), out.size()), 4096);
   EXPECT_EQ(ring.consumer.Read(out.data(), out.size()), 0);
+}
+
+TEST(RingTest, AWriteIntoTheEmptyRingStampsWhenItBecameReadable) {
+  HeapRing ring(4096);
+  // Only once the consumer asks: writers to readers that never order by time pay no clock.
+  char bytes[4];
+  ASSERT_EQ(ring.producer.Write("z", 1), 1);
+  EXPECT_EQ(ring.consumer.ReadySinceNs(), 0u);
+  ASSERT_EQ(ring.consumer.Read(bytes, 1), 1);
+  ring.consumer.WantReadyStamps();
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  const uint64_t before = uint64_t(now.tv_sec) * 1000000000u + uint64_t(now.tv_nsec);
+  ASSERT_EQ(ring.producer.Write("ab", 2), 2);
+  const uint64_t first = ring.consumer.ReadySinceNs();
+  EXPECT_GE(first, before);
+  // More bytes behind unread ones: the ring was readable already, the stamp stays.
+  ASSERT_EQ(ring.producer.Write("cd", 2), 2);
+  EXPECT_EQ(ring.consumer.ReadySinceNs(), first);
+  ASSERT_EQ(ring.consumer.Read(bytes, 3), 3);
+  ASSERT_EQ(ring.producer.Write("e", 1), 1);
+  EXPECT_EQ(ring.consumer.ReadySinceNs(), first);
+  // Everything read: the next write makes it readable again, later.
+  ASSERT_EQ(ring.consumer.Read(bytes, 2), 2);
+  while (true) {
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (uint64_t(now.tv_sec) * 1000000000u + uint64_t(now.tv_nsec) > first) break;
+  }
+  ASSERT_EQ(ring.producer.Write("f", 1), 1);
+  EXPECT_GT(ring.consumer.ReadySinceNs(), first);
 }
 
 TEST(RingTest, PeekDoesNotConsume) {
@@ -291,6 +321,96 @@ TEST(RingTest, AReaderWithTheSmallWindowReadsIntactBytesAfterTheMove) {
   EXPECT_EQ(std::memcmp(out.data(), in.data(), 8000), 0);
 }
 
+// Areas 1 and 2 made on the heap when the producer first needs them (as a session's region
+// makes them), found by the consumer through the offsets the producer published.
+class HeapAreaSource : public AreaSource {
+ public:
+  explicit HeapAreaSource(uint32_t medium) : medium_(medium) {}
+  uint8_t *Allocate(int area, uint32_t bytes, uint64_t *offset) override {
+    made_[area].assign(bytes, 0);
+    *offset = uint64_t(area);
+    return made_[area].data();
+  }
+  uint8_t *Existing(int area, uint32_t *bytes) override {
+    *bytes = uint32_t(made_[area].size());
+    return made_[area].empty() ? nullptr : made_[area].data();
+  }
+  uint8_t *Resolve(uint64_t offset, uint32_t window) override {
+    if (offset < 1 || offset > 2 || window > made_[offset].size()) return nullptr;
+    return made_[offset].data();
+  }
+  uint32_t medium_bytes() const override { return medium_; }
+  size_t Made(int area) const { return made_[area].size(); }
+
+ private:
+  uint32_t medium_;
+  std::vector<uint8_t> made_[3];
+};
+
+struct SourcedRing {
+  SourcedRing(uint32_t capacity, uint32_t reserve) : first(512), source(65536) {
+    SpscRing::Initialize(&control, 512);
+    producer = SpscRing(&control, {first.data(), 512}, &source, capacity);
+    consumer = SpscRing(&control, {first.data(), 512}, &source, SpscRing::kMaxCapacity);
+    if (reserve != 0) producer.ReserveLargeArea(reserve);
+  }
+  // Writes without reading until the ring is full; the bytes written.
+  size_t Fill(const std::vector<uint8_t> &in, size_t from) {
+    size_t written = 0;
+    for (int64_t n;
+         (n = producer.Write(in.data() + from + written, in.size() - from - written)) > 0;) {
+      written += size_t(n);
+    }
+    return written;
+  }
+  RingControl control;
+  std::vector<uint8_t> first;
+  HeapAreaSource source;
+  SpscRing producer;
+  SpscRing consumer;
+};
+
+// A ring held to 256 KiB (a connection not accepted yet) whose large area has room for 4 MiB:
+// once its capacity is raised (the server's limit), it grows into that area and every byte
+// arrives; a capacity below the window keeps the window (bytes already queued stay).
+TEST(RingTest, AReservedLargeAreaLetsALaterCapacityGrowTheRing) {
+  constexpr uint32_t kUnbound = 256 << 10, kReserve = 4 << 20;
+  std::vector<uint8_t> in(size_t{8} << 20), out(in.size());
+  for (size_t i = 0; i < in.size(); ++i) in[i] = uint8_t(i * 7 + 1);
+  SourcedRing ring(kUnbound, kReserve);
+  size_t sent = ring.Fill(in, 0);
+  EXPECT_GE(sent, size_t{kUnbound} * 3 / 4);
+  EXPECT_EQ(ring.producer.Window(), kUnbound);
+  EXPECT_EQ(ring.source.Made(2), size_t{kReserve});
+  ring.producer.SetCapacity(1 << 20);
+  sent += ring.Fill(in, sent);
+  EXPECT_EQ(ring.producer.Window(), 1u << 20);
+  EXPECT_GT(sent, size_t{kUnbound});
+  // Lower than the window: the window stays, and so does every byte queued in it.
+  ring.producer.SetCapacity(64 << 10);
+  EXPECT_EQ(ring.producer.capacity(), 1u << 20);
+  // Past the reserved area: held to it.
+  ring.producer.SetCapacity(16 << 20);
+  EXPECT_EQ(ring.producer.capacity(), uint32_t{kReserve});
+  ASSERT_EQ(ring.consumer.Read(out.data(), sent), int64_t(sent));
+  EXPECT_EQ(std::memcmp(out.data(), in.data(), sent), 0);
+}
+
+// Without a reservation, the large area is made for the capacity of the time and a later,
+// larger capacity cannot grow past it; a capacity lowered before any growth holds.
+TEST(RingTest, WithoutAReservationTheLargeAreaBoundsTheRing) {
+  std::vector<uint8_t> in(size_t{2} << 20);
+  SourcedRing grown(256 << 10, 0);
+  grown.Fill(in, 0);
+  grown.producer.SetCapacity(1 << 20);
+  EXPECT_EQ(grown.producer.capacity(), 256u << 10);
+  SourcedRing narrowed(256 << 10, 0);
+  narrowed.producer.SetCapacity(64 << 10);
+  const size_t written = narrowed.Fill(in, 0);
+  EXPECT_LE(written, size_t{64} << 10);
+  EXPECT_EQ(narrowed.producer.Window(), 64u << 10);
+}
+
 TEST(RingTest, AFirstWindowOfOneKibMovesTwiceAndKeepsEveryByte) {
   ThreeAreaRing ring(16384, 262144);
   std::vector<uint8_t> in(200000), out(200000);
@@ -303,7 +423,7 @@ TEST(RingTest, AFirstWindowOfOneKibMovesTwiceAndKeepsEveryByte) {
     ASSERT_EQ(ring.consumer.Read(out.data() + received, 700), 700);
     received += 700;
   }
-  EXPECT_EQ(ring.producer.Window(), SpscRing::kMinWindow);
+  EXPECT_EQ(ring.producer.Window(), kFirstWindow);
   auto all_zero = [](const std::vector<uint8_t> &area) {
     return std::all_of(area.begin(), area.end(), [](uint8_t b) { return b == 0; });
   };

@@ -57,6 +57,7 @@ bool KeptAcrossExec(int fd) {
 }  // namespace
 
 int Close(int fd) {
+  if (IsTracked(fd) && sys::InVforkChild()) return Real().close(fd);  // the parent's table
   if (std::shared_ptr<Socket> socket = Table().Remove(fd)) {
     ReleaseDescriptor(socket, fd);
     return Real().close(fd);
@@ -87,6 +88,10 @@ int Dup(int fd) {
 
 int Dup3(int fd, int fd2, int flags, bool is_dup2) {
   if (fd == fd2) return is_dup2 ? Real().dup2(fd, fd2) : Real().dup3(fd, fd2, flags);
+  // A vfork child shares the parent's tables, not its descriptors: nothing to note here.
+  if ((IsTracked(fd) || IsTracked(fd2)) && sys::InVforkChild()) {
+    return is_dup2 ? Real().dup2(fd, fd2) : Real().dup3(fd, fd2, flags);
+  }
   // Check the source first: dup2 with a bad source must leave fd2 untouched.
   if (Real().fcntl(fd, F_GETFD, 0) < 0) return -1;
   if (sys::IsOwned(fd2)) {

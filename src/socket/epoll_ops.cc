@@ -3,13 +3,21 @@
 // The kernel's epoll set keeps every ordinary descriptor, as the program registered it. Fast
 // (and maybe-fast) sockets are kept here instead, per epoll descriptor, with the program's
 // events and data. Each such set also owns a private "shadow" epoll descriptor holding what
-// the fast sockets sleep on (doorbells, kernel sockets); the shadow sits in the program's set
-// under a cookie, so the program's set wakes up (even when nested or polled elsewhere) when a
-// fast socket may have changed. epoll_wait looks at the fast sockets in user space, asks the
-// kernel for the rest, and filters the cookie out of what it returns.
+// the fast sockets sleep on (their sessions' bells, edge-triggered and shared by every socket
+// of a session; their kernel sockets); the shadow sits in the program's set under a cookie, so
+// the program's set wakes up (even when nested or polled elsewhere) when a fast socket may have
+// changed. epoll_wait looks at the fast sockets in user space, asks the kernel for the rest,
+// and filters the cookie out of what it returns.
 //
 // A fast socket that settles on kernel TCP moves into the kernel's set with its events and
 // data; its current readiness is reported there from then on (the move loses no event).
+//
+// Order: fast sockets are reported in the order they became ready, as the kernel's ready list
+// gives them (ready_queue.h): each look queues what it finds newly ready by when that happened,
+// the report walks the queue from its head, and a level-triggered socket still ready goes back
+// to the tail. The kernel's own ready list takes its turn in the same queue as one member,
+// queued when loopfast asks the kernel (the time it asks: when the kernel's items became ready
+// is not known more closely), so neither side starves the other.
 #include <sys/epoll.h>
 #include <sys/random.h>
 #include <time.h>
@@ -22,12 +30,14 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "base/cacheline.h"
 #include "socket/config.h"
 #include "socket/deadline.h"
 #include "socket/fd_table.h"
 #include "socket/readiness.h"
+#include "socket/ready_queue.h"
 #include "socket/socket_ops.h"
 #include "sys/owned_fds.h"
 #include "sys/real_calls.h"
@@ -54,12 +64,21 @@ uint64_t Cookie() {
   return cookie;
 }
 
-struct Interest {
+// A member of the set's ready queue while it is ready (ReadyQueue::Member).
+struct Interest : ReadyQueue::Member {
+  int fd = -1;
   std::shared_ptr<Socket> socket;
   uint32_t events = 0;
   epoll_data_t data{};
   bool disarmed = false;  // EPOLLONESHOT fired; waits for EPOLL_CTL_MOD
   readiness::EdgeMemory edge;
+  // Order: when a look last found it not ready (its input became ready after that), and what
+  // the look of harvest number `looked_in` found.
+  uint64_t idle_seen_ns = 0;
+  uint64_t looked_in = 0;
+  readiness::State state;
+  bool stamped = false;  // the peer stamps when its writes make this socket readable
+  bool fresh = false;    // not looked at since EPOLL_CTL_ADD or _MOD (at idle_seen_ns)
   readiness::WaitFd registered[readiness::kMaxWaitFds];
   int registered_count = 0;
 };
@@ -80,8 +99,7 @@ class EpollSet {
     // Closed without EPOLL_CTL_DEL, the number perhaps re-used: the kernel dropped it from its
     // set at the close; so do we, before the number is added again.
     if (FdTable::Instance().Get(fd) != found->second.socket) {
-      Forget(found->second);
-      interests_.erase(found);
+      Drop(found);
       return false;
     }
     return true;
@@ -90,17 +108,44 @@ class EpollSet {
            const sigset_t *sigmask);
 
  private:
+  using Interests = std::map<int, Interest>;
+
   int EnsureShadow();
-  int Harvest(struct epoll_event *events, int max);  // caller holds mutex_
+  // One look at the set, and the report (caller holds mutex_): Discover() queues what became
+  // ready, then Report() walks the queue. `ask_kernel`: the kernel's own ready list takes a
+  // turn too. `start`: the clock just before. Returns the events written, or -1 when only the
+  // kernel's answer was an error.
+  int Harvest(struct epoll_event *events, int max, bool ask_kernel, uint64_t start);
+  void Discover(uint64_t start);
+  int Report(struct epoll_event *events, int max, uint64_t start);
+  // The kernel's own events, up to `room` (the kernel's turn); -1 with errno on failure.
+  int FetchKernel(struct epoll_event *events, int room);
+  // Looks at an interest for this harvest; true when it is to be queued.
+  bool LookAt(Interest &interest);
+  // When a found interest became ready, as well as it can be known (ready_queue.h).
+  static uint64_t ReadySince(const Interest &interest, uint64_t now);
+  Interests::iterator Drop(Interests::iterator it);  // caller holds mutex_
   void Forget(Interest &interest);                   // caller holds mutex_
   void PrepareSleep();
   int KernelLook(struct epoll_event *events, int max, int timeout_ms, const sigset_t *sigmask);
 
+  // Registers `bell` in the shadow for one more interest (caller holds mutex_).
+  void HoldBell(int bell);
+  void ReleaseBell(int bell);
+
   std::atomic<int> epfd_;
   std::mutex mutex_;
   int shadow_ = -1;
-  std::map<int, Interest> interests_;
-  int next_start_ = 0;  // round robin, so a busy low descriptor cannot starve the others
+  Interests interests_;       // by descriptor
+  std::map<int, int> bells_;  // bell descriptor -> interests registered on it
+  ReadyQueue ready_;          // what is ready, in the order it became ready
+  // The kernel's own ready list (the ordinary descriptors) as one member of ready_: when it
+  // comes up, the kernel's events are fetched there, in the kernel's order.
+  ReadyQueue::Member kernel_turn_;
+  uint64_t harvests_ = 0;
+  uint64_t kernel_fetched_in_ = 0;           // the look that last asked the kernel for its events
+  bool kernel_productive_ = true;            // and whether it had any
+  std::vector<ReadyQueue::Member *> found_;  // reused by Discover() and Report()
 };
 
 int EpollSet::EnsureShadow() {
@@ -121,10 +166,33 @@ int EpollSet::EnsureShadow() {
   return 0;
 }
 
+void EpollSet::HoldBell(int bell) {
+  int &count = bells_[bell];
+  if (count++ > 0) return;
+  // Edge-triggered, never read: every ring reaches every set that registered the bell.
+  struct epoll_event member = {};
+  member.events = EPOLLIN | EPOLLET;
+  member.data.u64 = ~uint64_t{0};
+  if (sys::Real().epoll_ctl(shadow_, EPOLL_CTL_ADD, bell, &member) != 0 && errno != EEXIST) {
+    bells_.erase(bell);
+  }
+}
+
+void EpollSet::ReleaseBell(int bell) {
+  auto found = bells_.find(bell);
+  if (found == bells_.end() || --found->second > 0) return;
+  bells_.erase(found);
+  sys::Real().epoll_ctl(shadow_, EPOLL_CTL_DEL, bell, nullptr);
+}
+
 void EpollSet::Forget(Interest &interest) {
   const int saved_errno = errno;
   for (int i = 0; i < interest.registered_count; ++i) {
-    sys::Real().epoll_ctl(shadow_, EPOLL_CTL_DEL, interest.registered[i].fd, nullptr);
+    if (interest.registered[i].bell) {
+      ReleaseBell(interest.registered[i].fd);
+    } else {
+      sys::Real().epoll_ctl(shadow_, EPOLL_CTL_DEL, interest.registered[i].fd, nullptr);
+    }
   }
   interest.registered_count = 0;
   errno = saved_errno;
@@ -151,11 +219,15 @@ int EpollSet::Control(int op, int fd, const std::shared_ptr<Socket> &socket,
         return -1;
       }
       if (EnsureShadow() != 0) return -1;
-      Interest interest;
+      Interest &interest = interests_[fd];
+      interest.fd = fd;
       interest.socket = socket;
       interest.events = event->events;
       interest.data = event->data;
-      interests_.emplace(fd, std::move(interest));
+      // Already ready: queued as of now, as the kernel queues an item ready when added.
+      interest.idle_seen_ns = MonotonicNs();
+      interest.fresh = true;
+      interest.stamped = readiness::WantInputStamps(*socket);
       return 0;
     }
     case EPOLL_CTL_MOD: {
@@ -171,6 +243,9 @@ int EpollSet::Control(int op, int fd, const std::shared_ptr<Socket> &socket,
       found->second.data = event->data;
       found->second.disarmed = false;
       found->second.edge = {};  // as the kernel does, report a ready state again
+      // Ready now and not queued: queued as of now (a queued one keeps its place).
+      found->second.idle_seen_ns = MonotonicNs();
+      found->second.fresh = true;
       return 0;
     }
     case EPOLL_CTL_DEL: {
@@ -178,8 +253,7 @@ int EpollSet::Control(int op, int fd, const std::shared_ptr<Socket> &socket,
         errno = ENOENT;
         return -1;
       }
-      Forget(found->second);
-      interests_.erase(found);
+      Drop(found);
       return 0;
     }
     default:
@@ -188,18 +262,56 @@ int EpollSet::Control(int op, int fd, const std::shared_ptr<Socket> &socket,
   }
 }
 
-int EpollSet::Harvest(struct epoll_event *events, int max) {
-  int count = 0;
-  if (interests_.empty()) return 0;
-  auto it = interests_.lower_bound(next_start_);
-  for (size_t visited = 0, total = interests_.size(); visited < total && count < max; ++visited) {
-    if (it == interests_.end()) it = interests_.begin();
+EpollSet::Interests::iterator EpollSet::Drop(Interests::iterator it) {
+  ready_.Remove(&it->second);
+  Forget(it->second);
+  return interests_.erase(it);
+}
+
+bool EpollSet::LookAt(Interest &interest) {
+  if (!interest.stamped) interest.stamped = readiness::WantInputStamps(*interest.socket);
+  const short wanted = static_cast<short>(interest.events & kPollEvents);
+  interest.state = readiness::Look(*interest.socket, interest.fd, wanted);
+  interest.looked_in = harvests_;
+  return (interest.events & EPOLLET) != 0 ? readiness::EdgeFired(interest.state, &interest.edge)
+                                          : interest.state.events != 0;
+}
+
+int EpollSet::Harvest(struct epoll_event *events, int max, bool ask_kernel, uint64_t start) {
+  ++harvests_;
+  Discover(start);
+  // The kernel's list takes a place in the queue when it had events last time, or now and then
+  // (every kKernelLookInterval looks) while fast sockets alone fill maxevents: a busy fast
+  // socket cannot starve ordinary descriptors, and costs no extra system call a look.
+  if (ask_kernel && (kernel_productive_ || ready_.empty() ||
+                     harvests_ - kernel_fetched_in_ >= kKernelLookInterval)) {
+    ready_.AddLast(&kernel_turn_, start);
+  }
+  int count = Report(events, max, start);
+  // Room left and the kernel not asked in this look: ask it now, after the fast sockets.
+  if (ask_kernel && count >= 0 && count < max && kernel_fetched_in_ != harvests_) {
+    const int kernel = FetchKernel(events + count, max - count);
+    if (kernel < 0 && count == 0) return -1;
+    if (kernel > 0) count += kernel;
+  }
+  return count;
+}
+
+int EpollSet::FetchKernel(struct epoll_event *events, int room) {
+  const int got = KernelLook(events, room, 0, nullptr);
+  kernel_fetched_in_ = harvests_;
+  kernel_productive_ = got > 0;
+  return got;
+}
+
+void EpollSet::Discover(uint64_t start) {
+  found_.clear();
+  for (auto it = interests_.begin(); it != interests_.end();) {
     const int fd = it->first;
     Interest &interest = it->second;
     // Closed (the kernel drops a closed descriptor from its sets) or re-used for another file.
     if (FdTable::Instance().Get(fd) != interest.socket) {
-      Forget(interest);
-      it = interests_.erase(it);
+      it = Drop(it);
       continue;
     }
     if (!readiness::Decides(*interest.socket)) {
@@ -210,51 +322,124 @@ int EpollSet::Harvest(struct epoll_event *events, int max) {
       const int saved_errno = errno;
       sys::Real().epoll_ctl(epfd(), EPOLL_CTL_ADD, fd, &moved);
       errno = saved_errno;
-      Forget(interest);
-      it = interests_.erase(it);
+      it = Drop(it);
       continue;
     }
-    if (interest.disarmed) {
-      ++it;
-      continue;
-    }
-    const short wanted = static_cast<short>(interest.events & kPollEvents);
-    const readiness::State state = readiness::Look(*interest.socket, fd, wanted);
-    const bool fire = (interest.events & EPOLLET) != 0 ? readiness::EdgeFired(state, &interest.edge)
-                                                       : state.events != 0;
-    if (fire) {
-      events[count].events = static_cast<uint32_t>(static_cast<uint16_t>(state.events));
-      events[count].data = interest.data;
-      ++count;
-      if ((interest.events & EPOLLONESHOT) != 0) interest.disarmed = true;
+    // A queued member keeps its place until the report looks at it (as in the kernel).
+    if (!interest.disarmed && !interest.queued) {
+      if (LookAt(interest)) {
+        found_.push_back(&interest);
+      } else {
+        interest.idle_seen_ns = start;
+        interest.fresh = false;
+      }
     }
     ++it;
   }
-  next_start_ = it == interests_.end() ? 0 : it->first;
-  return count;
+  if (found_.empty()) return;
+  uint64_t now = MonotonicNs();
+  bool during_pass = false;
+  for (ReadyQueue::Member *member : found_) {
+    auto *interest = static_cast<Interest *>(member);
+    member->ready_ns = ReadySince(*interest, now);
+    during_pass |= interest->state.in_ready_ns != 0 && member->ready_ns > start;
+  }
+  if (during_pass) {
+    // Something became ready while this pass went on: one looked at earlier in the pass may
+    // have become ready before it (a peer that wrote there first). Look at those once more.
+    const size_t first_pass = found_.size();
+    for (auto &[fd, interest] : interests_) {
+      if (interest.disarmed || interest.queued || interest.looked_in != harvests_) continue;
+      if (interest.idle_seen_ns != start || interest.state.events != 0) continue;
+      // Only one the peer wrote to since (one load), or that is not fast.
+      const uint64_t sequence = readiness::InputSequence(*interest.socket);
+      if (sequence != 0 && sequence == interest.state.in_sequence) continue;
+      if (LookAt(interest)) found_.push_back(&interest);
+    }
+    now = MonotonicNs();
+    for (size_t i = first_pass; i < found_.size(); ++i) {
+      found_[i]->ready_ns = ReadySince(*static_cast<Interest *>(found_[i]), now);
+    }
+  }
+  for (ReadyQueue::Member *member : found_) static_cast<Interest *>(member)->fresh = false;
+  ready_.AddAll(&found_);
+}
+
+uint64_t EpollSet::ReadySince(const Interest &interest, uint64_t now) {
+  // Input the peer stamped: when it wrote into the empty ring, after the last idle look.
+  if (interest.state.in_ready_ns != 0) {
+    return InputReadySince(interest.state.in_ready_ns, interest.idle_seen_ns, now);
+  }
+  // Ready when added (or modified): as of then, as the kernel queues it. Otherwise: now.
+  return interest.fresh ? interest.idle_seen_ns : now;
+}
+
+int EpollSet::Report(struct epoll_event *events, int max, uint64_t start) {
+  int count = 0;
+  bool kernel_failed = false;
+  found_.clear();  // here: what goes back to the tail
+  for (ReadyQueue::Member *member = ready_.front(); member != nullptr && count < max;) {
+    ReadyQueue::Member *const next = member->next;
+    ready_.Remove(member);
+    if (member == &kernel_turn_) {
+      const int kernel = FetchKernel(events + count, max - count);
+      if (kernel > 0) {
+        count += kernel;
+        found_.push_back(member);  // the kernel re-queues what stays ready: more may come
+      }
+      kernel_failed = kernel < 0;
+      member = next;
+      continue;
+    }
+    auto *interest = static_cast<Interest *>(member);
+    if (interest->looked_in != harvests_) {
+      // Queued by an earlier call: its state now. An edge-triggered one remembers what it saw.
+      const short wanted = static_cast<short>(interest->events & kPollEvents);
+      interest->state = readiness::Look(*interest->socket, interest->fd, wanted);
+      interest->looked_in = harvests_;
+      if ((interest->events & EPOLLET) != 0) {
+        (void)readiness::EdgeFired(interest->state, &interest->edge);
+      }
+    }
+    const readiness::State &state = interest->state;
+    if (state.events == 0) {
+      interest->idle_seen_ns = start;  // no longer ready (since this look): out of the queue
+    } else {
+      events[count].events = static_cast<uint32_t>(static_cast<uint16_t>(state.events));
+      events[count].data = interest->data;
+      ++count;
+      if ((interest->events & EPOLLONESHOT) != 0) {
+        interest->disarmed = true;
+      } else if ((interest->events & EPOLLET) == 0) {
+        found_.push_back(member);  // level-triggered: back to the tail
+      }
+    }
+    member = next;
+  }
+  for (ReadyQueue::Member *member : found_) ready_.AddLast(member, start);
+  return count == 0 && kernel_failed ? -1 : count;
 }
 
 void EpollSet::PrepareSleep() {
   std::lock_guard<std::mutex> guard(mutex_);
   if (shadow_ < 0) return;
   const int saved_errno = errno;
-  // Take the wake-up bytes of the doorbells that rang since the last sleep. A doorbell whose
-  // peer is gone stays readable until the members are updated below, and the kernel reports
-  // ready members in turn: enough passes to see each once, never more (with 64 or more gone
-  // peers an open-ended loop never ended).
+  // Take the edges that rang since the last sleep (the shadow stays readable until they are
+  // taken). A kernel socket at its end stays ready until the members are updated below, and
+  // the kernel reports ready members in turn: enough passes to see each once, never more.
   struct epoll_event rang[64];
-  size_t members = 0;
+  size_t members = bells_.size();
   for (const auto &entry : interests_)
     members += static_cast<size_t>(entry.second.registered_count);
   for (size_t pass = 0; pass <= members / 64; ++pass) {
     const int n = sys::Real().epoll_wait(shadow_, rang, 64, 0);
     for (int i = 0; i < n; ++i) {
+      // A kernel socket (not a bell) changed: its peer may have died.
       const int owner = static_cast<int>(rang[i].data.u64 >> 32);
       const int woken_fd = static_cast<int>(rang[i].data.u64 & 0xffffffffu);
+      if (rang[i].data.u64 == ~uint64_t{0} || woken_fd != owner) continue;
       auto found = interests_.find(owner);
-      if (found != interests_.end() && woken_fd != owner) {
-        readiness::TakeWakeups(*found->second.socket, woken_fd);
-      }
+      if (found != interests_.end()) readiness::NoteKernelChanged(*found->second.socket);
     }
     if (n < 64) break;
   }
@@ -264,11 +449,10 @@ void EpollSet::PrepareSleep() {
     int count = 0;
     if (!interest.disarmed) {
       count = readiness::PrepareWait(*interest.socket, fd,
-                                     static_cast<short>(interest.events & kPollEvents), wanted,
-                                     /*drain=*/false);
+                                     static_cast<short>(interest.events & kPollEvents), wanted);
     }
     auto same = [](const readiness::WaitFd &a, const readiness::WaitFd &b) {
-      return a.fd == b.fd && a.events == b.events && a.edge == b.edge;
+      return a.fd == b.fd && a.events == b.events && a.edge == b.edge && a.bell == b.bell;
     };
     bool unchanged = count == interest.registered_count;
     for (int i = 0; unchanged && i < count; ++i) {
@@ -277,6 +461,11 @@ void EpollSet::PrepareSleep() {
     if (unchanged) continue;
     Forget(interest);
     for (int i = 0; i < count; ++i) {
+      if (wanted[i].bell) {
+        HoldBell(wanted[i].fd);
+        interest.registered[interest.registered_count++] = wanted[i];
+        continue;
+      }
       struct epoll_event member = {};
       member.events = static_cast<uint32_t>(static_cast<uint16_t>(wanted[i].events)) |
                       (wanted[i].edge ? uint32_t{EPOLLET} : 0u);
@@ -306,21 +495,18 @@ int EpollSet::Wait(struct epoll_event *events, int max, const struct timespec *t
                    const sigset_t *sigmask) {
   const Deadline deadline(timeout, GetConfig().spin_ns);
   for (uint32_t round = 0;; ++round) {
+    const bool ask_kernel = round % kKernelLookInterval == 0;
+    const uint64_t now = MonotonicNs();  // one clock read a round, for the look and the deadline
     int count;
     {
       std::lock_guard<std::mutex> guard(mutex_);
-      count = Harvest(events, max);
+      count = Harvest(events, max, ask_kernel, now);
     }
-    if (count < max && round % kKernelLookInterval == 0) {
-      const int kernel = KernelLook(events + count, max - count, 0, nullptr);
-      if (kernel < 0 && count == 0) return -1;
-      if (kernel > 0) count += kernel;
-    }
-    if (count > 0) return count;
-    const uint64_t now = MonotonicNs();
+    if (count != 0) return count;  // events, or -1 (the kernel's error)
     if (deadline.Expired(now)) {
-      // Always ask the kernel once before giving up.
-      return round % kKernelLookInterval == 0 ? 0 : KernelLook(events, max, 0, nullptr);
+      if (ask_kernel) return 0;
+      std::lock_guard<std::mutex> guard(mutex_);
+      return Harvest(events, max, true, MonotonicNs());  // ask the kernel once before giving up
     }
     if (deadline.Spinning(now)) {
       deadline.PauseSpinning(now);
@@ -329,9 +515,9 @@ int EpollSet::Wait(struct epoll_event *events, int max, const struct timespec *t
     PrepareSleep();
     {
       std::lock_guard<std::mutex> guard(mutex_);
-      count = Harvest(events, max);
+      count = Harvest(events, max, false, MonotonicNs());
     }
-    if (count > 0) return count;
+    if (count != 0) return count;
     int timeout_ms = -1;
     if (!deadline.forever()) {
       timeout_ms =

@@ -21,6 +21,8 @@ constexpr const char *kInspected = "host policy (/etc/loopfast.conf) inspects th
 constexpr const char *kProcessInspected = "host policy (/etc/loopfast.conf) inspects this program";
 constexpr const char *kUserInspected = "host policy (/etc/loopfast.conf) inspects this user";
 constexpr const char *kHostDisabled = "host policy (/etc/loopfast.conf) disables the fast path";
+constexpr const char *kSameUserRequired =
+    "host policy (/etc/loopfast.conf) requires both ends to run as one user";
 constexpr const char *kHostRefused = "host policy file refused (see the log): no fast path";
 constexpr const char *kEnvironmentExcluded = "excluded by LOOPFAST_INCLUDE_*/LOOPFAST_EXCLUDE_*";
 constexpr const char *kEnvironmentMalformed =
@@ -190,8 +192,14 @@ bool ParsePolicyText(const std::string &text, Policy *policy, std::string *error
       policy->off_reason = kHostDisabled;
       continue;
     }
+    if (word[0] == "require" && word.size() == 2 && word[1] == "same-user") {
+      policy->same_user_only = true;
+      continue;
+    }
     if (word[0] != "inspect" || word.size() != 3) {
-      return fail("expected \"inspect port|address|user|program VALUE\" or \"disable\"");
+      return fail(
+          "expected \"inspect port|address|user|program VALUE\", \"require same-user\" or "
+          "\"disable\"");
     }
     const std::string &kind = word[1];
     const std::string &value = word[2];
@@ -339,6 +347,10 @@ const Policy &GetPolicy() {
     return built;
   }();
   return policy;
+}
+
+const char *PolicyDeniesUsers(const Policy &policy, uid_t self, uid_t peer) {
+  return policy.same_user_only && self != peer ? kSameUserRequired : nullptr;
 }
 
 }  // namespace loopfast

@@ -7,6 +7,7 @@
 //   inspect address 127.0.0.2    inspect address 127.0.1.0/24    inspect address ::1
 //   inspect user postgres        inspect user 1001
 //   inspect program /usr/sbin/nginx    inspect program redis-server   (path, or file name)
+//   require same-user            (the two ends of a fast connection run as one user)
 //   disable                      (no fast path on this host at all)
 // A file that is not a regular root-owned file, is writable by group or others, sits in a
 // directory others may write, or does not parse is refused with a message, and then nothing
@@ -52,6 +53,8 @@ struct Policy {
   std::vector<AddressRange> inspected_addresses;
   std::vector<uid_t> inspected_users;
   std::vector<std::string> inspected_programs;
+  // `require same-user`: a connection between processes of two users takes kernel TCP.
+  bool same_user_only = false;
   // Environment narrowing; an empty include list means "no restriction".
   std::vector<PortRange> include_ports, exclude_ports;
   std::vector<AddressRange> include_addresses, exclude_addresses;
@@ -85,6 +88,10 @@ void ApplyProcessRules(uid_t uid, const std::string &program, Policy *policy);
 // The reason the connection to or from `address` (the other end, or the local end of an
 // accepted connection) may not be fast, or nullptr when it may.
 const char *PolicyDenies(const Policy &policy, const struct sockaddr *address, socklen_t length);
+
+// The reason a connection between a process of `self` and one of `peer` may not be fast, or
+// nullptr when it may.
+const char *PolicyDeniesUsers(const Policy &policy, uid_t self, uid_t peer);
 
 // The process's policy: the host file, the environment, this process's user and program.
 const Policy &GetPolicy();

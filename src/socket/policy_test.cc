@@ -65,6 +65,8 @@ TEST(PolicyTest, MalformedTextIsRefusedNamingTheLine) {
                        "inspect host x",
                        "allow port 80",
                        "inspect port",
+                       "require same-program",
+                       "require",
                        "disable now"};
   for (const char *text : bad) {
     Policy policy;
@@ -77,6 +79,16 @@ TEST(PolicyTest, MalformedTextIsRefusedNamingTheLine) {
   std::string error;
   ASSERT_TRUE(ParsePolicyText("disable\n", &policy, &error));
   EXPECT_NE(Denies(policy, V4("127.0.0.1", 1)), nullptr);
+}
+
+TEST(PolicyTest, RequireSameUserRefusesOnlyPairsOfTwoUsers) {
+  Policy policy;
+  std::string error;
+  EXPECT_EQ(PolicyDeniesUsers(policy, 0, 1000), nullptr) << "no rule: any two users";
+  ASSERT_TRUE(ParsePolicyText("require same-user\n", &policy, &error)) << error;
+  EXPECT_EQ(PolicyDeniesUsers(policy, 1000, 1000), nullptr);
+  EXPECT_NE(PolicyDeniesUsers(policy, 0, 1000), nullptr);
+  EXPECT_EQ(Denies(policy, V4("127.0.0.1", 1)), nullptr) << "addresses are not concerned";
 }
 
 TEST(PolicyTest, UsersAndProgramsAreMatchedForThisProcess) {

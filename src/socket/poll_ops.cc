@@ -3,10 +3,12 @@
 // Ordinary descriptors are asked of the kernel (the fast ones masked out, as poll(2) ignores a
 // negative descriptor); fast ones are looked at in user space. When nothing is ready the call
 // spins for the configured budget, then sleeps in one real ppoll() on the ordinary descriptors
-// plus what each fast socket names (its doorbells, its kernel socket), after announcing itself.
+// plus what each fast socket names (its kernel socket, and its session's bell through the
+// thread's WakeSet, where bells are edge-triggered), after announcing itself.
 #include <sys/select.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <memory>
@@ -19,6 +21,7 @@
 #include "socket/readiness.h"
 #include "socket/socket_ops.h"
 #include "sys/real_calls.h"
+#include "wait/bell.h"
 
 namespace loopfast::ops {
 namespace {
@@ -99,20 +102,43 @@ int Poll(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
       deadline.PauseSpinning(now);
       continue;
     }
-    // Sleep: the ordinary descriptors as they are, plus what each fast socket names.
+    // Sleep: the ordinary descriptors as they are, plus what each fast socket names. The
+    // edges that woke the last sleep are taken first, then every fast socket announces.
+    wait::WakeSet &wake_set = wait::WakeSet::ForThisThread();
+    wake_set.Consume();
     std::vector<struct pollfd> sleep_set(fds, fds + count);
     for (const Decided &d : decided) sleep_set[d.index].fd = -1;
+    // Which decided socket a kernel descriptor added to the sleep set belongs to.
+    std::vector<std::pair<size_t, const Decided *>> kernel_entries;
+    bool bells = false;
+    bool unwatched_bell = false;  // no WakeSet (out of descriptors): look again every 10 ms
     for (const Decided &d : decided) {
       readiness::WaitFd wait[readiness::kMaxWaitFds];
       const int n = readiness::PrepareWait(*d.socket, fds[d.index].fd, fds[d.index].events, wait);
-      for (int i = 0; i < n; ++i) sleep_set.push_back({wait[i].fd, wait[i].events, 0});
+      for (int i = 0; i < n; ++i) {
+        if (!wait[i].bell) {
+          if (wait[i].fd == fds[d.index].fd) kernel_entries.emplace_back(sleep_set.size(), &d);
+          sleep_set.push_back({wait[i].fd, wait[i].events, 0});
+        } else if (wake_set.Add(wait[i].fd)) {
+          bells = true;
+        } else {
+          unwatched_bell = true;
+        }
+      }
     }
+    if (bells) sleep_set.push_back({wake_set.fd(), POLLIN, 0});
     if (LookDecided(fds, decided) > 0) continue;  // changed while announcing: report it
-    const uint64_t remaining = deadline.LeftNs();
+    constexpr uint64_t kUnwatchedLookNs = 10ull * 1000 * 1000;
+    uint64_t remaining = deadline.forever() ? kUnwatchedLookNs : deadline.LeftNs();
+    if (unwatched_bell) remaining = std::min(remaining, kUnwatchedLookNs);
     const struct timespec left = {time_t(remaining / kNsPerSec), long(remaining % kNsPerSec)};
-    const int slept = sys::Real().ppoll(sleep_set.data(), sleep_set.size(),
-                                        deadline.forever() ? nullptr : &left, sigmask);
-    if (slept < 0) return -1;         // EINTR and the like, exactly as ppoll reports them
+    const int slept =
+        sys::Real().ppoll(sleep_set.data(), sleep_set.size(),
+                          deadline.forever() && !unwatched_bell ? nullptr : &left, sigmask);
+    if (slept < 0) return -1;  // EINTR and the like, exactly as ppoll reports them
+    for (const auto &[entry, d] : kernel_entries) {
+      if (sleep_set[entry].revents != 0) readiness::NoteKernelChanged(*d->socket);
+    }
     round = kKernelLookInterval - 1;  // look at everything again
   }
 }

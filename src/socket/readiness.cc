@@ -2,7 +2,7 @@
 
 #include <cerrno>
 
-#include "socket/fast_connection.h"
+#include "fast/fast_connection.h"
 #include "socket/socket_ops.h"
 #include "sys/real_calls.h"
 #include "sys/tcp_counters.h"
@@ -31,7 +31,6 @@ short Restrict(short events, short wanted) {
 bool Decides(const Socket &socket) {
   switch (socket.path.load(std::memory_order_acquire)) {
     case Path::kFast:
-    case Path::kPending:
     case Path::kConnecting:
       return true;
     case Path::kUndecided:
@@ -47,8 +46,8 @@ State Look(Socket &socket, int fd, short wanted) {
   switch (socket.path.load(std::memory_order_acquire)) {
     case Path::kFast: {
       FastConnection *fast = socket.fast.load(std::memory_order_acquire);
-      fast->SettleIfPeerLeft(fd);
-      const FastConnection::Look look = fast->LookNow();
+      fast->SettleIfPeerLeft(fd, /*blocking=*/false);
+      const FastConnection::Look look = fast->LookNow(fd);
       state.in_sequence = look.in_sequence;
       state.in_consumed = look.in_consumed;
       state.no_space = look.no_space;
@@ -62,7 +61,10 @@ State Look(Socket &socket, int fd, short wanted) {
             look.in_ended || look.out_ended
                 ? KernelEvents(fd, static_cast<short>(kInputEvents | kOutputEvents))
                 : short{0};
-        if (look.readable) events = static_cast<short>(events | (POLLIN | POLLRDNORM));
+        if (look.readable) {
+          events = static_cast<short>(events | (POLLIN | POLLRDNORM));
+          state.in_ready_ns = look.in_ready_ns;
+        }
         if (look.in_ended) events = static_cast<short>(events | (kernel & kInputEvents));
         if (look.out_ended) {
           events = static_cast<short>(events | (kernel & kOutputEvents));
@@ -75,21 +77,22 @@ State Look(Socket &socket, int fd, short wanted) {
       state.events = Restrict(events, wanted);
       return state;
     }
-    case Path::kPending: {
-      const ops::PendingView view = ops::ViewPending(socket);
-      // Input can only be the kernel's (end of file, reset) until the answer arrives; output
-      // is buffered for the ring.
-      short events = KernelEvents(fd, kInputEvents);
-      if (view.early_room > 0) events = static_cast<short>(events | (kOutputEvents));
-      state.all_events = events;
-      state.events = Restrict(events, wanted);
-      return state;
-    }
     default:
       state.all_events = KernelEvents(fd, static_cast<short>(kInputEvents | kOutputEvents));
       state.events = Restrict(state.all_events, wanted);
       return state;
   }
+}
+
+bool WantInputStamps(Socket &socket) {
+  if (socket.path.load(std::memory_order_acquire) != Path::kFast) return false;
+  socket.fast.load(std::memory_order_acquire)->WantInputStamps();
+  return true;
+}
+
+uint64_t InputSequence(const Socket &socket) {
+  if (socket.path.load(std::memory_order_acquire) != Path::kFast) return 0;
+  return socket.fast.load(std::memory_order_acquire)->InputSequence();
 }
 
 bool EdgeFired(const State &now, EdgeMemory *memory) {
@@ -114,45 +117,39 @@ bool EdgeFired(const State &now, EdgeMemory *memory) {
   return fired && now.events != 0;
 }
 
-void TakeWakeups(Socket &socket, int bell_fd) {
+void NoteKernelChanged(Socket &socket) {
   if (socket.path.load(std::memory_order_acquire) != Path::kFast) return;
-  FastConnection *fast = socket.fast.load(std::memory_order_acquire);
-  fast->TakeWakeups(bell_fd == fast->InputBellFd(), bell_fd == fast->OutputBellFd());
+  socket.fast.load(std::memory_order_acquire)->NoteKernelChanged();
 }
 
-int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out, bool drain) {
+int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out) {
   const bool input = (wanted & kInputEvents) != 0;
   const bool output = (wanted & kOutputEvents) != 0;
   int count = 0;
   switch (socket.path.load(std::memory_order_acquire)) {
     case Path::kFast: {
       FastConnection *fast = socket.fast.load(std::memory_order_acquire);
-      fast->PrepareToSleep(input, output, drain);
-      const int input_bell = input ? fast->InputBellFd() : -1;
-      const int output_bell = output ? fast->OutputBellFd() : -1;
-      if (input_bell >= 0) out[count++] = {input_bell, POLLIN, false};
-      if (output_bell >= 0) out[count++] = {output_bell, POLLIN, false};
+      fast->PrepareToSleep(input, output);
+      const int bell = fast->WakeBell();
+      if (bell >= 0) out[count++] = {bell, POLLIN, true, true};
       // The end of the input shows on the kernel socket (a FIN, a reset, our own shutdown);
-      // so does the end of the output once its doorbell cannot ring.
+      // so does the end of the output once the rings cannot change it any more.
       short kernel = 0;
       if (input) kernel = static_cast<short>(kernel | (POLLIN | POLLRDHUP));
-      if (output && output_bell < 0) kernel = static_cast<short>(kernel | (POLLOUT));
-      if (kernel != 0 || count == 0) out[count++] = {fd, kernel, true};
+      if (output && bell < 0) kernel = static_cast<short>(kernel | (POLLOUT));
+      // A writer waiting for room learns of a peer that died (its FIN comes unannounced) from
+      // the kernel socket too; after an announced shutdown the FIN says nothing new.
+      if (output && !fast->PeerEndedOutput()) kernel = static_cast<short>(kernel | POLLRDHUP);
+      if (kernel != 0 || count == 0) out[count++] = {fd, kernel, true, false};
       return count;
     }
     case Path::kConnecting:
-      // The end of the handshake (POLLOUT, or an error) moves the socket on, to wait for the
-      // listener's answer; a caller that only wants input must wake for it too.
-      out[count++] = {fd, static_cast<short>(wanted | POLLOUT | POLLRDHUP), true};
+      // The end of the handshake (POLLOUT, or an error) moves the socket on; a caller that only
+      // wants input must wake for it too.
+      out[count++] = {fd, static_cast<short>(wanted | POLLOUT | POLLRDHUP), true, false};
       return count;
-    case Path::kPending: {
-      const ops::PendingView view = ops::ViewPending(socket);
-      if (view.channel_fd >= 0) out[count++] = {view.channel_fd, POLLIN, false};
-      if (input || count == 0) out[count++] = {fd, static_cast<short>(POLLIN | POLLRDHUP), true};
-      return count;
-    }
     default:
-      out[count++] = {fd, wanted, true};
+      out[count++] = {fd, wanted, true, false};
       return count;
   }
 }

@@ -6,8 +6,10 @@
 // socket's own state is the answer, as it is for the data calls. Sockets on any other path
 // are asked of the kernel.
 //
-// The sleep protocol is the data calls' one: look, prepare (take delivered wake-up bytes,
-// announce), look again, and only then sleep on the descriptors WaitFds() names.
+// The sleep protocol: look, prepare (take the edges that woke the last sleep, announce), look
+// again, and only then sleep on the descriptors PrepareWait() names. A fast socket names its
+// session's bell (wait/bell.h: an eventfd that must be registered edge-triggered, in the epoll
+// shadow or the thread's WakeSet, never read) and its kernel socket (the peer's FIN or reset).
 //
 // Thread rules: any thread.
 #ifndef LOOPFAST_SOCKET_READINESS_H_
@@ -36,6 +38,9 @@ struct State {
   // Bytes the kernel connection ever received, once input comes from it (a moved connection):
   // each arrival is a new edge, as on kernel TCP.
   uint64_t kernel_in = 0;
+  // For the order of epoll's reports (ready_queue.h): when the peer's last write into the empty
+  // ring made it readable (CLOCK_MONOTONIC; 0: unknown). Input in the ring only.
+  uint64_t in_ready_ns = 0;
 };
 
 // What an edge-triggered watcher remembers between looks.
@@ -55,20 +60,27 @@ bool EdgeFired(const State &now, EdgeMemory *memory);
 // Current readiness of `fd` for the poll(2) events in `wanted`.
 State Look(Socket &socket, int fd, short wanted);
 
+// Asks the peer of a fast socket to stamp when its input becomes ready (State::in_ready_ns),
+// for a caller that orders by it (epoll). True once asked (the socket is fast), for good.
+bool WantInputStamps(Socket &socket);
+// State::in_sequence alone, cheaply (0 for a socket that is not fast): whether the peer wrote
+// since a look.
+uint64_t InputSequence(const Socket &socket);
+
 // Up to kMaxWaitFds descriptors to sleep on; events as poll(2) takes them.
 inline constexpr int kMaxWaitFds = 3;
 struct WaitFd {
   int fd = -1;
   short events = 0;
   bool edge = false;  // only a change matters (the kernel socket stays readable at its end)
+  bool bell = false;  // a bell: edge-triggered in an epoll instance, never polled directly
 };
-// Prepares a sleep (see above) and names what to sleep on. Returns how many were written.
-// `drain` false: the caller has already taken the delivered wake-up bytes (TakeWakeups).
-int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out, bool drain = true);
+// Announces the sleep (see above) and names what to sleep on. Returns how many were written.
+int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out);
 
-// Takes the wake-up bytes waiting on a doorbell that a sleep reported readable; a doorbell at
-// end-of-file means the peer left, which the next Look() settles.
-void TakeWakeups(Socket &socket, int bell_fd);
+// A sleep woke on the socket's kernel descriptor (a FIN or reset may have come): the next Look
+// asks the kernel whether the peer is gone.
+void NoteKernelChanged(Socket &socket);
 
 }  // namespace loopfast::readiness
 

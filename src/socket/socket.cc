@@ -6,7 +6,6 @@
 namespace loopfast {
 
 Socket::~Socket() {
-  sys::CloseOwned(rendezvous_fd);
   sys::CloseOwned(kept_fd.load(std::memory_order_relaxed));
   stat::ReleaseSlot(stat_slot);
 }

@@ -1,5 +1,10 @@
 // What loopfast knows about one open TCP socket (shared by every descriptor that refers to it:
 // dup, dup2, fcntl F_DUPFD, and the same descriptor in threads).
+//
+// A socket goes through stages, each with its own state: undecided (created, options), then
+// connecting (a non-blocking connect under way, holding its claim), listening (with its
+// listener group when fast), and finally fast (a FastConnection) or kernel TCP. The fast data
+// path never takes `mutex`: it uses the FastConnection, which has its own per-direction locks.
 #ifndef LOOPFAST_SOCKET_SOCKET_H_
 #define LOOPFAST_SOCKET_SOCKET_H_
 
@@ -9,65 +14,87 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <vector>
 
-#include "rendezvous/listener_channel.h"
-#include "socket/fast_connection.h"
+#include "fast/fast_connection.h"
+#include "session/client_session.h"
+#include "session/listener_group.h"
 #include "stat/registry_layout.h"
 
 namespace loopfast {
 
 enum class Path : uint8_t {
   kUndecided,   // not connected or listening yet
-  kListening,   // a listener (fast listeners have a channel)
-  kConnecting,  // opted-in connect() under way (non-blocking or interrupted)
-  kPending,     // connected; the listener opted in; waiting for its Offer
+  kListening,   // a listener (fast listeners have a group)
+  kConnecting,  // opted-in connect() under way (non-blocking or interrupted), its slot claimed
   kFast,        // data moves through shared memory
   kKernel,      // ordinary kernel TCP, for good
 };
 
-// Why an opted-in socket took kernel TCP; static strings, shown by the API and the log.
+// Why an opted-in socket took kernel TCP; static strings, shown by the API, the log and stat.
 namespace reason {
 inline constexpr const char *kNone = "";
 inline constexpr const char *kNotOptedIn = "this socket did not opt in";
 inline constexpr const char *kNotLoopback = "destination is not a loopback address";
 inline constexpr const char *kNoListenerChannel = "no opted-in listener on that port";
+inline constexpr const char *kChannelNotListeners =
+    "the port's rendezvous name is held by another user than its listener";
 inline constexpr const char *kPeerNotOptedIn = "peer did not opt in";
 inline constexpr const char *kListenerNotOptedIn = "listener did not opt in";
-inline constexpr const char *kChannelBusy = "port's rendezvous channel belongs to another group";
-inline constexpr const char *kRefused = "peer refused the fast path";
-inline constexpr const char *kRendezvousLost = "rendezvous did not complete";
-// The rendezvous' own fallbacks, told apart (each is safe: both ends stay on kernel TCP).
-inline constexpr const char *kShutBeforeAccept =
-    "shut down before the listening program accepted the connection";
-inline constexpr const char *kNotAcceptedInTime =
-    "the listening program did not accept the connection within 2 s";
-inline constexpr const char *kSentBeforeAccept =
-    "a blocking send came before the listening program accepted the connection";
-inline constexpr const char *kClosedBeforeAccept =
-    "closed before the listening program accepted the connection";
-inline constexpr const char *kAwaitingAccept =
-    "not decided yet: the listening program has not accepted the connection";
-inline constexpr const char *kPeerGaveUp = "the connecting side gave up before this accept";
-inline constexpr const char *kHelloNotFound = "no rendezvous message for this connection";
-inline constexpr const char *kUnverified = "could not verify the peer";
-inline constexpr const char *kOtherUser = "peer runs as another user";
+inline constexpr const char *kChannelBusy = "port's rendezvous name belongs to another process";
+inline constexpr const char *kNoSlot = "the session with that listener has no free slot";
+inline constexpr const char *kClaimNotFound =
+    "the connecting side's claim could not be found: connection reset";
+inline constexpr const char *kClaimAmbiguous =
+    "another process of the connecting user claimed the same socket: connection reset";
+inline constexpr const char *kClientDeclined = "the connecting side took kernel TCP";
+inline constexpr const char *kOtherUser = "this socket belongs to another user than the process";
 inline constexpr const char *kResources = "out of resources for the fast path";
 inline constexpr const char *kDisabled = "loopfast is disabled (LOOPFAST_DISABLE)";
-inline constexpr const char *kConnectFailed = "connect failed";
-inline constexpr const char *kBadOffer = "peer sent an invalid offer";
 inline constexpr const char *kHandedOver = "handed to a program that cannot see the rings (exec)";
 inline constexpr const char *kOptionNeedsKernel =
     "moved to kernel TCP: a socket option the fast path cannot honour";
 inline constexpr const char *kUrgentData = "moved to kernel TCP: urgent data (MSG_OOB)";
 inline constexpr const char *kSplice = "moved to kernel TCP: splice from a pipe";
 inline constexpr const char *kPeerMoved = "moved to kernel TCP by the peer";
-inline constexpr const char *kPeerNeverAttached = "the connecting side took kernel TCP";
 inline constexpr const char *kSignalDrivenIo = "moved to kernel TCP: signal-driven I/O (O_ASYNC)";
 inline constexpr const char *kIoUring = "the process uses io_uring, which bypasses loopfast";
-inline constexpr const char *kForkedWhilePending =
-    "the program forked before the rendezvous completed";
+inline constexpr const char *kForkedWhileConnecting =
+    "the program forked while the connection was being made";
+inline constexpr const char *kDescriptorsLow =
+    "too few descriptors left: loopfast keeps them for the program";
 }  // namespace reason
+
+// The program's own settings, kept where the kernel's copy is not the whole story.
+struct ProgramOptions {
+  struct timeval recv_timeout = {0, 0};
+  struct timeval send_timeout = {0, 0};
+  int rcvbuf = 0;  // SO_RCVBUF as the program set it (0: never)
+  // The kernel socket's SO_RCVBUF was raised above the program's: a fast listener's SYN-ACK
+  // window must stay large enough for its MSS marker (the client bounds the MSS it reads by
+  // half that window). getsockopt reports the program's value; kernel-TCP connections get it.
+  bool rcvbuf_raised = false;
+  // The client marker TTL is still set on the kernel socket (a fast connection keeps it: no
+  // packet it sends carries data). The program's own TTL/hop limit waits here (-1: default).
+  bool marker_on = false;
+  int ttl = -1;
+  int hops = -1;
+  int maxseg = 0;  // TCP_MAXSEG a fast listener keeps to itself
+};
+
+// A fast listener's stage.
+struct ListenerStage {
+  std::shared_ptr<session::ListenerGroup> group;
+  bool has_accepted = false;
+};
+
+// A connect under way on an opted-in socket: its claim, and what the program asked for meanwhile.
+struct ConnectingStage {
+  std::shared_ptr<session::ClientSession> session;
+  struct sockaddr_storage destination {};  // the connect's address (stat shows it)
+  uint32_t slot = 0;
+  uint32_t rx_limit = 0;
+  const char *kernel_wanted = nullptr;  // take kernel TCP when the handshake ends
+};
 
 struct Socket {
   explicit Socket(int family_in) : family(family_in) {}
@@ -85,33 +112,20 @@ struct Socket {
   // send/recv calls under way. A close() that finds some (another thread closed the descriptor
   // under a blocked call) keeps the connection for them, as the kernel's file reference does:
   // the descriptor number is freed, the calls go on with `kept_fd`, and the last one to return
-  // ends the connection (FinishDeferredClose).
+  // ends the connection.
   std::atomic<int> calls_in_flight{0};
   std::atomic<bool> closed{false};  // the last descriptor was closed
   std::atomic<int> kept_fd{-1};     // loopfast's private copy of the kernel socket meanwhile
   // Its statistics slot says "fast" (socket_stat.h): the data path checks for a peer's move.
   std::atomic<bool> published_fast{false};
 
-  std::mutex mutex;  // guards everything below
+  std::mutex mutex;  // guards everything below (never held by the fast data path)
   const char *fallback_reason = reason::kNone;
-  bool has_accepted = false;
-  std::shared_ptr<rendezvous::ListenerChannel> channel;  // fast listener
-  int rendezvous_fd = -1;                                // client's channel while pending
-  std::vector<uint8_t> early_bytes;  // sent while pending, before the Offer arrived
-  std::unique_ptr<FastConnection> fast_owner;
+  ProgramOptions options;
+  std::unique_ptr<ListenerStage> listener;      // kListening with a group
+  std::unique_ptr<ConnectingStage> connecting;  // kConnecting
+  std::unique_ptr<FastConnection> fast_owner;   // kFast
   bool close_deferred = false;  // closed with calls in flight; kept_fd holds the kernel socket
-  const char *kernel_wanted = nullptr;  // set while connecting: take kernel TCP when it ends
-  // The program's own settings, kept where the kernel's copy is not the whole story.
-  struct timeval recv_timeout = {0, 0};
-  struct timeval send_timeout = {0, 0};
-  int program_rcvbuf = 0;  // SO_RCVBUF as the program set it (0: never)
-  // The kernel socket's SO_RCVBUF was raised above the program's: a fast listener's SYN-ACK
-  // window must stay large enough for its MSS marker (the client bounds the MSS it reads by
-  // half that window). getsockopt reports the program's value; kernel-TCP connections get it.
-  bool rcvbuf_raised = false;
-  int program_ttl = -1;  // IP_TTL / IPV6_UNICAST_HOPS deferred while the marker is on
-  int program_hops = -1;
-  int program_maxseg = 0;               // TCP_MAXSEG a fast listener keeps to itself
   stat::Role role = stat::Role::kNone;  // connecting or accepting end
   int stat_slot = -1;                   // stat::kNoSlot until published
   uint64_t stat_inode = 0;

@@ -107,19 +107,20 @@ void ForkReturned(bool failed);
 bool IsTracked(int fd);
 
 // For descriptor_ops.cc. ReleaseDescriptor drops one descriptor's hold on `socket` (`fd` is
-// still open); MoveToKernel settles a pending socket or moves a fast one to kernel TCP.
+// still open); MoveToKernel settles a connect under way or moves a fast end to kernel TCP.
 void ReleaseDescriptor(const std::shared_ptr<Socket> &socket, int fd);
 void MoveToKernel(Socket &socket, int fd);
+// This process lets go of a fast end (the last holder's close). Caller holds socket.mutex.
+void EndFast(Socket &socket, int kernel_fd);
+// A listener stops (or, for the explicit API, starts) offering the fast path. Caller holds it.
+void DisableListener(Socket &socket, int fd);
+void EnableListenerForApi(Socket &socket, int fd);
+// Connections reset because their claim could not be placed (loopfast_rendezvous_rejected()).
+uint64_t RejectedTotal();
 
-// For the readiness layer (and the calls here that only look). MakeProgress moves a
-// non-blocking connect or a rendezvous along without blocking; ViewPending tells what a
-// pending connection can do before its Offer arrives.
+// For the readiness layer (and the calls here that only look): moves a non-blocking connect
+// along without blocking.
 void MakeProgress(Socket &socket, int fd);
-struct PendingView {
-  int channel_fd = -1;    // readable when the listener's answer arrives
-  size_t early_room = 0;  // bytes a send may still buffer
-};
-PendingView ViewPending(Socket &socket);
 
 }  // namespace loopfast::ops
 

@@ -6,8 +6,11 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <set>
+#include <string>
 
-#include "socket/fast_connection.h"
+#include "fast/fast_connection.h"
 #include "stat/registry.h"
 
 namespace loopfast {
@@ -15,51 +18,61 @@ namespace loopfast {
 const char *CurrentFallbackReason(const Socket &socket) {
   FastConnection *fast = socket.fast.load(std::memory_order_acquire);
   if (socket.fallback_reason == reason::kNone && fast != nullptr && fast->UsesKernel()) {
-    return fast->PeerAttached() ? reason::kPeerMoved : reason::kPeerNeverAttached;
+    return reason::kPeerMoved;
   }
   return socket.fallback_reason;
 }
 
-const char *ReportedFallbackReason(const Socket &socket) {
-  // Pending reads as kernel TCP (nothing moved through a ring yet): say why it is not fast.
-  if (socket.fallback_reason == reason::kNone &&
-      socket.path.load(std::memory_order_acquire) == Path::kPending) {
-    return reason::kAwaitingAccept;
-  }
-  return CurrentFallbackReason(socket);
+const char *ReportedFallbackReason(const Socket &socket) { return CurrentFallbackReason(socket); }
+
+const char *InternReason(const char *text) {
+  static std::mutex mutex;
+  static auto *texts = new std::set<std::string>();  // never destroyed: pointers outlive exit
+  constexpr size_t kMaxTexts = 256;
+  std::lock_guard<std::mutex> guard(mutex);
+  auto found = texts->find(text);
+  if (found != texts->end()) return found->c_str();
+  if (texts->size() >= kMaxTexts) return "(reason not kept: too many distinct reasons)";
+  return texts->insert(text).first->c_str();
 }
 
 namespace {
 
-// Copies the address `get` (getsockname or getpeername) reports into the slot's fields.
-template <typename Get>
-void ReadEndpoint(Get get, int fd, uint8_t *address, uint16_t *port) {
-  struct sockaddr_storage storage {};
-  socklen_t length = sizeof storage;
-  if (get(fd, reinterpret_cast<struct sockaddr *>(&storage), &length) != 0) return;
-  if (storage.ss_family == AF_INET) {
-    const auto *in = reinterpret_cast<const struct sockaddr_in *>(&storage);
+void CopyEndpoint(const struct sockaddr *from, uint8_t *address, uint16_t *port) {
+  if (from->sa_family == AF_INET) {
+    const auto *in = reinterpret_cast<const struct sockaddr_in *>(from);
     std::memcpy(address, &in->sin_addr, 4);
     *port = in->sin_port;
-  } else if (storage.ss_family == AF_INET6) {
-    const auto *in6 = reinterpret_cast<const struct sockaddr_in6 *>(&storage);
+  } else if (from->sa_family == AF_INET6) {
+    const auto *in6 = reinterpret_cast<const struct sockaddr_in6 *>(from);
     std::memcpy(address, &in6->sin6_addr, 16);
     *port = in6->sin6_port;
   }
 }
 
+// Copies `known`, or else the address `get` (getsockname or getpeername) reports, into the
+// slot's fields.
+template <typename Get>
+void ReadEndpoint(const struct sockaddr *known, Get get, int fd, uint8_t *address, uint16_t *port) {
+  if (known != nullptr) {
+    CopyEndpoint(known, address, port);
+    return;
+  }
+  struct sockaddr_storage storage {};
+  socklen_t length = sizeof storage;
+  if (get(fd, reinterpret_cast<struct sockaddr *>(&storage), &length) != 0) return;
+  CopyEndpoint(reinterpret_cast<const struct sockaddr *>(&storage), address, port);
+}
+
 }  // namespace
 
-void PublishSocket(Socket &socket, int fd) {
+void PublishSocket(Socket &socket, int fd, const KnownEnds &known) {
   const char *why = CurrentFallbackReason(socket);
   FastConnection *fast = socket.fast.load(std::memory_order_acquire);
   stat::SlotState state;
   switch (socket.path.load(std::memory_order_acquire)) {
     case Path::kListening:
       state = stat::SlotState::kListener;
-      break;
-    case Path::kPending:
-      state = stat::SlotState::kPending;
       break;
     case Path::kFast:
       state = why == reason::kNone ? stat::SlotState::kFast : stat::SlotState::kKernel;
@@ -81,19 +94,21 @@ void PublishSocket(Socket &socket, int fd) {
     stat::SlotWriter writer(socket.stat_slot);
     stat::Slot *slot = writer.slot();
     if (slot == nullptr) return;
-    // Three system calls once per socket (the peer's again until it is known): addresses kept
-    // here stay readable after the kernel has let the connection go.
+    // Up to three system calls once per socket (the peer's again until it is known): addresses
+    // kept here stay readable after the kernel has let the connection go.
     const int saved_errno = errno;
     if (first) {
       struct stat info;
-      socket.stat_inode = fstat(fd, &info) == 0 ? static_cast<uint64_t>(info.st_ino) : 0;
+      if (socket.stat_inode == 0) {
+        socket.stat_inode = fstat(fd, &info) == 0 ? static_cast<uint64_t>(info.st_ino) : 0;
+      }
       std::memset(slot->local_address, 0, sizeof slot->local_address);
       std::memset(slot->peer_address, 0, sizeof slot->peer_address);
       slot->local_port = slot->peer_port = 0;
-      ReadEndpoint(getsockname, fd, slot->local_address, &slot->local_port);
+      ReadEndpoint(known.local, getsockname, fd, slot->local_address, &slot->local_port);
     }
     if (slot->peer_port == 0 && state != stat::SlotState::kListener) {
-      ReadEndpoint(getpeername, fd, slot->peer_address, &slot->peer_port);
+      ReadEndpoint(known.peer, getpeername, fd, slot->peer_address, &slot->peer_port);
     }
     errno = saved_errno;
     slot->state = state;

@@ -17,7 +17,7 @@
 namespace loopfast::stat {
 
 inline constexpr uint32_t kRegistryMagic = 0x5453464c;  // "LFST"
-inline constexpr uint16_t kRegistryVersion = 1;
+inline constexpr uint16_t kRegistryVersion = 2;
 inline constexpr char kRegistryMemfdName[] = "loopfast-stat";
 // Slots in one registry: the memfd is sized for all of them but is sparse, so only the pages
 // of slots ever used take memory (192 bytes a socket).
@@ -30,6 +30,7 @@ enum class SlotState : uint8_t {
   kPending = 2,   // connected, the rendezvous under way
   kFast = 3,      // data moves through shared memory
   kKernel = 4,    // on kernel TCP; `reason` says why
+  kSession = 5,   // a session with another process (role: which side this process is on)
 };
 
 enum class Role : uint8_t { kNone = 0, kConnecting = 1, kAccepting = 2 };
@@ -56,29 +57,35 @@ struct Slot {
   Role role;
   uint8_t family;  // AF_INET or AF_INET6
   uint8_t reserved0;
-  int32_t fd;  // the descriptor number in the owning process (when published)
-  uint32_t reserved1;
+  int32_t fd;             // the descriptor number in the owning process (-1 for a session)
+  uint32_t peer_uid;      // sessions: the other process's user
   uint64_t socket_inode;  // the kernel socket's inode: the key to its kernel counters
-  uint64_t reserved2;
+  // Sessions: bytes of the shared arena in use (slots and ring areas this side made).
+  std::atomic<uint64_t> arena_bytes_in_use;
   // Through the rings, by this end (every process holding it), mirrored after each move.
   std::atomic<uint64_t> bytes_sent;
   std::atomic<uint64_t> bytes_received;
   // 1 while a thread of this process sleeps (past its spin) waiting for data / for room.
   std::atomic<uint8_t> asleep_to_receive;
   std::atomic<uint8_t> asleep_to_send;
-  uint8_t reserved3[6];
+  uint16_t reserved3;
+  int32_t peer_pid;  // sessions: the other process (the listener's, seen from a client)
   // Addresses in network byte order (IPv4 in the first 4 bytes); port 0: not known.
   uint8_t local_address[16];
   uint8_t peer_address[16];
-  uint16_t local_port;
+  uint16_t local_port;  // sessions: the listener's port
   uint16_t peer_port;
-  uint32_t reserved4;
-  char reason[kReasonBytes];  // why kernel TCP (NUL-terminated; empty for fast)
+  std::atomic<uint32_t> connections;  // sessions: connections of it open in this process
+  char reason[kReasonBytes];          // why kernel TCP (NUL-terminated; empty for fast)
 };
 static_assert(sizeof(Slot) == 192);
 static_assert(offsetof(Slot, socket_inode) == 16);
 static_assert(offsetof(Slot, bytes_sent) == 32);
+static_assert(offsetof(Slot, peer_uid) == 12);
+static_assert(offsetof(Slot, arena_bytes_in_use) == 24);
 static_assert(offsetof(Slot, asleep_to_receive) == 48);
+static_assert(offsetof(Slot, peer_pid) == 52);
+static_assert(offsetof(Slot, connections) == 92);
 static_assert(offsetof(Slot, local_address) == 56);
 static_assert(offsetof(Slot, reason) == 96);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);

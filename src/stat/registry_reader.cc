@@ -43,6 +43,11 @@ bool CopySlot(const Slot &slot, SlotView *view) {
     view->asleep_to_receive = copy.asleep_to_receive.load(std::memory_order_relaxed) != 0;
     view->asleep_to_send = copy.asleep_to_send.load(std::memory_order_relaxed) != 0;
     view->reason.assign(copy.reason, strnlen(copy.reason, kReasonBytes));
+    view->peer_pid = copy.peer_pid;
+    view->peer_uid = copy.peer_uid;
+    view->port = ntohs(copy.local_port);
+    view->connections = copy.connections.load(std::memory_order_relaxed);
+    view->arena_bytes_in_use = copy.arena_bytes_in_use.load(std::memory_order_relaxed);
     if (copy.family == AF_INET || copy.family == AF_INET6) {
       view->local = EndpointText(copy.family, copy.local_address, copy.local_port);
       view->peer = EndpointText(copy.family, copy.peer_address, copy.peer_port);
@@ -55,8 +60,11 @@ bool CopySlot(const Slot &slot, SlotView *view) {
 bool Valid(const SlotView &view) {
   const auto state = static_cast<uint8_t>(view.state);
   const auto role = static_cast<uint8_t>(view.role);
-  if (state > static_cast<uint8_t>(SlotState::kKernel)) return false;
+  if (state > static_cast<uint8_t>(SlotState::kSession)) return false;
   if (role > static_cast<uint8_t>(Role::kAccepting)) return false;
+  if (view.state == SlotState::kSession) {
+    return view.peer_pid >= 0 && view.role != Role::kNone && view.reason.empty();
+  }
   if (view.state != SlotState::kFree && view.family != AF_INET && view.family != AF_INET6) {
     return false;
   }

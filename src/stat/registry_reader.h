@@ -32,11 +32,17 @@ struct SlotView {
   bool asleep_to_receive = false;
   bool asleep_to_send = false;
   std::string reason;
+  // Sessions (state kSession):
+  int peer_pid = 0;
+  uint32_t peer_uid = 0;
+  int port = 0;  // the listener's
+  uint32_t connections = 0;
+  uint64_t arena_bytes_in_use = 0;
 };
 
 struct RegistryView {
   pid_t pid = 0;
-  std::vector<SlotView> sockets;  // slots in use (not free)
+  std::vector<SlotView> sockets;  // slots in use (not free), sessions included
   int skipped = 0;                // slots that stayed mid-rewrite or held invalid values
 };
 

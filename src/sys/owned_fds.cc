@@ -2,11 +2,14 @@
 
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <mutex>
 
 #include "sys/real_calls.h"
 
@@ -70,14 +73,80 @@ int HighBase() {
   return base;
 }
 
+namespace {
+
+std::mutex limit_mutex;
+
+// A copy of `fd` at a number at or above the soft RLIMIT_NOFILE, which the program cannot use
+// (the limit is one more than the highest number it may open): the soft limit is raised
+// towards the hard one for the one call, then put back. -1 when the hard limit leaves no room
+// (or the process may not change its limit).
+int DupAboveLimit(int fd) {
+  std::lock_guard<std::mutex> guard(limit_mutex);
+  struct rlimit limit {};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max ||
+      limit.rlim_cur > (1u << 20)) {
+    return -1;
+  }
+  // Room for a few hundred of loopfast's own above the program's range (its table grows only
+  // as far as the numbers used).
+  struct rlimit raised = limit;
+  raised.rlim_cur = std::min<rlim_t>(limit.rlim_max, limit.rlim_cur + 512);
+  if (setrlimit(RLIMIT_NOFILE, &raised) != 0) return -1;
+  const int moved = Real().fcntl(fd, F_DUPFD_CLOEXEC, static_cast<int>(limit.rlim_cur));
+  setrlimit(RLIMIT_NOFILE, &limit);
+  return moved;
+}
+
+}  // namespace
+
 int MoveHigh(int fd) {
-  const int base = HighBase();
-  if (fd < 0 || base == 0 || fd >= base) return fd;
+  if (fd < 0) return fd;
   const int saved_errno = errno;
-  const int moved = Real().fcntl(fd, F_DUPFD_CLOEXEC, base);
+  // Above the program's limit when the hard limit allows: then loopfast's descriptors cost the
+  // program none of the numbers it may use.
+  int moved = DupAboveLimit(fd);
+  const int base = HighBase();
+  if (moved < 0 && base != 0 && fd < base) moved = Real().fcntl(fd, F_DUPFD_CLOEXEC, base);
   if (moved >= 0) Real().close(fd);
   errno = saved_errno;
   return moved >= 0 ? moved : fd;
+}
+
+namespace {
+std::atomic<pid_t> process_pid{0};
+}  // namespace
+
+bool InVforkChild() {
+  const pid_t actual = static_cast<pid_t>(syscall(SYS_getpid));
+  pid_t known = process_pid.load(std::memory_order_relaxed);
+  if (known == 0) {
+    process_pid.compare_exchange_strong(known, actual, std::memory_order_relaxed);
+    return false;  // first asked in this process (a vfork child never asks first: see below)
+  }
+  return actual != known;
+}
+
+pid_t ThisProcess() {
+  const pid_t known = process_pid.load(std::memory_order_relaxed);
+  if (known != 0) return known;
+  const pid_t actual = static_cast<pid_t>(syscall(SYS_getpid));
+  process_pid.store(actual, std::memory_order_relaxed);
+  return actual;
+}
+
+void NoteForkChild() {
+  process_pid.store(static_cast<pid_t>(syscall(SYS_getpid)), std::memory_order_relaxed);
+}
+
+int TakeHigh(int fd) {
+  if (fd < 0) return fd;
+  const int moved = MoveHigh(fd);
+  const int base = HighBase();
+  if (moved != fd || base == 0 || moved >= base) return moved;
+  Real().close(moved);
+  errno = EMFILE;
+  return -1;
 }
 
 bool IsOwned(int fd) {

@@ -25,7 +25,7 @@ status=0
 "${clean[@]}" "$tool" doctor >"$work/out" 2>&1 || status=$?
 cat "$work/out"
 [ "$status" = 0 ] || fail "doctor exited $status on this host"
-for name in kernel memfd futex unix-channel proc-fd sock-diag tcp-saved-syn tcp-maxseg netns \
+for name in kernel memfd futex eventfd unix-channel sock-diag so-cookie tcp-saved-syn tcp-maxseg netns \
   policy environment preload descriptors address-space; do
   grep -Eq "^(ok|info|warn) +$name " "$work/out" || fail "no passing line for $name"
 done

@@ -8,8 +8,13 @@
 //   --loop poll|epoll-et|blocking   how it waits (default poll)
 //   --move-at N      after N bytes sent, do --move-how (default: never)
 //   --move-how filter|rcvlowat|splice|io_uring|oob|fioasync   (fioasync: SIGIO counted, "sigio=N")
+//   --move-early yes  move as soon as N bytes are sent, even before any byte came from the peer
+//                    (by default a non-blocking sender first waits for one: the move is then
+//                    mid-stream on the path the connection took, not before the listening
+//                    program accepted, where loopfast may still hold the bytes sent)
 //   --io-uring-first yes   set up an io_uring before the connection exists
 //   --hold-ms N      when done, print "holding ..." and keep the connection open N ms
+//   --accept-delay-ms N  (listen) wait N ms after "port N" before accepting
 // Exits 77 when this kernel refuses io_uring.
 // Prints one line: "ok sent=N received=N before=PATH after=PATH reason=..." and exits 0, or
 // "FAIL ..." and exits 1. Every received byte is checked against the peer's pattern.
@@ -27,6 +32,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -87,9 +93,11 @@ struct Options {
   std::string loop = "poll";
   uint64_t move_at = 0;
   std::string move_how = "filter";
+  bool move_early = false;
   bool io_uring_first = false;
   uint16_t port = 0;
   uint64_t hold_ms = 0;
+  uint64_t accept_delay_ms = 0;
 };
 
 struct Stream {
@@ -157,7 +165,10 @@ struct Stream {
 
   // Sends what it can now; false when nothing could be sent.
   bool SendSome(bool blocking) {
-    if (options.move_at != 0 && !moved && sent >= options.move_at) Move();
+    if (options.move_at != 0 && !moved && sent >= options.move_at &&
+        (blocking || received > 0 || options.move_early)) {
+      Move();
+    }
     if (sent >= options.bytes) return false;
     uint64_t limit = options.bytes;
     if (options.move_at != 0 && !moved) limit = std::min(limit, options.move_at);
@@ -266,10 +277,14 @@ int main(int argc, char **argv) {
       options.move_at = std::strtoull(value.c_str(), nullptr, 10);
     } else if (name == "--move-how") {
       options.move_how = value;
+    } else if (name == "--move-early") {
+      options.move_early = value == "yes";
     } else if (name == "--port") {
       options.port = static_cast<uint16_t>(std::atoi(value.c_str()));
     } else if (name == "--hold-ms") {
       options.hold_ms = std::strtoull(value.c_str(), nullptr, 10);
+    } else if (name == "--accept-delay-ms") {
+      options.accept_delay_ms = std::strtoull(value.c_str(), nullptr, 10);
     } else if (name == "--io-uring-first") {
       options.io_uring_first = value == "yes";
     } else {
@@ -294,6 +309,9 @@ int main(int argc, char **argv) {
     getsockname(listener, reinterpret_cast<sockaddr *>(&address), &length);
     std::printf("port %u\n", ntohs(address.sin_port));
     std::fflush(stdout);
+    if (options.accept_delay_ms > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(options.accept_delay_ms));
+    }
     fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) Fail("accept");
     close(listener);

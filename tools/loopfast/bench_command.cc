@@ -1019,7 +1019,8 @@ void BenchUsage(FILE *out) {
       "          CPU us per transaction, and memory per connection (MemAvailable drop, PSS,\n"
       "          slab, shmem, page tables) with all open.  --count N transactions (200000),\n"
       "          --processes P (1): the connections spread over P client and P server processes\n"
-      "          (a fast end holds 3 descriptors: 10,000 connections need P >= 2 at 20,000)\n"
+      "          (a fast end holds one descriptor, as kernel TCP: 10,000 connections in one\n"
+      "          client and one server process need a limit of about 10,100)\n"
       "\n"
       "Options:\n"
       "  --rounds R       trials per path and size (5)\n"
@@ -1065,8 +1066,8 @@ bool ParseSizeList(const char *text, std::vector<size_t> *out) {
   return !out->empty() && begin > list.size();
 }
 
-// A `many` process holds one end of each of its connections: 3 descriptors for a fast end (the
-// TCP socket and two doorbells), plus a few for the rendezvous in progress, pipes and epoll.
+// A `many` process holds one end of each of its connections: one descriptor for a fast end, as
+// for kernel TCP (its session's few are shared), plus a few for sessions, pipes and epoll.
 // Raises the soft limit to the hard one and checks it is enough.
 bool RaiseDescriptorLimit(size_t connections_per_process) {
   struct rlimit limit {};
@@ -1076,7 +1077,7 @@ bool RaiseDescriptorLimit(size_t connections_per_process) {
     setrlimit(RLIMIT_NOFILE, &limit);
     getrlimit(RLIMIT_NOFILE, &limit);
   }
-  const rlim_t needed = rlim_t(connections_per_process) * 3 + 64;
+  const rlim_t needed = rlim_t(connections_per_process) + 64;
   if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < needed) {
     std::fprintf(stderr,
                  "loopfast bench: %zu connections in one process need about %llu descriptors, "

@@ -308,72 +308,6 @@ CheckOutcome CheckPeerCredentials() {
   return Ok("SO_PEERCRED names the connecting process");
 }
 
-CheckOutcome CheckPeerPidfd() {
-  UnixChannel channel;
-  std::string error;
-  if (!MakeUnixChannel(&channel, &error)) return Fail(error);
-  int pidfd = -1;
-  socklen_t length = sizeof pidfd;
-  if (getsockopt(channel.server.get(), SOL_SOCKET, SO_PEERPIDFD, &pidfd, &length) != 0 ||
-      pidfd < 0) {
-    return Fail(std::string("SO_PEERPIDFD: ") + std::strerror(errno) +
-                " (Linux before 6.5): a peer is identified through /proc alone, which a pid "
-                "reused in the meantime could mislead into refusing it");
-  }
-  close(pidfd);
-  return Ok("SO_PEERPIDFD");
-}
-
-CheckOutcome CheckProcFd() {
-  // What the accepting side does: read which socket another process holds as descriptor N.
-  int ready[2], done[2];
-  if (pipe2(ready, O_CLOEXEC) != 0) return FailErrno("pipe");
-  if (pipe2(done, O_CLOEXEC) != 0) {
-    close(ready[0]);
-    close(ready[1]);
-    return FailErrno("pipe");
-  }
-  std::fflush(nullptr);
-  const pid_t child = fork();
-  if (child == 0) {
-    close(ready[0]);
-    close(done[1]);  // so that the parent's close is an end of file here
-    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const uint64_t inode = InodeOf(fd);
-    int number = fd;
-    if (write(ready[1], &number, sizeof number) != sizeof number ||
-        write(ready[1], &inode, sizeof inode) != sizeof inode) {
-      _exit(1);
-    }
-    char byte;
-    (void)!read(done[0], &byte, 1);
-    _exit(0);
-  }
-  close(ready[1]);
-  close(done[0]);
-  int number = -1;
-  uint64_t inode = 0;
-  const bool told = child > 0 && read(ready[0], &number, sizeof number) == sizeof number &&
-                    read(ready[0], &inode, sizeof inode) == sizeof inode;
-  std::string link;
-  if (told) {
-    const std::string path = "/proc/" + std::to_string(child) + "/fd/" + std::to_string(number);
-    char target[128];
-    const ssize_t n = readlink(path.c_str(), target, sizeof target - 1);
-    if (n > 0) link.assign(target, size_t(n));
-  }
-  const int error = errno;
-  close(done[1]);
-  close(ready[0]);
-  if (child > 0) waitpid(child, nullptr, 0);
-  if (!told) return Fail("a child process did not report its socket");
-  if (link != "socket:[" + std::to_string(inode) + "]") {
-    return Fail("/proc/<pid>/fd of another process of this user is not readable (" +
-                std::string(std::strerror(error)) + "; /proc mounted with hidepid?)");
-  }
-  return Ok("/proc/<pid>/fd names another process's sockets");
-}
-
 CheckOutcome CheckSockDiag() {
   TcpPair pair;
   if (!MakeTcpPair(&pair)) return FailErrno("loopback TCP");
@@ -576,9 +510,9 @@ std::string Limit(rlim_t value, bool bytes) {
 CheckOutcome CheckDescriptors() {
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return FailErrno("getrlimit(RLIMIT_NOFILE)");
-  const std::string detail = "RLIMIT_NOFILE " + Limit(limit.rlim_cur, false) + " (hard " +
-                             Limit(limit.rlim_max, false) +
-                             "); a fast connection end holds 3 descriptors";
+  const std::string detail =
+      "RLIMIT_NOFILE " + Limit(limit.rlim_cur, false) + " (hard " + Limit(limit.rlim_max, false) +
+      "); a fast connection end holds its socket alone, each session a few more";
   if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < 1024) {
     return Warn(detail + ": few connections can go fast (ulimit -n)");
   }
@@ -593,8 +527,8 @@ CheckOutcome CheckAddressSpace() {
   if (!maps.empty()) detail += ", vm.max_map_count " + maps;
   if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < (rlim_t(1) << 30)) {
     return Warn(detail +
-                ": each fast connection maps its rings; once none fits, new "
-                "connections take kernel TCP");
+                ": each session maps a 1 GiB arena (sparse: only what is used costs "
+                "memory); once none fits, new connections take kernel TCP");
   }
   return Ok(detail);
 }
@@ -620,17 +554,15 @@ const std::vector<HostCheck> &HostChecks() {
   static const std::vector<HostCheck> checks = {
       {"kernel", "the running kernel", false, CheckKernel},
       {"loopback", "TCP over 127.0.0.1 (and ::1)", true, CheckLoopback},
-      {"memfd", "each connection's shared memory: a sealed, nameless memfd", true, CheckMemfd},
+      {"memfd", "each session's shared memory: a sealed, nameless memfd", true, CheckMemfd},
       {"futex", "a lock shared by the processes that hold one end", true, CheckSharedFutex},
-      {"eventfd", "not used today (a candidate for wake-ups)", false, CheckEventfd},
+      {"eventfd", "the bells: wake-ups between the two ends of a session", true, CheckEventfd},
       {"unix-channel", "the listener's rendezvous channel: abstract Unix sockets, SCM_RIGHTS", true,
        CheckAbstractUnix},
-      {"unix-pairs", "wake-ups between the two ends", true, CheckSocketpair},
-      {"peer-credentials", "who sent a rendezvous message", true, CheckPeerCredentials},
-      {"peer-pidfd", "telling a sender from a process that reused its pid", false, CheckPeerPidfd},
-      {"proc-fd", "which process holds the other end of the connection", true, CheckProcFd},
-      {"sock-diag", "the inode of the other end of a TCP connection", true, CheckSockDiag},
-      {"so-cookie", "not used today (a candidate to name a connection)", false, CheckSoCookie},
+      {"unix-pairs", "the listener group's depot of sessions", true, CheckSocketpair},
+      {"peer-credentials", "who holds a port's rendezvous channel", true, CheckPeerCredentials},
+      {"sock-diag", "the user and cookie of the connecting socket", true, CheckSockDiag},
+      {"so-cookie", "names a connection's claim in its session", true, CheckSoCookie},
       {"tcp-saved-syn", "the connecting side's opt-in, seen in its SYN", true, CheckSavedSyn},
       {"tcp-maxseg", "the listener's opt-in, seen in its SYN-ACK", true, CheckMaxseg},
       {"netns", "pairing happens within one network namespace", false, CheckNetworkNamespace},
@@ -639,7 +571,7 @@ const std::vector<HostCheck> &HostChecks() {
       {"preload", "LD_PRELOAD of this process", false, CheckPreload},
       {"library", "what `loopfast run` preloads", false, CheckLibrary},
       {"descriptors", "descriptors per process", false, CheckDescriptors},
-      {"address-space", "room to map each connection's rings", false, CheckAddressSpace},
+      {"address-space", "room to map each session's arena", false, CheckAddressSpace},
   };
   return checks;
 }

@@ -45,6 +45,7 @@ struct Row {
 
 struct Snapshot {
   std::vector<Row> rows;
+  std::vector<Row> sessions;
   std::map<uint64_t, KernelSocket> kernel;
   int hidden_processes = 0;  // registries we may not open (another user's processes)
 };
@@ -103,8 +104,9 @@ void ReadRegistries(const Options &options, Snapshot *snapshot) {
         Row row;
         row.pid = pid;
         row.program = program;
+        const bool session = slot.state == stat::SlotState::kSession;
         row.slot = std::move(slot);
-        snapshot->rows.push_back(std::move(row));
+        (session ? snapshot->sessions : snapshot->rows).push_back(std::move(row));
       }
       break;
     }
@@ -146,6 +148,8 @@ const char *StateName(stat::SlotState state) {
       return "fast";
     case stat::SlotState::kKernel:
       return "kernel";
+    case stat::SlotState::kSession:
+      return "session";
     default:
       return "free";
   }
@@ -215,6 +219,21 @@ void PrintJson(const Snapshot &snapshot) {
         JsonOrNull(has_from, std::to_string(from_peer)).c_str());
     first = false;
   }
+  std::printf("\n],\"sessions\":[");
+  first = true;
+  for (const Row &row : snapshot.sessions) {
+    const stat::SlotView &slot = row.slot;
+    const std::string peer_program = slot.peer_pid > 0 ? ProgramOf(slot.peer_pid) : "?";
+    std::printf(
+        "%s\n{\"pid\":%d,\"program\":%s,\"side\":\"%s\",\"peer_pid\":%d,"
+        "\"peer_program\":%s,\"peer_uid\":%u,\"port\":%d,\"connections\":%u,"
+        "\"arena_bytes_in_use\":%llu}",
+        first ? "" : ",", static_cast<int>(row.pid), JsonQuoted(row.program).c_str(),
+        RoleName(slot.role), slot.peer_pid,
+        JsonOrNull(peer_program != "?", JsonQuoted(peer_program)).c_str(), slot.peer_uid, slot.port,
+        slot.connections, static_cast<unsigned long long>(slot.arena_bytes_in_use));
+    first = false;
+  }
   std::printf("\n]}\n");
 }
 
@@ -267,6 +286,22 @@ void PrintTable(const Snapshot &snapshot) {
                 tail.c_str());
   }
   if (snapshot.rows.empty()) std::printf("(no opted-in sockets in view)\n");
+  if (!snapshot.sessions.empty()) {
+    // One row per session: this process, the one at the other end (a client sees the
+    // listener's first process), the connections it carries here, the arena in use.
+    std::printf("\n%-10s %-24s %-30s %6s %6s %10s\n", "Session", "Process", "Peer process", "Port",
+                "Conns", "ArenaUsed");
+    for (const Row &row : snapshot.sessions) {
+      const stat::SlotView &slot = row.slot;
+      const std::string process = EscapeText(row.program) + "[" + std::to_string(row.pid) + "]";
+      const std::string peer = EscapeText(ProgramOf(slot.peer_pid)) + "[" +
+                               std::to_string(slot.peer_pid) + "] uid " +
+                               std::to_string(slot.peer_uid);
+      std::printf("%-10s %-24s %-30s %6d %6u %10s\n", RoleName(slot.role), process.c_str(),
+                  peer.c_str(), slot.port, slot.connections,
+                  Bytes(slot.arena_bytes_in_use).c_str());
+    }
+  }
   if (snapshot.hidden_processes > 0) {
     std::printf("%d processes of other users not shown (run as root to see them)\n",
                 snapshot.hidden_processes);
@@ -279,8 +314,10 @@ void StatUsage(FILE *out) {
                "\n"
                "The host's opted-in TCP sockets: fast-path connections (both ends' processes,\n"
                "bytes each way, bytes still in each ring, who sleeps), opted-in listeners, and\n"
-               "opted-in connections on kernel TCP with the reason. Your own processes' sockets;\n"
-               "root sees every user's. Reads the programs' statistics without stopping them.\n"
+               "opted-in connections on kernel TCP with the reason; then each session (the\n"
+               "process at the other end, its connections, the shared memory in use). Your own\n"
+               "processes'; root sees every user's. Reads the programs' statistics without\n"
+               "stopping them.\n"
                "\n"
                "  --json          one JSON document (schema loopfast-stat/1, docs/stat.md)\n"
                "  -w, --watch [S] refresh every S seconds (1), until interrupted or --count\n"

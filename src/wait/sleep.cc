@@ -1,0 +1,54 @@
+#include "wait/sleep.h"
+
+#include <linux/futex.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace loopfast::wait {
+
+uint64_t NowNs() {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return uint64_t(now.tv_sec) * 1000000000u + uint64_t(now.tv_nsec);
+}
+
+void FutexWakeAll(std::atomic<uint32_t> *word) {
+  const int saved_errno = errno;
+  // Not FUTEX_PRIVATE: the sleeper may be another process mapping the same memory.
+  syscall(SYS_futex, reinterpret_cast<uint32_t *>(word), FUTEX_WAKE, INT32_MAX, nullptr, nullptr,
+          0);
+  errno = saved_errno;
+}
+
+int FutexWait(std::atomic<uint32_t> *word, uint32_t expected, uint64_t ns) {
+  const int saved_errno = errno;
+  struct timespec timeout = {static_cast<time_t>(ns / 1000000000u),
+                             static_cast<long>(ns % 1000000000u)};
+  const long ret = syscall(SYS_futex, reinterpret_cast<uint32_t *>(word), FUTEX_WAIT, expected,
+                           ns == 0 ? nullptr : &timeout, nullptr, 0);
+  const int result = ret == 0 ? 0 : errno;
+  errno = saved_errno;
+  return result;
+}
+
+bool SignalsRestart() {
+  const int saved_errno = errno;
+  bool restart = true;
+  for (int sig = 1; sig < NSIG && restart; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    struct sigaction action;
+    if (sigaction(sig, nullptr, &action) != 0) continue;  // glibc's reserved signals
+    const bool handled = (action.sa_flags & SA_SIGINFO) != 0
+                             ? action.sa_sigaction != nullptr
+                             : action.sa_handler != SIG_DFL && action.sa_handler != SIG_IGN;
+    if (handled && (action.sa_flags & SA_RESTART) == 0) restart = false;
+  }
+  errno = saved_errno;
+  return restart;
+}
+
+}  // namespace loopfast::wait
