@@ -251,6 +251,17 @@ bool FastConnection::WaitForKernel(int kernel_fd, short events, uint64_t deadlin
   }
 }
 
+bool FastConnection::FlushBeforeKernelWrite(int kernel_fd, const SendCall &call) {
+  // A peer that closed reads nothing more (kernel TCP resets what it gets); one still here
+  // reads the ring's remainder before the kernel connection.
+  if (!PeerLeft() || (PeerFlags() & kSideClosed) != 0) return true;
+  const SendCall timed = WithDeadline(call);
+  CallLock lock(&locks_->send_lock);
+  if (!lock.Enter(timed.nonblocking, [] { return true; })) return false;
+  return FlushUnreadToKernel(kernel_fd, !timed.nonblocking, timed.wait.deadline_ns) !=
+         Flush::kWouldWait;
+}
+
 Transfer FastConnection::Send(int kernel_fd, const struct iovec *iov, size_t iov_count,
                               const SendCall &call) {
   const Transfer sent = SendOnRing(kernel_fd, iov, iov_count, WithDeadline(call));

@@ -154,6 +154,12 @@ class FastConnection {
   void SwitchToKernel();
   bool WritesGoToKernel() const;
 
+  // This end is about to write to the kernel connection (a send got kUseKernel, or the rest of
+  // a blocking send goes there): a departed peer's unread ring bytes go there first, under the
+  // send lock, so that no writer of this end passes them. False when the call's deadline passed
+  // (or a non-blocking call would wait) before they were all there.
+  bool FlushBeforeKernelWrite(int kernel_fd, const SendCall &call);
+
   // This end is about to read the kernel connection because the peer's ring stream ended.
   // Kernel bytes there now bypassed the rings unless the peer moved to kernel TCP: then the
   // connection is reset (Break) and this returns true.

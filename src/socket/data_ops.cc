@@ -192,11 +192,19 @@ ssize_t Send(int fd, const struct msghdr *message, int flags) {
         if (sent.outcome == Outcome::kDone && !call.nonblocking &&
             sent.bytes < IovLength(message) && fast->WritesGoToKernel()) {
           // The connection moved to kernel TCP during this blocking call: the rest goes
-          // there, as one blocking TCP send would have taken it all.
+          // there, as one blocking TCP send would have taken it all (after what the ring
+          // still holds for a peer that left).
+          if (!fast->FlushBeforeKernelWrite(in_flight.kernel_fd(), call)) {
+            return static_cast<ssize_t>(sent.bytes);
+          }
           return SendRestToKernel(in_flight.kernel_fd(), message, sent.bytes, flags);
         }
         if (sent.outcome == Outcome::kUseKernel) {
           RepublishIfMoved(*socket, fd);
+          if (!fast->FlushBeforeKernelWrite(in_flight.kernel_fd(), call)) {
+            errno = EAGAIN;  // the ring's bytes are not all on the kernel connection yet
+            return -1;
+          }
           const ssize_t n = Real().sendmsg(in_flight.kernel_fd(), message, flags);
           if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) fast->NoteKernelFull();
           return n;
