@@ -709,5 +709,37 @@ TEST(SessionTest, AListenerReopenedOnItsPortWhileAnOldConnectionLivesTakesNewCon
   close(second);
 }
 
+// A server that forks a child which closes its copy of the listener and execs another program
+// (a CGI, a helper): the child's copy of the listener goes away, but the listener does not. The
+// client's session lives on: its next connection sets up nothing new.
+TEST(SessionTest, AServerChildThatExecsLeavesTheSessionsOfItsParent) {
+  uint16_t port = 0;
+  const int listener = Listen(AF_INET, "127.0.0.1", true, &port);
+  ASSERT_GE(listener, 0);
+  const int first = Connect({AF_INET, "127.0.0.1", port}, true);
+  const int first_server = accept(listener, nullptr, nullptr);
+  ASSERT_GE(first_server, 0);
+  Bound(first);
+  Bound(first_server);
+  Settle(first, first_server, true);
+  const std::set<std::string> before = SessionsMapped();
+  const pid_t child = Spawn([&] {
+    close(listener);  // as a server's helper child does before it execs
+    execl("/bin/true", "true", static_cast<char *>(nullptr));
+    return 3;
+  });
+  ASSERT_EQ(Reap(child, 5000), 0);
+  usleep(50 * 1000);  // past the client's throttle on looking at its session's channel
+  const int second = Connect({AF_INET, "127.0.0.1", port}, true);
+  const int second_server = accept(listener, nullptr, nullptr);
+  ASSERT_GE(second_server, 0);
+  Bound(second);
+  Bound(second_server);
+  Settle(second, second_server, true);
+  EXPECT_EQ(NewSessions(before), 0) << "the child's exec ended the parent's session";
+  EXPECT_TRUE(CarriesExactly(second, second_server, 70, 10000));
+  for (int fd : {first, first_server, second, second_server, listener}) close(fd);
+}
+
 }  // namespace
 }  // namespace loopfast::test

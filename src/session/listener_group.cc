@@ -233,6 +233,7 @@ bool ProcessGone(uint32_t pid) {
 ListenerGroup::ListenerGroup(uint16_t port, int channel, std::shared_ptr<GroupMemory> group,
                              const int *depot, const int *parking)
     : port_(port),
+      owner_pid_(sys::ThisProcess()),
       channel_(channel),
       group_(std::move(group)),
       depot_rx_(depot[0]),
@@ -241,8 +242,11 @@ ListenerGroup::ListenerGroup(uint16_t port, int channel, std::shared_ptr<GroupMe
       parking_tx_(parking[1]) {}
 
 ListenerGroup::~ListenerGroup() {
-  // A listener opened on the port later is another group: the clients must set up anew.
-  for (const auto &session : sessions_) session->EndChannel();
+  // A listener opened on the port later is another group: the clients must set up anew. (Only
+  // where the group was opened: a fork child's copy shares the setup connections with it.)
+  if (sys::ThisProcess() == owner_pid_) {
+    for (const auto &session : sessions_) session->EndChannel();
+  }
   sessions_.clear();
   for (int fd : {channel_, depot_rx_, depot_tx_, parking_rx_, parking_tx_}) sys::CloseOwned(fd);
   group_->holders.fetch_sub(1, std::memory_order_acq_rel);

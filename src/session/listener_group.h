@@ -153,6 +153,9 @@ class ListenerGroup : public std::enable_shared_from_this<ListenerGroup> {
                                              int setup_socket);
 
   const uint16_t port_;
+  // The process that opened the group (bound the channel); a fork child's copy of the group
+  // going away (exec, exit) is not the listener going away.
+  const pid_t owner_pid_;
   const int channel_;
   const std::shared_ptr<GroupMemory> group_;
   const int depot_rx_;
