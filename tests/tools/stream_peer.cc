@@ -16,7 +16,8 @@
 //   --hold-ms N      when done, print "holding ..." and keep the connection open N ms
 //   --accept-delay-ms N  (listen) wait N ms after "port N" before accepting
 // Exits 77 when this kernel refuses io_uring.
-// Prints one line: "ok sent=N received=N before=PATH after=PATH reason=..." and exits 0, or
+// Prints one line: "ok sent=N received=N before=PATH after=PATH received_at_move=N sigio=N
+// reason=..." and exits 0, or
 // "FAIL ..." and exits 1. Every received byte is checked against the peer's pattern.
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -107,6 +108,7 @@ struct Stream {
   Options options;
   uint64_t sent = 0;
   uint64_t received = 0;
+  uint64_t received_at_move = 0;  // what had come when it moved
   bool moved = false;
   std::string before = "none";
   std::vector<uint8_t> out = std::vector<uint8_t>(1 << 16);
@@ -115,6 +117,7 @@ struct Stream {
   void Move() {
     before = PathOf(fd);
     moved = true;
+    received_at_move = received;
     if (options.move_how == "filter") {
       sock_filter accept_all[] = {{BPF_RET | BPF_K, 0, 0, 0xffffffff}};
       sock_fprog program = {1, accept_all};
@@ -342,10 +345,12 @@ int main(int argc, char **argv) {
   }
   const std::string after = PathOf(fd);
   if (!stream.moved) stream.before = after;
-  std::printf("ok sent=%llu received=%llu before=%s after=%s sigio=%d reason=%s\n",
-              static_cast<unsigned long long>(stream.sent),
-              static_cast<unsigned long long>(stream.received), stream.before.c_str(),
-              after.c_str(), static_cast<int>(sigio_count), ReasonOf(fd).c_str());
+  std::printf(
+      "ok sent=%llu received=%llu before=%s after=%s received_at_move=%llu sigio=%d reason=%s\n",
+      static_cast<unsigned long long>(stream.sent),
+      static_cast<unsigned long long>(stream.received), stream.before.c_str(), after.c_str(),
+      static_cast<unsigned long long>(stream.received_at_move), static_cast<int>(sigio_count),
+      ReasonOf(fd).c_str());
   std::fflush(stdout);
   close(fd);
   return 0;
