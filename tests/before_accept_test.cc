@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,8 +19,6 @@
 
 #include "loopfast/loopfast.h"
 #include "test_support.h"
-
-extern char **environ;
 
 namespace loopfast::test {
 namespace {
@@ -121,20 +118,6 @@ TEST(TransitionTest, AStreamThatBeganBeforeTheAcceptGoesOnAtFullSpeedAfterIt) {
     close(server);
     close(listener);
   }
-}
-
-// cat with `in` as its standard input and `out` as its standard output; -1 on failure.
-pid_t SpawnCat(int in, int out) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in, 0);
-  posix_spawn_file_actions_adddup2(&actions, out, 1);
-  const char *argv[] = {"cat", nullptr};
-  pid_t pid = -1;
-  const int error =
-      posix_spawnp(&pid, "cat", &actions, nullptr, const_cast<char **>(argv), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  return error == 0 ? pid : -1;
 }
 
 // A blocking MSG_WAITALL receive asks for more than the ring stream holds: the client wrote

@@ -7,6 +7,7 @@
 #include <linux/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -21,6 +22,8 @@
 #include <vector>
 
 #include "loopfast/loopfast.h"
+
+extern char **environ;
 
 namespace loopfast::test {
 namespace {
@@ -205,6 +208,19 @@ std::vector<uint8_t> Pattern(uint64_t seed, uint64_t offset, size_t size) {
 bool BecomeUser(uid_t uid) {
   return setgroups(0, nullptr) == 0 && setgid(uid) == 0 && setuid(uid) == 0 &&
          prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) == 0 && geteuid() == uid;
+}
+
+pid_t SpawnCat(int in, int out) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in, 0);
+  posix_spawn_file_actions_adddup2(&actions, out, 1);
+  const char *argv[] = {"cat", nullptr};
+  pid_t pid = -1;
+  const int error =
+      posix_spawnp(&pid, "cat", &actions, nullptr, const_cast<char **>(argv), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  return error == 0 ? pid : -1;
 }
 
 pid_t Spawn(const std::function<int()> &body) {

@@ -91,6 +91,9 @@ pid_t Spawn(const std::function<int()> &body);
 // Waits up to `timeout_ms` for the child; returns its exit status, or -1 (killed on timeout
 // or by a signal).
 int Reap(pid_t pid, int timeout_ms = 60000);
+// cat with `in` as its standard input and `out` as its standard output (posix_spawn, so no
+// fork of this process); -1 on failure.
+pid_t SpawnCat(int in, int out);
 
 // Leaves this process only `spare_kib` of address space beyond what it maps now (RLIMIT_AS):
 // no ring can be mapped any more. False when the limit cannot be set.

@@ -16,7 +16,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -32,8 +31,6 @@
 
 #include "loopfast/loopfast.h"
 #include "test_support.h"
-
-extern char **environ;
 
 namespace loopfast::test {
 namespace {
@@ -107,20 +104,6 @@ bool EchoUntilEnd(int fd) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 || !WriteAll(fd, buffer.data(), size_t(n))) return false;
   }
-}
-
-// cat, with `fd` as its standard input and output (posix_spawn file actions); -1 on failure.
-pid_t SpawnCatOn(int fd) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, fd, 0);
-  posix_spawn_file_actions_adddup2(&actions, fd, 1);
-  const char *argv[] = {"cat", nullptr};
-  pid_t pid = -1;
-  const int error =
-      posix_spawnp(&pid, "cat", &actions, nullptr, const_cast<char **>(argv), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  return error == 0 ? pid : -1;
 }
 
 // The end of an echo through cat: our end of stream reaches cat, cat exits, and its close
@@ -347,7 +330,7 @@ TEST(TransitionTest, SpawnedCatGetsAPendingClientWhoseOfferIsWaiting) {
   ASSERT_GE(client, 0);
   ASSERT_GE(server, 0);
   close(listener);
-  const pid_t cat = SpawnCatOn(client);
+  const pid_t cat = SpawnCat(client, client);
   ASSERT_GT(cat, 0);
   close(client);
   Bound(server, 3000);
@@ -365,7 +348,7 @@ TEST(TransitionTest, SpawnedCatGetsAPendingClientBeforeTheAccept) {
   Bound(listener, 3000);
   const int client = Connect({AF_INET, "127.0.0.1", port}, true);
   ASSERT_GE(client, 0);
-  const pid_t cat = SpawnCatOn(client);
+  const pid_t cat = SpawnCat(client, client);
   ASSERT_GT(cat, 0);
   close(client);
   int64_t accept_ms = 0;
@@ -419,7 +402,7 @@ TEST(TransitionTest, SpawnedCatGetsASocketWhoseNonBlockingConnectIsUnderWay) {
   ASSERT_EQ(error, EINPROGRESS) << std::strerror(error);
   // cat reads and writes blocking (O_NONBLOCK is shared with it); the connect goes on.
   ASSERT_EQ(fcntl(client, F_SETFL, 0), 0);
-  const pid_t cat = SpawnCatOn(client);
+  const pid_t cat = SpawnCat(client, client);
   ASSERT_GT(cat, 0);
   const int server = accept(listener, nullptr, nullptr);
   ASSERT_GE(server, 0);
