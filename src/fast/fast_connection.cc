@@ -435,6 +435,17 @@ Transfer FastConnection::RecvFromRing(int kernel_fd, const struct iovec *iov, si
 size_t FastConnection::ReadableBytes() const { return Moved() ? 0 : rx_.FillLevel(); }
 size_t FastConnection::UnsentBytes() const { return tx_.FillLevel(); }
 
+bool FastConnection::OutputOnKernel(uint32_t own, uint32_t peer_flags, bool peer_left) {
+  // The peer switched (or left, or closed): this end's next send follows it to the kernel
+  // connection; or this end itself stopped writing the ring.
+  return (own & kOwnWriteEnded) != 0 || (peer_flags & (kSideClosed | kSideRingDone)) != 0 ||
+         peer_left;
+}
+
+bool FastConnection::OutputOnKernel() const {
+  return OutputOnKernel(OwnFlags(), PeerFlags(), PeerLeft());
+}
+
 FastConnection::Look FastConnection::LookNow(int kernel_fd) {
   if (kernel_changed_.exchange(false, std::memory_order_acq_rel)) (void)CheckPeerGone(kernel_fd);
   Look look;
@@ -444,9 +455,7 @@ FastConnection::Look FastConnection::LookNow(int kernel_fd) {
   const bool moving = (own & kSideMoving) != 0;
   look.in_ended =
       (peer_flags & (kSideWriteShut | kSideRingDone)) != 0 || left || (own & kOwnReadEnded) != 0;
-  // The peer switched: this end's next send follows it to the kernel connection.
-  look.out_ended =
-      (own & kOwnWriteEnded) != 0 || (peer_flags & (kSideClosed | kSideRingDone)) != 0 || left;
+  look.out_ended = OutputOnKernel(own, peer_flags, left);
   const uint64_t readable = rx_.FillLevel();
   look.corrupt = !moving && (tx_.Window() == 0 || rx_.Window() == 0 || Broken());
   // Once moving, what is left in the ring is the peer's to hand to the kernel connection.

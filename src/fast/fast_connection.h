@@ -134,6 +134,9 @@ class FastConnection {
   // The bell a readiness call sleeps on (registered edge-triggered), or -1 when neither
   // direction can change through the rings any more (the kernel socket has the answer).
   int WakeBell() const;
+  // Whether this end's output readiness is the kernel connection's now (Look::out_ended): a
+  // watcher for room must then wait on the kernel socket, which no bell rings for.
+  bool OutputOnKernel() const;
   // The peer left without closing (exec into a program without loopfast, or death): write what
   // it never read to the kernel connection, so that a waiting program's reply can come.
   // `blocking` false (readiness calls): as far as it goes without waiting; a later call writes
@@ -197,6 +200,7 @@ class FastConnection {
   session::SideBlock &peer() const { return slot_->side[1 - side_]; }
   uint32_t PeerFlags() const { return peer().flags.load(std::memory_order_acquire); }
   uint32_t OwnFlags() const { return self().flags.load(std::memory_order_acquire); }
+  static bool OutputOnKernel(uint32_t own, uint32_t peer_flags, bool peer_left);
   // The peer will not use the rings again: it died, exec'd, or moved to kernel TCP.
   bool PeerLeft() const {
     return peer_left_.load(std::memory_order_acquire) || (PeerFlags() & session::kSideMoved) != 0;

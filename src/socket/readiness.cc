@@ -136,7 +136,11 @@ int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out) {
       // so does the end of the output once the rings cannot change it any more.
       short kernel = 0;
       if (input) kernel = static_cast<short>(kernel | (POLLIN | POLLRDHUP));
-      if (output && bell < 0) kernel = static_cast<short>(kernel | (POLLOUT));
+      // Room to write comes from the kernel connection once output goes there (the peer switched
+      // to kernel TCP: no bell rings when the kernel socket drains), or when there is no bell.
+      if (output && (bell < 0 || fast->OutputOnKernel())) {
+        kernel = static_cast<short>(kernel | (POLLOUT));
+      }
       // A writer waiting for room learns of a peer that died (its FIN comes unannounced) from
       // the kernel socket too; after an announced shutdown the FIN says nothing new.
       if (output && !fast->PeerEndedOutput()) kernel = static_cast<short>(kernel | POLLRDHUP);
