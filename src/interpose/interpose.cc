@@ -28,6 +28,7 @@
 #include "socket/startup.h"
 #include "sys/owned_fds.h"
 #include "sys/real_calls.h"
+#include "sys/signal_handlers.h"
 
 namespace {
 
@@ -412,6 +413,18 @@ LOOPFAST_EXPORT void closefrom(int first) {
   ErrnoKeeper keeper;
   ops::CloseFrom(first);
   (void)keeper.Done(0);
+}
+
+// ---- signal handlers: counted, so that a fast call's sleep ends when one runs
+// (sys/signal_handlers.h)
+
+LOOPFAST_EXPORT int sigaction(int sig, const struct sigaction *action,
+                              struct sigaction *old) noexcept {
+  return loopfast::sys::InstallSignalAction(sig, action, old);
+}
+
+LOOPFAST_EXPORT sighandler_t signal(int sig, sighandler_t handler) noexcept {
+  return loopfast::sys::InstallSignalHandler(sig, handler);
 }
 
 // ---- exec and spawn: sockets the new image keeps but cannot see the rings of move to kernel

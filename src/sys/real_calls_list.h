@@ -89,4 +89,7 @@
     (pid, file, actions, attr, argv, envp))                                                        \
   X(int, posix_spawn_file_actions_adddup2,                                                         \
     (posix_spawn_file_actions_t * actions, int fd, int new_fd), (actions, fd, new_fd))             \
-  X(int, posix_spawn_file_actions_destroy, (posix_spawn_file_actions_t * actions), (actions))
+  X(int, posix_spawn_file_actions_destroy, (posix_spawn_file_actions_t * actions), (actions))      \
+  X(int, sigaction, (int sig, const struct sigaction *action, struct sigaction *old),              \
+    (sig, action, old))                                                                            \
+  X(sighandler_t, signal, (int sig, sighandler_t handler), (sig, handler))

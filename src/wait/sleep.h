@@ -17,6 +17,7 @@
 #include <cstdint>
 
 #include "base/cacheline.h"
+#include "sys/signal_handlers.h"
 
 namespace loopfast::wait {
 
@@ -80,6 +81,9 @@ template <typename Ready, typename PeerGone>
 WakeReason SleepUntil(std::atomic<uint32_t> *word, Ready ready, PeerGone peer_gone,
                       const SleepSpec &spec) {
   if (ready()) return WakeReason::kReady;
+  // A handler of the program that runs while this waits, also outside the futex call (while
+  // spinning, as a sleep period ends), ends the wait as it would end the system call.
+  uint32_t handled = sys::HandledSignals();
   if (spec.spin_ns > 0) {
     // Spin on the shared line first (a peer on another CPU answers in well under a
     // microsecond); after that, also yield the CPU now and then: a peer that shares this CPU
@@ -90,19 +94,18 @@ WakeReason SleepUntil(std::atomic<uint32_t> *word, Ready ready, PeerGone peer_go
       if (ready()) return WakeReason::kReady;
       if ((i & 63) == 0) {
         const uint64_t spun = NowNs() - start;
-        if (spun >= spec.spin_ns) break;
+        if (spun >= spec.spin_ns || sys::HandledSignals() != handled) break;
         if (spun >= kPureSpinNs) sched_yield();
       }
       CpuRelax();
     }
   }
-  const bool has_timeout = spec.deadline_ns != 0 || spec.timeout.tv_sec != 0 ||
-                           spec.timeout.tv_usec != 0;
-  const uint64_t deadline =
-      spec.deadline_ns != 0 ? spec.deadline_ns
-      : has_timeout         ? NowNs() + uint64_t(spec.timeout.tv_sec) * 1000000000u +
-                                  uint64_t(spec.timeout.tv_usec) * 1000u
-                            : 0;
+  const bool has_timeout =
+      spec.deadline_ns != 0 || spec.timeout.tv_sec != 0 || spec.timeout.tv_usec != 0;
+  const uint64_t deadline = spec.deadline_ns != 0 ? spec.deadline_ns
+                            : has_timeout ? NowNs() + uint64_t(spec.timeout.tv_sec) * 1000000000u +
+                                                uint64_t(spec.timeout.tv_usec) * 1000u
+                                          : 0;
   uint64_t period = kFirstPeriodNs;
   for (;;) {
     // The deadline first, at every turn: a peer that keeps waking this sleeper (or clearing
@@ -124,7 +127,9 @@ WakeReason SleepUntil(std::atomic<uint32_t> *word, Ready ready, PeerGone peer_go
     const uint32_t announced = word->load(std::memory_order_relaxed);
     if ((announced & kFutexSleeper) == 0) continue;  // a waker took it: look again
     if (spec.asleep_mark != nullptr) spec.asleep_mark->store(1, std::memory_order_relaxed);
-    const int result = FutexWait(word, announced, sleep_ns);
+    int result = sys::HandledSignals() != handled ? EINTR : FutexWait(word, announced, sleep_ns);
+    if (result != EINTR && sys::HandledSignals() != handled) result = EINTR;
+    handled = sys::HandledSignals();
     if (spec.asleep_mark != nullptr) spec.asleep_mark->store(0, std::memory_order_relaxed);
     if (ready()) break;
     if (result == EINTR) {
