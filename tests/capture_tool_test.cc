@@ -11,23 +11,12 @@
 #include <vector>
 
 #include "peer_process.h"
+#include "test_support.h"
 
 namespace loopfast::test {
 namespace {
 
 constexpr uint64_t kBytes = 1 << 20;
-
-std::string Output(const std::string &command, int *status) {
-  FILE *pipe = popen(command.c_str(), "r");
-  std::string out;
-  char buffer[4096];
-  size_t n;
-  while (pipe != nullptr && (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) {
-    out.append(buffer, n);
-  }
-  *status = pipe != nullptr ? pclose(pipe) : -1;
-  return out;
-}
 
 // "SRC>DST" -> "syn=.. synack=.. fin=.. payload=.. ordered=.. checksums=.."
 std::map<std::string, std::string> Summary(const std::string &file) {

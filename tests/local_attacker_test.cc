@@ -501,18 +501,6 @@ TEST(LocalAttackerTest, MalformedEnvironmentValuesAreLoggedEscapedOnOneLine) {
 
 // ---- point 5: terminal escapes in `loopfast stat` ----
 
-std::string Output(const std::string &command, int *status) {
-  FILE *pipe = popen(command.c_str(), "r");
-  std::string out;
-  char buffer[4096];
-  size_t n;
-  while (pipe != nullptr && (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) {
-    out.append(buffer, n);
-  }
-  *status = pipe != nullptr ? pclose(pipe) : -1;
-  return out;
-}
-
 // A process of another user names itself with escape sequences (set the title, clear the
 // screen), DEL, a byte that is not UTF-8 and a C1 CSI, and holds a fast connection; root runs
 // `loopfast stat`. Before issue 15 the text output carried the escapes raw to root's terminal and

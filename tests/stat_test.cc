@@ -64,17 +64,6 @@ std::vector<Row> Stat(const std::vector<pid_t> &pids, const std::vector<std::str
   return rows;
 }
 
-std::string Output(const std::string &command) {
-  FILE *pipe = popen(command.c_str(), "r");
-  std::string out;
-  char buffer[4096];
-  size_t n;
-  while (pipe != nullptr && (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0)
-    out.append(buffer, n);
-  if (pipe != nullptr) pclose(pipe);
-  return out;
-}
-
 Row Find(const std::vector<Row> &rows, pid_t pid, int fd) {
   for (const Row &row : rows) {
     if (row.count("kind") == 0 && row.at("pid") == std::to_string(pid) &&

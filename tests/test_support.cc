@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <thread>
@@ -208,6 +209,19 @@ std::vector<uint8_t> Pattern(uint64_t seed, uint64_t offset, size_t size) {
 bool BecomeUser(uid_t uid) {
   return setgroups(0, nullptr) == 0 && setgid(uid) == 0 && setuid(uid) == 0 &&
          prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) == 0 && geteuid() == uid;
+}
+
+std::string Output(const std::string &command, int *status) {
+  FILE *pipe = popen(command.c_str(), "r");
+  std::string out;
+  char buffer[4096];
+  size_t n;
+  while (pipe != nullptr && (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) {
+    out.append(buffer, n);
+  }
+  const int closed = pipe != nullptr ? pclose(pipe) : -1;
+  if (status != nullptr) *status = closed;
+  return out;
 }
 
 pid_t SpawnCat(int in, int out) {

@@ -94,6 +94,9 @@ int Reap(pid_t pid, int timeout_ms = 60000);
 // cat with `in` as its standard input and `out` as its standard output (posix_spawn, so no
 // fork of this process); -1 on failure.
 pid_t SpawnCat(int in, int out);
+// What `command` (run by sh) writes to its standard output; *status: its pclose status (-1 when
+// it could not start), when asked.
+std::string Output(const std::string &command, int *status = nullptr);
 
 // Leaves this process only `spare_kib` of address space beyond what it maps now (RLIMIT_AS):
 // no ring can be mapped any more. False when the limit cannot be set.

@@ -14,48 +14,14 @@
 #include <thread>
 #include <vector>
 
-#include "session/test_arena.h"
+#include "fast/test_pair.h"
 
 namespace loopfast {
 namespace {
 
-// A loopback TCP connection (these unit tests do not interpose: plain kernel TCP), the kernel
-// connection a fast one keeps beside its rings: [0] the server's end, [1] the client's.
-void KernelConnection(int kernel[2]) {
-  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in address = {};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  ASSERT_EQ(bind(listener, reinterpret_cast<struct sockaddr *>(&address), sizeof address), 0);
-  ASSERT_EQ(listen(listener, 1), 0);
-  ASSERT_EQ(getsockname(listener, reinterpret_cast<struct sockaddr *>(&address), &length), 0);
-  kernel[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_EQ(connect(kernel[1], reinterpret_cast<struct sockaddr *>(&address), sizeof address), 0);
-  kernel[0] = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
-  close(listener);
-}
-
-struct Pair {
-  session::TestArena arena;
-  std::unique_ptr<FastConnection> server;
-  std::unique_ptr<FastConnection> client;
-  int kernel[2] = {-1, -1};  // [0] the server's kernel socket, [1] the client's
-  explicit Pair(uint32_t limit) {
-    const uint32_t slot = arena.BoundSlot(5, limit);
-    server = std::move(FastConnection::Open(arena.server, slot, limit).value());
-    client = std::move(FastConnection::Open(arena.client, slot, limit).value());
-    KernelConnection(kernel);
-  }
-  ~Pair() {
-    close(kernel[0]);
-    close(kernel[1]);
-  }
-  // In the parent after fork: the child has the client end (and its kernel socket).
-  void ParentKeepsServer() {
-    close(kernel[1]);
-    kernel[1] = -1;
-  }
+// Both ends of one fast connection (fast/test_pair.h); the constructor's parts must all be there.
+struct Pair : fasttest::Pair {
+  explicit Pair(uint32_t limit) : fasttest::Pair(limit) { EXPECT_TRUE(ok()); }
 };
 
 SendCall Blocking(uint32_t spin_ns) {

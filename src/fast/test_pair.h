@@ -1,7 +1,7 @@
-// For unit tests: both ends of one fast connection in this process, as fast_connection_test.cc
-// makes them: a slot of a test arena (session/test_arena.h) bound for both ends, and a loopback
-// TCP connection standing in for the kernel connection (the peer's death shows there). A forked
-// child may take either end.
+// For unit tests (fast_connection_test.cc, peer_stall_test.cc, scribble_test.cc): both ends of
+// one fast connection in this process: a slot of a test arena (session/test_arena.h) bound for both
+// ends, and a loopback TCP connection standing in for the kernel connection (the peer's death shows
+// there). A forked child may take either end.
 #ifndef LOOPFAST_FAST_TEST_PAIR_H_
 #define LOOPFAST_FAST_TEST_PAIR_H_
 
@@ -61,6 +61,11 @@ struct Pair {
   Pair(const Pair &) = delete;
   Pair &operator=(const Pair &) = delete;
   bool ok() const { return server && client && kernel[0] >= 0 && kernel[1] >= 0; }
+  // In the parent after fork: the child has the client end (and its kernel socket).
+  void ParentKeepsServer() {
+    if (kernel[1] >= 0) close(kernel[1]);
+    kernel[1] = -1;
+  }
   // The slot as the client (the peer that may write anything there) maps it.
   session::Slot *slot() const { return arena.client->arena().slot(kPairSlot); }
 };
