@@ -20,22 +20,28 @@ size_t IovLength(const struct msghdr *message) {
   return total;
 }
 
-// `done` bytes of the message went out already; the rest goes on the kernel connection.
-ssize_t SendRestToKernel(int kernel_fd, const struct msghdr *message, size_t done, int flags) {
-  std::vector<uint8_t> rest;
-  rest.reserve(IovLength(message) - done);
-  size_t skip = done;
+// The parts of the message's buffers past its first `skip` bytes.
+std::vector<struct iovec> IovecsAfter(const struct msghdr *message, size_t skip) {
+  std::vector<struct iovec> rest;
   for (size_t i = 0; i < message->msg_iovlen; ++i) {
-    const auto *base = static_cast<const uint8_t *>(message->msg_iov[i].iov_base);
-    const size_t len = message->msg_iov[i].iov_len;
-    if (skip >= len) {
-      skip -= len;
+    const struct iovec &part = message->msg_iov[i];
+    if (skip >= part.iov_len) {
+      skip -= part.iov_len;
       continue;
     }
-    rest.insert(rest.end(), base + skip, base + len);
+    rest.push_back({static_cast<char *>(part.iov_base) + skip, part.iov_len - skip});
     skip = 0;
   }
-  const ssize_t n = Real().send(kernel_fd, rest.data(), rest.size(), flags);
+  return rest;
+}
+
+// `done` bytes of the message went out already; the rest goes on the kernel connection.
+ssize_t SendRestToKernel(int kernel_fd, const struct msghdr *message, size_t done, int flags) {
+  std::vector<struct iovec> rest = IovecsAfter(message, done);
+  struct msghdr tail {};
+  tail.msg_iov = rest.data();
+  tail.msg_iovlen = rest.size();
+  const ssize_t n = rest.empty() ? 0 : Real().sendmsg(kernel_fd, &tail, flags);
   return static_cast<ssize_t>(done + (n > 0 ? static_cast<size_t>(n) : 0));
 }
 
@@ -63,17 +69,7 @@ ssize_t Answer(const Transfer &done) {
 // the kernel connection for the rest, as one kernel TCP receive would; what it got counts
 // whatever ends that wait (kernel TCP, too, returns a partial count then).
 ssize_t RecvRestFromKernel(int kernel_fd, struct msghdr *message, int flags, const Transfer &done) {
-  std::vector<struct iovec> rest;
-  size_t skip = done.bytes;
-  for (size_t i = 0; i < message->msg_iovlen; ++i) {
-    const struct iovec &part = message->msg_iov[i];
-    if (skip >= part.iov_len) {
-      skip -= part.iov_len;
-      continue;
-    }
-    rest.push_back({static_cast<char *>(part.iov_base) + skip, part.iov_len - skip});
-    skip = 0;
-  }
+  std::vector<struct iovec> rest = IovecsAfter(message, done.bytes);
   struct msghdr tail {};
   tail.msg_iov = rest.data();
   tail.msg_iovlen = rest.size();

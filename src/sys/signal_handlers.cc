@@ -113,8 +113,7 @@ int InstallSignalAction(int sig, const struct sigaction *action, struct sigactio
       if (Real().sigaction(sig, &wrapped, nullptr) != 0) {
         const int error = errno;
         // Put back what was there (the real action did not change).
-        const struct sigaction &was = current;
-        if (IsTrampoline(was)) {
+        if (IsTrampoline(current)) {
           program.flags.store(previous.sa_flags, std::memory_order_release);
           program.handler.store((previous.sa_flags & SA_SIGINFO) != 0
                                     ? reinterpret_cast<void *>(previous.sa_sigaction)
