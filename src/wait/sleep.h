@@ -128,8 +128,9 @@ WakeReason SleepUntil(std::atomic<uint32_t> *word, Ready ready, PeerGone peer_go
     if ((announced & kFutexSleeper) == 0) continue;  // a waker took it: look again
     if (spec.asleep_mark != nullptr) spec.asleep_mark->store(1, std::memory_order_relaxed);
     int result = sys::HandledSignals() != handled ? EINTR : FutexWait(word, announced, sleep_ns);
-    if (result != EINTR && sys::HandledSignals() != handled) result = EINTR;
-    handled = sys::HandledSignals();
+    const uint32_t handled_now = sys::HandledSignals();
+    if (handled_now != handled) result = EINTR;  // also one that ran outside the futex call
+    handled = handled_now;
     if (spec.asleep_mark != nullptr) spec.asleep_mark->store(0, std::memory_order_relaxed);
     if (ready()) break;
     if (result == EINTR) {
