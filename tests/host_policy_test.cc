@@ -202,7 +202,6 @@ TEST(HostPolicyTest, TheEnvironmentNarrowsButNeverWidens) {
   EXPECT_EQ(o.client.at("after"), "kernel");
 }
 
-
 // `require same-user`: a server of one user and a client of another take kernel TCP (with the
 // policy's reason), every byte delivered; without the rule the same two go fast.
 TEST(HostPolicyTest, RequireSameUserKeepsTwoUsersOnKernelTcp) {
@@ -220,9 +219,12 @@ TEST(HostPolicyTest, RequireSameUserKeepsTwoUsersOnKernelTcp) {
     ASSERT_EQ(port_line.rfind("port ", 0), 0u) << port_line;
     std::vector<std::string> args = AsUser(65534);
     args.erase(args.begin());  // "setpriv" is the program
-    args.insert(args.end(), {nobody.peer, "connect", port_line.substr(5), "--bytes",
-                             std::to_string(kBytes)});
-    Peer client(args, kTransparent, client_etc.path(), {}, true, {}, "/usr/bin/setpriv");
+    args.insert(args.end(),
+                {nobody.peer, "connect", port_line.substr(5), "--bytes", std::to_string(kBytes)});
+    // The library as user 65534 can read it (the build tree may be in a 0700 directory).
+    std::vector<std::string> environment = kTransparent;
+    environment.push_back("LD_PRELOAD=" + nobody.library);
+    Peer client(args, environment, client_etc.path(), {}, true, {}, "/usr/bin/setpriv");
     Outcome o;
     o.client_line = client.Line();
     o.server_line = server.Line();

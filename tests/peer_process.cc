@@ -23,13 +23,21 @@ Peer::Peer(const std::vector<std::string> &args, const std::vector<std::string> 
     dup2(out[1], STDOUT_FILENO);
     std::vector<std::string> words = wrapper;
     std::vector<std::string> env = environment;
-    const std::string preload = std::string("LD_PRELOAD=") + LOOPFAST_LIBRARY;
+    // An LD_PRELOAD in `environment` names the library (a copy another user can read).
+    std::string preload = std::string("LD_PRELOAD=") + LOOPFAST_LIBRARY;
+    bool given = false;
+    for (const std::string &entry : env) {
+      if (entry.rfind("LD_PRELOAD=", 0) == 0) {
+        preload = entry;
+        given = true;
+      }
+    }
     if (!launcher.empty()) {
       words.push_back(LOOPFAST_TOOL);
       words.insert(words.end(), launcher.begin(), launcher.end());
       words.push_back("--");
     } else if (etc_upper.empty()) {
-      if (preload_library) env.push_back(preload);
+      if (preload_library && !given) env.push_back(preload);
     } else {
       words = {"/usr/bin/unshare",
                "--mount",

@@ -21,9 +21,10 @@ class Peer {
   // policy can be tested without touching the host's /etc.
   // `launcher`: when set, the program is started by `loopfast <launcher...> --` (the real
   // tool) instead of with LD_PRELOAD in `environment`.
-  // `preload` false: a plain program, loopfast not loaded at all. `wrapper`: words run before
-  // everything else (e.g. {"ip", "netns", "exec", "NAME"}). `program`: another build of
-  // stream_peer (e.g. the statically linked one).
+  // `preload` false: a plain program, loopfast not loaded at all. An LD_PRELOAD entry in
+  // `environment` names the library to load instead of the build tree's (a copy that another
+  // user can read). `wrapper`: words run before everything else (e.g. {"ip", "netns", "exec",
+  // "NAME"}). `program`: another build of stream_peer (e.g. the statically linked one).
   Peer(const std::vector<std::string> &args, const std::vector<std::string> &environment,
        const std::string &etc_upper = "", const std::vector<std::string> &launcher = {},
        bool preload = true, const std::vector<std::string> &wrapper = {},
