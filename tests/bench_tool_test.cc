@@ -395,6 +395,38 @@ TEST(BenchTool, ManyOverProcessesReportsMemory) {
   }
 }
 
+// Paced: each rate a parameter; requests go out on schedule, so each trial runs at about its
+// rate (never faster: the schedule is the upper bound; slower only on a badly loaded host),
+// and the CPU ratio to kernel TCP is reported.
+TEST(BenchTool, RrPacedOverSeveralConnections) {
+  const RunResult run = RunBench({"rr", "--rate", "500,2000", "--count", "200", "--connections",
+                                  "3", "--rounds", "1", "--json", "-", "--no-progress"});
+  ASSERT_EQ(run.exit_code, 0);
+  const Json doc = CheckDocument(run.out, "rr", {500, 2000}, 1);
+  EXPECT_EQ(doc["options"]["connections"].number, 3);
+  ASSERT_EQ(doc["options"]["rates"].array.size(), 2u);
+  for (const Json &trial : doc["trials"].array) {
+    EXPECT_EQ(trial["operations"].number, 200);
+    EXPECT_LE(trial["rate"].number, trial["parameter"].number * 1.05) << trial["path"].string;
+    EXPECT_GE(trial["rate"].number, trial["parameter"].number * 0.2) << trial["path"].string;
+  }
+  for (const Json &result : doc["results"].array) {
+    for (const char *path : {"fast", "unix"})
+      EXPECT_GT(result["cpu_ratio_vs_kernel"][path].number, 0) << path;
+  }
+}
+
+TEST(BenchTool, ManyPaced) {
+  const RunResult run = RunBench({"many", "--connections", "50", "--rate", "3000", "--count", "600",
+                                  "--rounds", "1", "--json", "-", "--no-progress"});
+  ASSERT_EQ(run.exit_code, 0);
+  const Json doc = CheckDocument(run.out, "many", {3000}, 1);
+  for (const Json &trial : doc["trials"].array) {
+    EXPECT_EQ(trial["operations"].number, 600);
+    EXPECT_LE(trial["rate"].number, 3000 * 1.05) << trial["path"].string;
+  }
+}
+
 TEST(BenchTool, RejectsBadCommandLines) {
   EXPECT_EQ(RunBench({"rr", "--size", "0"}).exit_code, 2);
   EXPECT_EQ(RunBench({"rr", "--size", "1,,2"}).exit_code, 2);
@@ -402,10 +434,14 @@ TEST(BenchTool, RejectsBadCommandLines) {
   EXPECT_EQ(RunBench({"nosuchmode"}).exit_code, 2);
   EXPECT_EQ(RunBench({"rr", "--processes", "2"}).exit_code, 2);
   EXPECT_EQ(RunBench({"many", "--connections", "2", "--processes", "3"}).exit_code, 2);
+  EXPECT_EQ(RunBench({"stream", "--rate", "100"}).exit_code, 2);
+  EXPECT_EQ(RunBench({"rr", "--rate", "100", "--size", "1,2"}).exit_code, 2);
+  EXPECT_EQ(RunBench({"rr", "--rate", "0"}).exit_code, 2);
+  EXPECT_EQ(RunBench({"conn", "--connections", "4"}).exit_code, 2);
   const RunResult help = RunBench({"--help"});
   EXPECT_EQ(help.exit_code, 0);
-  for (const char *word :
-       {"rr", "stream", "conn", "many", "--json", "--svg", "--connections", "--processes"})
+  for (const char *word : {"rr", "stream", "conn", "many", "--json", "--svg", "--connections",
+                           "--processes", "--rate"})
     EXPECT_NE(help.out.find(word), std::string::npos) << word;
 }
 

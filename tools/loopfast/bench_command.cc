@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -46,12 +47,25 @@ struct Options {
   std::vector<size_t> write_sizes = {64 * 1024};  // stream write sizes
   size_t read_size = 0;            // stream read size; 0: the write size (as iperf3 does)
   size_t bytes = size_t{1} << 30;  // stream bytes per trial
-  size_t connections = 100;        // many: concurrent connections
+  size_t connections = 0;          // concurrent connections; 0: the mode's default (rr 1, many 100)
   size_t processes = 1;            // many: client processes (and as many server processes)
+  // rr, many: transactions per second, each list entry a parameter of its own; empty: unpaced.
+  std::vector<size_t> rates;
+  bool count_given = false;  // --count was given (paced runs otherwise size trials by time)
   int rounds = 5;
   std::string json_path;  // "" none, "-" stdout
   std::string svg_path;
   bool progress = true;
+
+  bool Paced() const { return !rates.empty(); }
+  // rr and many take their rate as the trial's parameter when paced, rr its message size
+  // otherwise.
+  size_t SizeOf(size_t parameter) const { return Paced() ? sizes.front() : parameter; }
+  double RateOf(size_t parameter) const { return Paced() ? double(parameter) : 0; }
+  // Paced trials last about two seconds unless --count says otherwise.
+  size_t CountFor(size_t parameter) const {
+    return Paced() && !count_given ? std::max<size_t>(200, 2 * parameter) : count;
+  }
 };
 
 enum class Kind { kFast, kKernel, kUnix };
@@ -377,10 +391,62 @@ double ClientCpu() {
   return CpuSeconds(usage);
 }
 
-Trial RunRr(Kind kind, const Options &options, size_t size) {
-  const size_t count = options.count;
-  const size_t warmup = std::min<size_t>(count / 10 + 1, 1000);
+// Sleeps until `when_ns` (NowNs() clock); returns at once when that has passed.
+void SleepUntilNs(uint64_t when_ns) {
+  const struct timespec at = {time_t(when_ns / 1000000000u), long(when_ns % 1000000000u)};
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, nullptr) == EINTR) {
+  }
+}
+
+// When paced transactions start: every 1/rate seconds from the first, as a load generator
+// sends (open loop), so that a slow answer does not slow the requests down. A schedule more
+// than `kMaxBehind` intervals late restarts from now rather than bursting to catch up.
+class Pacer {
+ public:
+  static constexpr uint64_t kMaxBehind = 10;
+  // rate 0: unpaced, Next() returns at once.
+  explicit Pacer(double rate) : interval_ns_(rate > 0 ? uint64_t(1e9 / rate) : 0) {
+    if (interval_ns_ != 0) prctl(PR_SET_TIMERSLACK, 1UL);  // sleep to the microsecond
+  }
+  bool paced() const { return interval_ns_ != 0; }
+  uint64_t interval_ns() const { return interval_ns_; }
+  // The time the next transaction is due (NowNs() clock); 0 when unpaced.
+  uint64_t Due(uint64_t now) {
+    if (interval_ns_ == 0) return 0;
+    if (next_ns_ == 0 || now > next_ns_ + kMaxBehind * interval_ns_) next_ns_ = now;
+    return next_ns_;
+  }
+  void Issued() { next_ns_ += interval_ns_; }
+  // Waits until the next transaction is due.
+  void AwaitNext() {
+    if (interval_ns_ == 0) return;
+    SleepUntilNs(Due(NowNs()));
+    Issued();
+  }
+
+ private:
+  uint64_t interval_ns_;
+  uint64_t next_ns_ = 0;
+};
+
+// The `many` server: one epoll loop over the listener and every connection, echoing bytes.
+bool ServeMany(int listener, Kind kind, size_t connections);
+// The last byte a client of ServeMany (`many`, rr with several connections) sends on each
+// connection: the server closes first. (Not the client first: in loopfast 0.1.0 an epoll_wait on a
+// set holding 64 or more fast connections whose peer has closed spins forever, and the server's set
+// would be that set.)
+constexpr char kManyQuit = 'q';
+
+// rr: 1-byte (or --size) request/response, one transaction at a time, over --connections
+// connections in turn; paced at the parameter's rate with --rate. One connection: the server
+// is a blocking loop; several: one epoll loop (ServeMany).
+Trial RunRr(Kind kind, const Options &options, size_t parameter) {
+  const size_t size = options.SizeOf(parameter);
+  const size_t count = options.CountFor(parameter);
+  const size_t connections = options.connections;
+  const size_t warmup = std::min<size_t>(count / 10 + 1, 1000) + connections;
   ServerProcess server = StartServer(kind, [&](int listener) {
+    if (connections > 1) return ServeMany(listener, kind, connections);
     const int fd = accept(listener, nullptr, nullptr);
     if (fd < 0) return false;
     std::vector<char> buffer(size);
@@ -393,29 +459,40 @@ Trial RunRr(Kind kind, const Options &options, size_t size) {
   });
   Trial trial;
   const double cpu_before = ClientCpu();
-  const int fd = Connect(kind, server);
+  std::vector<int> fds;
+  for (size_t i = 0; i < connections; ++i) fds.push_back(Connect(kind, server));
   std::vector<char> buffer(size, 'x');
   trial.latencies_ns.reserve(count);
-  for (size_t i = 0; i < warmup; ++i) {
-    if (!WriteAll(fd, buffer.data(), size) || !ReadAll(fd, buffer.data(), size)) trial.ok = false;
-  }
-  const uint64_t start = NowNs();
-  for (size_t i = 0; i < count && trial.ok; ++i) {
+  Pacer pacer(options.RateOf(parameter));
+  uint64_t start = 0;
+  // The warm-up (one exchange on each connection first) runs at the measured pace, so that a
+  // wait policy that learns has learnt it when the clock starts.
+  for (size_t i = 0; i < warmup + count && trial.ok; ++i) {
+    pacer.AwaitNext();
+    const int fd = fds[i % connections];
     const uint64_t t0 = NowNs();
     if (!WriteAll(fd, buffer.data(), size) || !ReadAll(fd, buffer.data(), size)) {
       trial.ok = false;
       break;
     }
     const uint64_t t1 = NowNs();
+    if (i == warmup) start = t0;
+    if (i < warmup) continue;
     trial.latencies_ns.push_back(double(t1 - t0));
-    progress.Poll(t1, double(i) / double(count));
+    progress.Poll(t1, double(i - warmup) / double(count));
   }
   trial.seconds = double(NowNs() - start) / 1e9;
   trial.operations = double(count);
   trial.cpu_operations = double(count + warmup);
   trial.rate = trial.operations / trial.seconds;
-  trial.ok = CheckPath(fd, kind) && trial.ok;
-  close(fd);
+  for (const int fd : fds) {
+    trial.ok = CheckPath(fd, kind) && trial.ok;
+    if (connections > 1 && trial.ok) {
+      char quit = kManyQuit;  // ServeMany closes first: see kManyQuit
+      trial.ok = WriteAll(fd, &quit, 1) && recv(fd, &quit, 1, 0) == 0;
+    }
+    close(fd);
+  }
   trial.cpu_seconds = ClientCpu() - cpu_before;
   trial.ok = FinishChild(server.pid, trial.ok, &trial.cpu_seconds) && trial.ok;
   return trial;
@@ -501,11 +578,6 @@ Trial RunConn(Kind kind, const Options &options, size_t) {
 
 // No progress for this long in a `many` trial: something is stuck; fail rather than hang.
 constexpr uint64_t kStallNs = 20000000000u;
-
-// The `many` client's last byte on each connection: the server closes first. (Not the client
-// first: in loopfast 0.1.0 an epoll_wait on a set holding 64 or more fast connections whose
-// peer has closed spins forever, and the server's set would be that set.)
-constexpr char kManyQuit = 'q';
 
 // The `many` server: one epoll loop over the listener and every connection, echoing bytes.
 bool ServeMany(int listener, Kind kind, size_t connections) {
@@ -645,6 +717,7 @@ void AwaitQuietMemory() {
 struct ManyShare {
   size_t connections = 0;
   size_t count = 0;  // timed transactions
+  double rate = 0;   // transactions per second; 0: unpaced
 };
 
 // The parent's side of a `many` client process.
@@ -749,19 +822,45 @@ bool RaiseDescriptorLimit(size_t connections_per_process);
 
   const size_t count = share.count;
   const uint64_t start = NowNs();
-  size_t issued = 0;
-  for (size_t i = 0; i < connections && issued < count && ok; ++i, ++issued) {
-    sent_at[i] = NowNs();
-    ok = WriteAll(fds[i], &byte, 1);
-  }
-  size_t completed = 0;
+  size_t issued = 0, completed = 0;
   uint64_t last_activity = start;
-  while (completed < issued && ok) {
-    const int ready = epoll_wait(epoll_fd, events.data(), int(events.size()), 1000);
-    const uint64_t now = NowNs();
+  Pacer pacer(share.rate);
+  std::vector<size_t> idle;  // paced: connections with no request outstanding, in turn
+  if (pacer.paced()) {
+    for (size_t i = connections; i > 0; --i) idle.push_back(i - 1);
+  } else {
+    for (size_t i = 0; i < connections && issued < count && ok; ++i, ++issued) {
+      sent_at[i] = NowNs();
+      ok = WriteAll(fds[i], &byte, 1);
+    }
+  }
+  size_t next_idle = 0;
+  while ((completed < issued || (pacer.paced() && issued < count)) && ok) {
+    // Paced: every request now due goes out on the next idle connection (none idle: later).
+    uint64_t now = NowNs();
+    while (pacer.paced() && issued < count && !idle.empty() && now >= pacer.Due(now)) {
+      next_idle = next_idle % idle.size();
+      const size_t i = idle[next_idle];
+      idle[next_idle] = idle.back();
+      idle.pop_back();
+      sent_at[i] = now;
+      ok = WriteAll(fds[i], &byte, 1) && ok;
+      ++issued;
+      ++next_idle;
+      pacer.Issued();
+      now = NowNs();
+    }
+    struct timespec wait = {1, 0};
+    if (pacer.paced() && issued < count && !idle.empty()) {
+      const uint64_t due = pacer.Due(now);
+      const uint64_t left = due > now ? due - now : 0;
+      wait = {time_t(left / 1000000000u), long(left % 1000000000u)};
+    }
+    const int ready = epoll_pwait2(epoll_fd, events.data(), int(events.size()), &wait, nullptr);
+    now = NowNs();
     if (ready < 0 && errno != EINTR) Die("epoll_wait");
     if (ready <= 0) {
-      if (now - last_activity > kStallNs) {
+      if (completed < issued && now - last_activity > kStallNs) {
         std::fprintf(stderr, "loopfast bench: many: no reply for %.0f s\n", kStallNs / 1e9);
         ok = false;
       }
@@ -779,8 +878,10 @@ bool RaiseDescriptorLimit(size_t connections_per_process);
       const uint64_t received = NowNs();
       latencies_ns.push_back(double(received - sent_at[i]));
       ++completed;
-      if (issued < count) {
-        sent_at[i] = received;
+      if (pacer.paced()) {
+        idle.push_back(i);
+      } else if (issued < count) {
+        sent_at[i] = received;  // unpaced: the next request at once, on the same connection
         ok = WriteAll(fds[i], &byte, 1);
         ++issued;
       }
@@ -815,13 +916,15 @@ bool RaiseDescriptorLimit(size_t connections_per_process);
 // `many`: N connections over P client processes (CPU 0) and P server processes (CPU 1), each
 // pair carrying N/P connections and count/P timed transactions. Memory is measured by the
 // parent, which holds no connection: before any is made, and with all open and warmed up.
-Trial RunMany(Kind kind, const Options &options, size_t) {
+Trial RunMany(Kind kind, const Options &options, size_t parameter) {
   const size_t processes = options.processes;
   std::vector<ManyShare> shares(processes);
   for (size_t i = 0; i < processes; ++i) {
     shares[i].connections =
         options.connections / processes + (i < options.connections % processes ? 1 : 0);
-    shares[i].count = options.count / processes + (i < options.count % processes ? 1 : 0);
+    const size_t count = options.CountFor(parameter);
+    shares[i].count = count / processes + (i < count % processes ? 1 : 0);
+    shares[i].rate = options.RateOf(parameter) / double(processes);
   }
   std::vector<ServerProcess> servers;
   for (const ManyShare &share : shares) {
@@ -877,12 +980,13 @@ Trial RunMany(Kind kind, const Options &options, size_t) {
 
   uint64_t start = UINT64_MAX, end = 0, completed = 0;
   const uint64_t timed_deadline = NowNs() + kManyTimedNs;
-  trial.latencies_ns.reserve(options.count);
+  const size_t count = options.CountFor(parameter);
+  trial.latencies_ns.reserve(count);
   for (const ManyClient &client : clients) {
     ManyReport report;
     if (!ok ||
         !PipeTransfer(client.report_fd, &report, sizeof report, false, timed_deadline, 0.5) ||
-        report.latencies > options.count) {
+        report.latencies > count) {
       ok = false;
       break;
     }
@@ -957,6 +1061,11 @@ struct ParameterSummary {
     if (mode == "rr") return path.latency.p50 > 0 ? kernel.latency.p50 / path.latency.p50 : 0;
     return kernel.median_rate > 0 ? path.median_rate / kernel.median_rate : 0;
   }
+  // CPU per operation over kernel TCP's (lower is cheaper); 0 when kernel TCP's is unknown.
+  double CpuRatioVsKernel(Kind kind) const {
+    const double kernel = paths[IndexOf(Kind::kKernel)].CpuPerOperation();
+    return kernel > 0 ? paths[IndexOf(kind)].CpuPerOperation() / kernel : 0;
+  }
   // many: the path's memory per connection over kernel TCP's (median MemAvailable drops); 0
   // when either was not measured or kernel TCP's is not positive.
   double MemoryRatioVsKernel(Kind kind) const {
@@ -1009,8 +1118,9 @@ void BenchUsage(FILE *out) {
       "trial that they were not. Ratios are against kernel TCP measured in the same run.\n"
       "\n"
       "Modes:\n"
-      "  rr      request/response latency, one connection: p50/p90/p99/p99.9 per message size,\n"
-      "          CPU us per transaction.  --size LIST (1), --count N round trips (20000)\n"
+      "  rr      request/response latency: p50/p90/p99/p99.9 per message size, CPU us per\n"
+      "          transaction.  --size LIST (1), --count N round trips (20000),\n"
+      "          --connections N (1): one transaction at a time, on each connection in turn\n"
       "  stream  one-way throughput: GB/s and CPU s/GB per write size.\n"
       "          --write-size LIST (64K), --read-size BYTES (the write size), --bytes N (1G)\n"
       "  conn    connect + 1-byte exchange + close rate.  --count N connections (5000)\n"
@@ -1023,7 +1133,12 @@ void BenchUsage(FILE *out) {
       "          client and one server process need a limit of about 10,100)\n"
       "\n"
       "Options:\n"
-      "  --rounds R       trials per path and size (5)\n"
+      "  --rate LIST      rr, many: paced, LIST transactions per second (all connections\n"
+      "                   together), each rate a row; a trial lasts about 2 s unless --count\n"
+      "                   is given. Requests go out on schedule (open loop) whatever the\n"
+      "                   answers do; how a server at ordinary load behaves, and what its\n"
+      "                   waiting costs\n"
+      "  --rounds R       trials per path and parameter (5)\n"
       "  --json FILE      every trial and the summary as JSON (schema loopfast-bench/1, see\n"
       "                   docs/performance.md); '-' writes it to stdout and the table to stderr\n"
       "  --svg FILE       latency distribution (CDF per path, log-scale us) as SVG (rr, many)\n"
@@ -1089,7 +1204,9 @@ bool RaiseDescriptorLimit(size_t connections_per_process) {
   return true;
 }
 
-std::string DescribeParameter(const std::string &mode, size_t parameter) {
+std::string DescribeParameter(const Options &options, size_t parameter) {
+  const std::string &mode = options.mode;
+  if (options.Paced()) return std::to_string(parameter) + " transactions/s";
   if (mode == "rr") return std::to_string(parameter) + " B messages";
   if (mode == "stream") return std::to_string(parameter) + " B writes";
   return "";
@@ -1136,10 +1253,23 @@ void PrintTable(FILE *out, const Options &options, const std::vector<ParameterSu
                "separate CPUs)\n",
                mode.c_str(), options.rounds);
   if (mode == "rr") {
-    std::fprintf(out, "%zu round trips per trial; vs kernel: kernel p50 / path p50\n",
-                 options.count);
-    std::fprintf(out, "%9s %-11s %10s %10s %10s %11s %13s %10s\n", "size (B)", "path", "p50 (us)",
-                 "p90 (us)", "p99 (us)", "p99.9 (us)", "CPU us/trans", "vs kernel");
+    if (options.Paced()) {
+      std::fprintf(out,
+                   "%zu B messages over %zu connection(s), paced: --rate per second (%s per "
+                   "trial);\nvs kernel: kernel p50 / path p50; CPU:k: CPU per transaction / "
+                   "kernel TCP's (both processes)\n",
+                   options.sizes.front(), options.connections,
+                   options.count_given ? (std::to_string(options.count) + " transactions").c_str()
+                                       : "about 2 s");
+    } else {
+      std::fprintf(out,
+                   "%zu round trips per trial over %zu connection(s); vs kernel: kernel p50 / "
+                   "path p50;\nCPU:k: CPU per transaction / kernel TCP's (both processes)\n",
+                   options.count, options.connections);
+    }
+    std::fprintf(out, "%9s %-11s %10s %10s %10s %11s %13s %7s %10s\n",
+                 options.Paced() ? "rate (/s)" : "size (B)", "path", "p50 (us)", "p90 (us)",
+                 "p99 (us)", "p99.9 (us)", "CPU us/trans", "CPU:k", "vs kernel");
   } else if (mode == "stream") {
     std::fprintf(
         out, "%zu bytes per trial, read size %s; vs kernel: median GB/s ratio\n", options.bytes,
@@ -1153,11 +1283,17 @@ void PrintTable(FILE *out, const Options &options, const std::vector<ParameterSu
                  "vs kernel");
   } else {
     std::fprintf(out,
-                 "%zu concurrent connections over %zu client and %zu server processes, %zu 1-byte "
-                 "transactions per trial; vs kernel: median trans/s ratio\n",
-                 options.connections, options.processes, options.processes, options.count);
-    std::fprintf(out, "%-11s %12s %10s %10s %10s %11s %13s %10s\n", "path", "trans/s", "p50 (us)",
-                 "p90 (us)", "p99 (us)", "p99.9 (us)", "CPU us/trans", "vs kernel");
+                 "%zu concurrent connections over %zu client and %zu server processes, 1-byte "
+                 "transactions (%s per trial%s);\nvs kernel: median trans/s ratio; CPU:k: CPU "
+                 "per transaction / kernel TCP's\n",
+                 options.connections, options.processes, options.processes,
+                 options.Paced() && !options.count_given
+                     ? "about 2 s"
+                     : (std::to_string(options.count) + " transactions").c_str(),
+                 options.Paced() ? ", paced: --rate per second, all connections together" : "");
+    std::fprintf(out, "%9s %-11s %12s %10s %10s %10s %11s %13s %7s %10s\n",
+                 options.Paced() ? "rate (/s)" : "", "path", "trans/s", "p50 (us)", "p90 (us)",
+                 "p99 (us)", "p99.9 (us)", "CPU us/trans", "CPU:k", "vs kernel");
   }
   for (const ParameterSummary &result : results) {
     for (const Kind kind : kKinds) {
@@ -1170,9 +1306,10 @@ void PrintTable(FILE *out, const Options &options, const std::vector<ParameterSu
         continue;
       }
       if (mode == "rr") {
-        std::fprintf(out, "%9zu %-11s %10.2f %10.2f %10.2f %11.2f %13.2f %9.2fx\n",
+        std::fprintf(out, "%9zu %-11s %10.2f %10.2f %10.2f %11.2f %13.2f %7s %9.2fx\n",
                      result.parameter, Name(kind), l.p50, l.p90, l.p99, l.p999,
-                     s.CpuPerOperation() * 1e6, ratio);
+                     s.CpuPerOperation() * 1e6, RatioText(result.CpuRatioVsKernel(kind)).c_str(),
+                     ratio);
       } else if (mode == "stream") {
         std::fprintf(out, "%10zu %-11s %12.2f %10.2f %10.3f %9.2fx\n", result.parameter, Name(kind),
                      s.median_rate / 1e9, s.min_rate / 1e9, s.CpuPerOperation() * 1e9, ratio);
@@ -1180,8 +1317,11 @@ void PrintTable(FILE *out, const Options &options, const std::vector<ParameterSu
         std::fprintf(out, "%-11s %14.0f %12.2f %9.2fx\n", Name(kind), s.median_rate,
                      s.CpuPerOperation() * 1e6, ratio);
       } else {
-        std::fprintf(out, "%-11s %12.0f %10.2f %10.2f %10.2f %11.2f %13.2f %9.2fx\n", Name(kind),
-                     s.median_rate, l.p50, l.p90, l.p99, l.p999, s.CpuPerOperation() * 1e6, ratio);
+        const std::string rate = options.Paced() ? std::to_string(result.parameter) : "";
+        std::fprintf(out, "%9s %-11s %12.0f %10.2f %10.2f %10.2f %11.2f %13.2f %7s %9.2fx\n",
+                     rate.c_str(), Name(kind), s.median_rate, l.p50, l.p90, l.p99, l.p999,
+                     s.CpuPerOperation() * 1e6, RatioText(result.CpuRatioVsKernel(kind)).c_str(),
+                     ratio);
       }
     }
     if (mode == "many") PrintMemoryTable(out, options, result);
@@ -1278,7 +1418,11 @@ std::string BenchJson(const Options &options, const std::vector<Trial> &trials,
   json.Key("read_size");
   json.Integer(options.read_size);
   json.Key("connections");
-  json.Integer(mode == "many" ? options.connections : 1);
+  json.Integer(options.connections);
+  json.Key("rates");  // transactions per second, the parameters of a paced run; empty: unpaced
+  json.BeginArray();
+  for (const size_t rate : options.rates) json.Integer(rate);
+  json.EndArray();
   json.Key("processes");
   json.Integer(mode == "many" ? options.processes : 1);
   json.EndObject();
@@ -1379,6 +1523,8 @@ std::string BenchJson(const Options &options, const std::vector<Trial> &trials,
       json.EndObject();
     };
     ratios("ratio_vs_kernel", true, [&](Kind kind) { return result.RatioVsKernel(mode, kind); });
+    ratios("cpu_ratio_vs_kernel", mode != "stream",
+           [&](Kind kind) { return result.CpuRatioVsKernel(kind); });
     ratios("memory_ratio_vs_kernel", mode == "many",
            [&](Kind kind) { return result.MemoryRatioVsKernel(kind); });
     ratios("memory_accounted_ratio_vs_kernel", mode == "many",
@@ -1437,6 +1583,13 @@ bool ParseOptions(int argc, char **argv, Options *options) {
       options->svg_path = value_text;
       continue;
     }
+    if (arg == "--rate") {
+      if (!ParseSizeList(value_text, &options->rates)) {
+        std::fprintf(stderr, "loopfast bench: --rate needs positive rates, comma-separated\n");
+        return false;
+      }
+      continue;
+    }
     if (arg == "--size" || arg == "--write-size") {
       if (!ParseSizeList(value_text, arg == "--size" ? &options->sizes : &options->write_sizes)) {
         std::fprintf(stderr, "loopfast bench: %s needs positive sizes, comma-separated\n",
@@ -1451,7 +1604,7 @@ bool ParseOptions(int argc, char **argv, Options *options) {
       return false;
     }
     if (arg == "--count")
-      options->count = value;
+      options->count = value, options->count_given = true;
     else if (arg == "--read-size")
       options->read_size = value;
     else if (arg == "--bytes")
@@ -1466,6 +1619,19 @@ bool ParseOptions(int argc, char **argv, Options *options) {
       std::fprintf(stderr, "loopfast bench: unknown option '%s'\n", arg.c_str());
       return false;
     }
+  }
+  if (options->connections == 0) options->connections = options->mode == "many" ? 100 : 1;
+  if (options->connections != 1 && options->mode != "many" && options->mode != "rr") {
+    std::fprintf(stderr, "loopfast bench: --connections is for rr and many only\n");
+    return false;
+  }
+  if (options->Paced() && options->mode != "rr" && options->mode != "many") {
+    std::fprintf(stderr, "loopfast bench: --rate is for rr and many only\n");
+    return false;
+  }
+  if (options->Paced() && options->sizes.size() != 1) {
+    std::fprintf(stderr, "loopfast bench: with --rate, one --size\n");
+    return false;
   }
   if (options->processes > 64 || options->processes > options->connections) {
     std::fprintf(stderr, "loopfast bench: --processes must be at most 64 and --connections\n");
@@ -1495,7 +1661,7 @@ int BenchCommand(int argc, char **argv) {
   std::vector<size_t> parameters = {0};
   if (options.mode == "rr") {
     run = RunRr;
-    parameters = options.sizes;
+    parameters = options.Paced() ? options.rates : options.sizes;
   } else if (options.mode == "stream") {
     run = RunStream;
     parameters = options.write_sizes;
@@ -1503,6 +1669,7 @@ int BenchCommand(int argc, char **argv) {
     run = RunConn;
   } else if (options.mode == "many") {
     run = RunMany;
+    if (options.Paced()) parameters = options.rates;
     // The children check again, each for its own share.
     const size_t largest_share = (options.connections + options.processes - 1) / options.processes;
     if (!RaiseDescriptorLimit(largest_share)) return 1;
@@ -1523,7 +1690,7 @@ int BenchCommand(int argc, char **argv) {
     for (int round = 1; round <= options.rounds; ++round) {
       for (const Kind kind : kKinds) {
         std::string label = options.mode;
-        if (parameter != 0) label += ", " + DescribeParameter(options.mode, parameter);
+        if (parameter != 0) label += ", " + DescribeParameter(options, parameter);
         label += std::string(", ") + Name(kind) + ", round " + std::to_string(round);
         progress.BeginTrial(std::move(label));
         path_mismatch = false;
