@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "session/change_hints.h"
 #include "stat/registry.h"
 #include "sys/real_calls.h"
 #include "wait/bell.h"
@@ -80,15 +81,21 @@ class CallLock {
 constexpr uint32_t kOwnWriteEnded = kSideWriteShut | kSideMoving | kSideSwitching | kSideRingDone;
 constexpr uint32_t kOwnReadEnded = kSideReadShut | kSideMoving;
 
-// Takes a ring's waiting word and wakes whoever it names: a sleeping call (futex) and the
-// watchers behind `bell`.
-void WakeWaiters(std::atomic<uint32_t> &waiting, int bell) {
+// Wakes whoever a ring's waiting word names: a sleeping call (futex), whose bit it takes; and a
+// watcher (poll, select, epoll of the side that owns `hints`), which keeps watching: the slot's
+// change hint is set, and the bell rung when a watcher sleeps (session/change_hints.h).
+void WakeWaiters(std::atomic<uint32_t> &waiting, session::ChangeHints *hints, uint32_t slot,
+                 int bell) {
   // Pairs with the sleeper's seq_cst announce-then-recheck.
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (waiting.load(std::memory_order_relaxed) == 0) return;
-  const uint32_t taken = waiting.exchange(0, std::memory_order_relaxed);
-  if ((taken & wait::kFutexSleeper) != 0) wait::FutexWakeAll(&waiting);
-  if ((taken & wait::kWatcher) != 0) wait::RingBell(bell);
+  const uint32_t word = waiting.load(std::memory_order_relaxed);
+  if (word == 0) return;
+  if ((word & wait::kFutexSleeper) != 0 &&
+      (waiting.fetch_and(~wait::kFutexSleeper, std::memory_order_relaxed) & wait::kFutexSleeper) !=
+          0) {
+    wait::FutexWakeAll(&waiting);
+  }
+  if ((word & wait::kWatcher) != 0) session::MarkChanged(hints, slot, bell);
 }
 
 uint32_t Clamp(uint32_t limit) {
@@ -174,21 +181,41 @@ bool FastConnection::CheckPeerGone(int kernel_fd) {
 }
 
 void FastConnection::NotifyPeerReader() {
-  WakeWaiters(tx_.control()->consumer_waiting, session_->peer_bell());
+  WakeWaiters(tx_.control()->consumer_waiting, PeerHints(), slot_index_, session_->peer_bell());
 }
 
 void FastConnection::NotifyPeerWriter() {
-  WakeWaiters(rx_.control()->producer_waiting, session_->peer_bell());
+  WakeWaiters(rx_.control()->producer_waiting, PeerHints(), slot_index_, session_->peer_bell());
 }
 
 void FastConnection::WakeLocal() {
-  // Our own waiting words: taking them makes a sleeper about to wait see a change.
+  // Our own waiting words: taking a sleeper's bit makes a sleeper about to wait see a change.
   for (std::atomic<uint32_t> *word :
        {&rx_.control()->consumer_waiting, &tx_.control()->producer_waiting}) {
-    const uint32_t taken = word->exchange(0, std::memory_order_seq_cst);
+    const uint32_t taken = word->fetch_and(~wait::kFutexSleeper, std::memory_order_seq_cst);
     if ((taken & wait::kFutexSleeper) != 0) wait::FutexWakeAll(word);
   }
+  // Our own epoll sets look at the slot again; every watcher of ours wakes.
+  session::MarkChanged(OwnHints(), slot_index_, session_->own_bell());
   wait::RingBell(session_->own_bell());
+}
+
+session::ChangeHints *FastConnection::OwnHints() const { return session_->arena().hints(side_); }
+
+session::ChangeHints *FastConnection::PeerHints() const {
+  return session_->arena().hints(1 - side_);
+}
+
+void FastConnection::WatchChanges() {
+  // For good: the watcher's bit stays in both waiting words (wakers never take it), so every
+  // change of either direction sets this slot's hint from now on.
+  for (std::atomic<uint32_t> *word :
+       {&rx_.control()->consumer_waiting, &tx_.control()->producer_waiting}) {
+    if ((word->load(std::memory_order_relaxed) & wait::kWatcher) == 0) {
+      word->fetch_or(wait::kWatcher, std::memory_order_seq_cst);
+    }
+  }
+  std::atomic_thread_fence(std::memory_order_seq_cst);
 }
 
 FastConnection::Flush FastConnection::FlushUnreadToKernel(int kernel_fd, bool may_wait,
@@ -474,6 +501,8 @@ void FastConnection::PrepareToSleep(bool for_input, bool for_output) {
   if (for_output) {
     tx_.control()->producer_waiting.fetch_or(wait::kWatcher, std::memory_order_seq_cst);
   }
+  // The waker rings the bell only for a side that says it sleeps (change_hints.h).
+  session::AnnounceSleep(OwnHints());
   // Pairs with the waker's fence: either it sees our announcement or we see its change.
   std::atomic_thread_fence(std::memory_order_seq_cst);
 }

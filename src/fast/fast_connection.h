@@ -123,11 +123,19 @@ class FastConnection {
   // LookNow asks it whether the peer died.
   void NoteKernelChanged() { kernel_changed_.store(true, std::memory_order_release); }
   // Before a readiness call sleeps: announces the watcher in the waiting words of the wanted
-  // directions, so that the peer's next change rings this end's bell. The caller re-checks
-  // LookNow() before it sleeps.
+  // directions and the sleep in this side's change hints, so that the peer's next change rings
+  // this end's bell. The caller re-checks LookNow() before it sleeps.
   void PrepareToSleep(bool for_input, bool for_output);
+  // For an epoll set: every change of this connection, either direction, sets its slot's bit in
+  // OwnHints() from now on (session/change_hints.h), so the set looks only when it changed.
+  void WatchChanges();
+  // This side's change hints (its watchers take them), and the peer side's.
+  session::ChangeHints *OwnHints() const;
+  session::ChangeHints *PeerHints() const;
+  const std::shared_ptr<session::Session> &shared_session() const { return session_; }
   // The peer announced the end of its output (shutdown or close): a FIN on the kernel
   // connection is then expected, and says nothing about the peer being gone.
+  bool OwnOutputShut() const { return (OwnFlags() & session::kSideWriteShut) != 0; }
   bool PeerEndedOutput() const {
     return (PeerFlags() & (session::kSideWriteShut | session::kSideClosed)) != 0;
   }

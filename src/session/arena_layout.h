@@ -5,6 +5,7 @@
 // any process of the group has accepted it.
 //
 //   offset 0                ArenaHeader (one page)
+//   kHintsOffset            ChangeHints of each side (one page each): which slots changed for it
 //   kClaimIndexOffset       claim index: kClaimEntries x ClaimEntry (socket cookie -> slot)
 //   kSlotsOffset            kMaxSlots x Slot: one per connection (header, both ends' flags, both
 //                           rings' control blocks and first windows)
@@ -27,7 +28,8 @@
 namespace loopfast::session {
 
 inline constexpr uint32_t kArenaMagic = 0x4c465341;  // "LFSA"
-inline constexpr uint32_t kArenaVersion = 7;         // 7: ready stamps in RingControl; 6: sessions
+// 8: change hints; 7: ready stamps in RingControl; 6: sessions
+inline constexpr uint32_t kArenaVersion = 8;
 
 inline constexpr uint64_t kPageBytes = 4096;
 inline constexpr uint32_t kMaxSlots = 16384;
@@ -171,10 +173,31 @@ static_assert(offsetof(ArenaHeader, region_bytes) == 24);
 static_assert(offsetof(ArenaHeader, nonce) == 40);
 static_assert(sizeof(ArenaHeader) <= kPageBytes);
 
+// Which slots changed for one side's readiness watchers (poll, select, epoll), so that an epoll
+// set looks only at those (session/change_hints.h). Whoever changes what that side may wait for
+// (the peer's write into the ring it reads, the peer's read from the ring it writes, either
+// side's flags) sets the slot's bit, then `summary`'s bit for the word, while that side watches
+// the slot (kWatcher in the ring's waiting word); that side's epoll sets take the bits. `asleep`
+// is set by a watcher of that side about to sleep on its bell: a changer that finds it set takes
+// it and rings the bell. All of it is the peer's to write too: a hint only makes a set look.
+struct ChangeHints {
+  alignas(kCacheLine) std::atomic<uint32_t> asleep;
+  uint8_t pad0[kCacheLine - 4];
+  std::atomic<uint64_t> summary[kMaxSlots / 64 / 64];  // bit i: bits[i] may have bits set
+  uint8_t pad1[kCacheLine - sizeof(uint64_t) * (kMaxSlots / 64 / 64)];
+  std::atomic<uint64_t> bits[kMaxSlots / 64];
+};
+static_assert(offsetof(ChangeHints, asleep) == 0);
+static_assert(offsetof(ChangeHints, summary) == kCacheLine);
+static_assert(offsetof(ChangeHints, bits) == 2 * kCacheLine);
+static_assert(sizeof(ChangeHints) == 2 * kCacheLine + kMaxSlots / 8);
+static_assert(sizeof(ChangeHints) <= kPageBytes);
+
 inline constexpr uint64_t AlignUp(uint64_t value, uint64_t alignment) {
   return (value + alignment - 1) & ~(alignment - 1);
 }
-inline constexpr uint64_t kClaimIndexOffset = kPageBytes;
+inline constexpr uint64_t kHintsOffset = kPageBytes;  // side 0's, then side 1's a page later
+inline constexpr uint64_t kClaimIndexOffset = kHintsOffset + 2 * kPageBytes;
 inline constexpr uint64_t kSlotsOffset =
     AlignUp(kClaimIndexOffset + uint64_t{kClaimEntries} * sizeof(ClaimEntry), kPageBytes);
 inline constexpr uint64_t kClientRegionOffset =
@@ -199,6 +222,9 @@ class ArenaView {
   uint8_t *base() const { return base_; }
   ArenaHeader *header() const { return reinterpret_cast<ArenaHeader *>(base_); }
   ClaimEntry *claims() const { return reinterpret_cast<ClaimEntry *>(base_ + kClaimIndexOffset); }
+  ChangeHints *hints(int side) const {
+    return reinterpret_cast<ChangeHints *>(base_ + kHintsOffset + uint64_t(side & 1) * kPageBytes);
+  }
   Slot *slot(uint32_t index) const {
     return reinterpret_cast<Slot *>(base_ + kSlotsOffset + uint64_t{index} * kSlotBytes);
   }

@@ -11,7 +11,12 @@
 namespace loopfast::session {
 
 Session::Session(int side, void *arena, uint64_t nonce, int own_bell, int peer_bell)
-    : arena_(arena), side_(side), nonce_(nonce), own_bell_(own_bell), peer_bell_(peer_bell) {}
+    : arena_(arena),
+      side_(side),
+      nonce_(nonce),
+      own_bell_(own_bell),
+      peer_bell_(peer_bell),
+      creator_pid_(sys::ThisProcess()) {}
 
 Session::~Session() {
   stat::ReleaseSlot(stat_slot_);

@@ -43,6 +43,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // Rung to wake the peer's watchers.
   int peer_bell() const { return peer_bell_; }
   uid_t peer_uid() const { return peer_uid_; }
+  // The process that made (or received) the session. A forked child shares its memory but not
+  // the right to take this side's change hints (change_hints.h): those are its parent's.
+  pid_t creator_pid() const { return creator_pid_; }
   pid_t peer_pid() const { return peer_pid_; }
 
   // For a ring of a slot: areas this side makes (the ring it writes; what it made is kept in
@@ -95,6 +98,7 @@ class Session : public std::enable_shared_from_this<Session> {
   int peer_bell_;
   uid_t peer_uid_ = 0;
   pid_t peer_pid_ = 0;
+  const pid_t creator_pid_;
   RegionAllocator allocator_;
   int stat_slot_ = -1;
 

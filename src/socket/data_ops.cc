@@ -197,6 +197,10 @@ ssize_t Send(int fd, const struct msghdr *message, int flags) {
         }
         if (sent.outcome == Outcome::kUseKernel) {
           RepublishIfMoved(*socket, fd);
+          // Shut by this end: shutdown() marks the fast end before it shuts the kernel socket,
+          // and a send it woke must not slip bytes in between (the kernel says EPIPE, and
+          // raises SIGPIPE unless MSG_NOSIGNAL; shutting twice changes nothing).
+          if (fast->OwnOutputShut()) Real().shutdown(in_flight.kernel_fd(), SHUT_WR);
           if (!fast->FlushBeforeKernelWrite(in_flight.kernel_fd(), call)) {
             errno = EAGAIN;  // the ring's bytes are not all on the kernel connection yet
             return -1;

@@ -11,6 +11,7 @@
 
 #include "session/markers.h"
 #include "session/peer_lookup.h"
+#include "socket/change_watch.h"
 #include "socket/config.h"
 #include "socket/socket_internal.h"
 #include "socket/socket_ops.h"
@@ -331,6 +332,7 @@ void AfterFork(bool in_child) {
   held_for_child.clear();
   wait::ForgetWakeSetInChild();
   session::ForgetLookupSocketInChild();
+  ForgetHintSubscriptionsInChild();
 }
 
 }  // namespace loopfast::ops

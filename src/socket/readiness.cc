@@ -4,6 +4,7 @@
 
 #include "fast/fast_connection.h"
 #include "socket/socket_ops.h"
+#include "sys/owned_fds.h"
 #include "sys/real_calls.h"
 #include "sys/tcp_counters.h"
 
@@ -90,6 +91,15 @@ bool WantInputStamps(Socket &socket) {
   return true;
 }
 
+Watched WatchChanges(Socket &socket) {
+  if (socket.path.load(std::memory_order_acquire) != Path::kFast) return {};
+  FastConnection *fast = socket.fast.load(std::memory_order_acquire);
+  // A forked child holds its parent's sessions: their hints are the parent's to take.
+  if (fast->session().creator_pid() != sys::ThisProcess()) return {};
+  fast->WatchChanges();
+  return {fast->shared_session(), fast->slot_index()};
+}
+
 uint64_t InputSequence(const Socket &socket) {
   if (socket.path.load(std::memory_order_acquire) != Path::kFast) return 0;
   return socket.fast.load(std::memory_order_acquire)->InputSequence();
@@ -122,14 +132,14 @@ void NoteKernelChanged(Socket &socket) {
   socket.fast.load(std::memory_order_acquire)->NoteKernelChanged();
 }
 
-int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out) {
+int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out, bool announce) {
   const bool input = (wanted & kInputEvents) != 0;
   const bool output = (wanted & kOutputEvents) != 0;
   int count = 0;
   switch (socket.path.load(std::memory_order_acquire)) {
     case Path::kFast: {
       FastConnection *fast = socket.fast.load(std::memory_order_acquire);
-      fast->PrepareToSleep(input, output);
+      if (announce) fast->PrepareToSleep(input, output);
       const int bell = fast->WakeBell();
       if (bell >= 0) out[count++] = {bell, POLLIN, true, true};
       // The end of the input shows on the kernel socket (a FIN, a reset, our own shutdown);

@@ -18,6 +18,7 @@
 #include <poll.h>
 
 #include <cstdint>
+#include <memory>
 
 #include "socket/socket.h"
 
@@ -75,8 +76,18 @@ struct WaitFd {
   bool edge = false;  // only a change matters (the kernel socket stays readable at its end)
   bool bell = false;  // a bell: edge-triggered in an epoll instance, never polled directly
 };
-// Announces the sleep (see above) and names what to sleep on. Returns how many were written.
-int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out);
+// Announces the sleep (see above; not when `announce` is false: an epoll set announces through
+// change hints) and names what to sleep on. Returns how many were written.
+int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out, bool announce = true);
+
+// For an epoll set: a fast socket's session and slot, whose change hints (session/
+// change_hints.h) name it from now on whenever it changes; no session when the socket cannot be
+// watched that way (not fast, or a session this process did not make: a forked child's).
+struct Watched {
+  std::shared_ptr<session::Session> session;
+  uint32_t slot = 0;
+};
+Watched WatchChanges(Socket &socket);
 
 // A sleep woke on the socket's kernel descriptor (a FIN or reset may have come): the next Look
 // asks the kernel whether the peer is gone.
