@@ -1,6 +1,6 @@
 // What a client may do with a fast connection before the listening program has accepted it,
 // and a MSG_WAITALL receive that outlives the ring stream, compared with kernel TCP. (The other
-// cases of connections caught between states are in transition_test.cc.)
+// cases of connections caught between states are in transition_*_test.cc.)
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>

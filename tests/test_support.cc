@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <linux/tcp.h>
@@ -46,7 +47,48 @@ socklen_t MakeAddress(int family, const std::string &address, uint16_t port,
   return sizeof *in6;
 }
 
+// The loopback address of `family`.
+const char *LoopbackOf(int family) { return family == AF_INET ? "127.0.0.1" : "::1"; }
+
+// Closes `fd` keeping errno; -1.
+int CloseFailed(int fd) {
+  const int saved = errno;
+  close(fd);
+  errno = saved;
+  return -1;
+}
+
+// A socket of `family`, switch set, then SO_RCVBUF when `rcvbuf` > 0; -1 with errno.
+int TrySocket(int family, bool fast, int rcvbuf) {
+  const int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (loopfast_set_fast_path(fd, fast ? 1 : 0) != 0) return CloseFailed(fd);
+  if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  return fd;
+}
+
+uint16_t LocalPort(int fd) {
+  sockaddr_storage storage;
+  socklen_t length = sizeof storage;
+  getsockname(fd, reinterpret_cast<sockaddr *>(&storage), &length);
+  return ntohs(storage.ss_family == AF_INET
+                   ? reinterpret_cast<sockaddr_in *>(&storage)->sin_port
+                   : reinterpret_cast<sockaddr_in6 *>(&storage)->sin6_port);
+}
+
 }  // namespace
+
+void Fd::reset(int fd) {
+  if (fd_ >= 0) close(fd_);
+  fd_ = fd;
+}
+
+Pipe::Pipe() {
+  int ends[2];
+  if (pipe2(ends, O_CLOEXEC) != 0) return;
+  read.reset(ends[0]);
+  write.reset(ends[1]);
+}
 
 int TcpSocket(int family, bool fast) {
   const int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -63,10 +105,51 @@ int Listen(int family, const std::string &address, bool fast, uint16_t *port, in
   socklen_t length = MakeAddress(family, address, *port, &storage);
   EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr *>(&storage), length), 0) << std::strerror(errno);
   EXPECT_EQ(listen(fd, backlog), 0) << std::strerror(errno);
-  length = sizeof storage;
-  getsockname(fd, reinterpret_cast<sockaddr *>(&storage), &length);
-  *port = ntohs(family == AF_INET ? reinterpret_cast<sockaddr_in *>(&storage)->sin_port
-                                  : reinterpret_cast<sockaddr_in6 *>(&storage)->sin6_port);
+  *port = LocalPort(fd);
+  return fd;
+}
+
+int TryListenLoopback(int family, bool fast, uint16_t *port, int rcvbuf) {
+  const int fd = TrySocket(family, fast, rcvbuf);
+  if (fd < 0) return -1;
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_storage storage;
+  const socklen_t length = MakeAddress(family, LoopbackOf(family), 0, &storage);
+  if (bind(fd, reinterpret_cast<sockaddr *>(&storage), length) != 0 || listen(fd, 128) != 0) {
+    return CloseFailed(fd);
+  }
+  *port = LocalPort(fd);
+  return fd;
+}
+
+int TryConnectLoopback(int family, uint16_t port, bool fast, int rcvbuf) {
+  const int fd = TrySocket(family, fast, rcvbuf);
+  if (fd < 0) return -1;
+  sockaddr_storage storage;
+  const socklen_t length = MakeAddress(family, LoopbackOf(family), port, &storage);
+  int ret;
+  do {
+    ret = connect(fd, reinterpret_cast<sockaddr *>(&storage), length);
+  } while (ret != 0 && errno == EINTR);
+  return ret == 0 ? fd : CloseFailed(fd);
+}
+
+int AcceptWithin(int listener, int timeout_ms) {
+  pollfd p = {listener, POLLIN, 0};
+  int ret;
+  do {
+    ret = poll(&p, 1, timeout_ms);
+  } while (ret < 0 && errno == EINTR);
+  if (ret == 0) {
+    errno = ETIMEDOUT;
+    return -1;
+  }
+  if (ret < 0) return -1;
+  int fd;
+  do {
+    fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
   return fd;
 }
 
@@ -273,6 +356,25 @@ int Reap(pid_t pid, int timeout_ms) {
   }
 }
 
+int WaitStatus(pid_t pid, int timeout_ms, bool *hung) {
+  *hung = false;
+  const int64_t start = NowMs();
+  for (;;) {
+    int status = 0;
+    const pid_t done = waitpid(pid, &status, WNOHANG);
+    if (done == pid) return status;
+    if (done < 0) return -1;
+    if (NowMs() - start > timeout_ms) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      *hung = true;
+      return status;
+    }
+    struct timespec nap = {0, 1000 * 1000};
+    nanosleep(&nap, nullptr);
+  }
+}
+
 bool LeaveLittleAddressSpace(long spare_kib) {
   std::ifstream status("/proc/self/status");
   std::string line;
@@ -375,16 +477,50 @@ ConnectedPair::~ConnectedPair() {
   if (server >= 0) close(server);
 }
 
-void MakeConnectedPair(bool fast, ConnectedPair *pair) {
-  uint16_t port = 0;
-  const int listener = Listen(AF_INET, "127.0.0.1", fast, &port);
-  ASSERT_GE(listener, 0);
+namespace {
+
+// A client connected through `listener` and what accept() returned for it (not checked).
+void ConnectThrough(int listener, uint16_t port, bool fast, ConnectedPair *pair) {
   pair->client = Connect({AF_INET, "127.0.0.1", port}, fast);
   ASSERT_GE(pair->client, 0);
   pair->server = accept(listener, nullptr, nullptr);
-  close(listener);
+}
+
+}  // namespace
+
+void MakeConnectedPair(bool fast, ConnectedPair *pair) {
+  uint16_t port = 0;
+  Fd listener(Listen(AF_INET, "127.0.0.1", fast, &port));
+  ASSERT_GE(listener.get(), 0);
+  ASSERT_NO_FATAL_FAILURE(ConnectThrough(listener.get(), port, fast, pair));
+  listener.reset();
   ASSERT_GE(pair->server, 0);
   Settle(pair->client, pair->server, fast);
+}
+
+void AcceptPair(int listener, uint16_t port, bool fast, ConnectedPair *pair) {
+  ASSERT_NO_FATAL_FAILURE(ConnectThrough(listener, port, fast, pair));
+  ASSERT_GE(pair->server, 0) << std::strerror(errno);
+  Settle(pair->client, pair->server, fast);
+}
+
+Fd PendingClient::Accept() const { return Fd(accept(listener.get(), nullptr, nullptr)); }
+
+void MakePendingClient(PendingClient *pending, bool fast, int listener_bound_ms, int backlog) {
+  pending->listener.reset(Listen(AF_INET, "127.0.0.1", fast, &pending->port, backlog));
+  ASSERT_GE(pending->listener.get(), 0);
+  if (listener_bound_ms > 0) Bound(pending->listener.get(), listener_bound_ms);
+  pending->client.reset(Connect({AF_INET, "127.0.0.1", pending->port}, fast));
+  ASSERT_GE(pending->client.get(), 0);
+}
+
+void StartClientProcess(ClientProcess *process, const std::function<int(int fd)> &body, bool fast) {
+  process->listener.reset(Listen(AF_INET, "127.0.0.1", fast, &process->port));
+  ASSERT_GE(process->listener.get(), 0);
+  process->pid = Spawn([&] {
+    const int fd = Connect({AF_INET, "127.0.0.1", process->port}, fast);
+    return fd < 0 ? 2 : body(fd);
+  });
 }
 
 void Settle(int client, int server, bool fast) {

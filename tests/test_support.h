@@ -16,6 +16,41 @@
 
 namespace loopfast::test {
 
+// An owned descriptor: closed when it goes (or at reset), unless released first. Move-only.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() { reset(); }
+  Fd(Fd &&other) noexcept : fd_(other.release()) {}
+  Fd &operator=(Fd &&other) noexcept {
+    if (this != &other) reset(other.release());
+    return *this;
+  }
+  Fd(const Fd &) = delete;
+  Fd &operator=(const Fd &) = delete;
+
+  int get() const { return fd_; }
+  // Gives the descriptor up without closing it (to close it by hand and check the result).
+  int release() {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  // Closes the descriptor held (if any) and takes `fd` instead.
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// A pipe (close-on-exec), both ends owned; both -1 when it could not be made.
+struct Pipe {
+  Fd read;
+  Fd write;
+  Pipe();
+};
+
 struct Endpoint {
   int family = AF_INET;
   std::string address = "127.0.0.1";
@@ -37,6 +72,13 @@ int TryListen(const char *address, uint16_t port, bool fast, bool reuseport = fa
               int backlog = 128);
 sockaddr_in Loopback4(uint16_t port, const char *address = "127.0.0.1");
 uint16_t PortOf(int fd);  // the local port of an IPv4 socket
+// The same on the loopback address of either family (127.0.0.1, ::1), the switch set first, then
+// SO_RCVBUF when `rcvbuf` > 0; no timeouts, no retries; -1 with errno on error.
+int TryListenLoopback(int family, bool fast, uint16_t *port, int rcvbuf = 0);
+int TryConnectLoopback(int family, uint16_t port, bool fast, int rcvbuf = 0);
+// accept4 (close-on-exec) once poll says a connection waits, within `timeout_ms`; -1 with errno
+// (ETIMEDOUT when none came). Retries after EINTR.
+int AcceptWithin(int listener, int timeout_ms);
 
 // What the kernel carried as data on this connection, from TCP_INFO: data segments in and out
 // plus payload bytes sent. Zero exactly when the kernel connection carried no data.
@@ -61,6 +103,32 @@ struct ConnectedPair {
 // A listener on 127.0.0.1, a connection through it, accepted and settled (Settle) on the path
 // asked for; the listener is closed again. Fails the test on error.
 void MakeConnectedPair(bool fast, ConnectedPair *pair);
+// The same through `listener` (bound to 127.0.0.1:`port`), which stays open.
+void AcceptPair(int listener, uint16_t port, bool fast, ConnectedPair *pair);
+
+// A listener on 127.0.0.1 and a client connected to it that it has not accepted yet (a
+// "pending client": connect has returned, no I/O since), both with the switch as asked.
+struct PendingClient {
+  uint16_t port = 0;
+  Fd listener;
+  Fd client;
+  // accept() on the listener.
+  Fd Accept() const;
+};
+// Fails the test on error. `listener_bound_ms` > 0: accept() waits at most that long (Bound).
+void MakePendingClient(PendingClient *pending, bool fast = true, int listener_bound_ms = 3000,
+                       int backlog = 128);
+
+// A listener here on 127.0.0.1 and a client in a child process: the child connects (switch as
+// asked), runs `body` on its descriptor and exits with what it returns (2 when it could not
+// connect). Forked before anything of the connection exists here.
+struct ClientProcess {
+  uint16_t port = 0;
+  Fd listener;
+  pid_t pid = -1;
+};
+void StartClientProcess(ClientProcess *process, const std::function<int(int fd)> &body,
+                        bool fast = true);
 
 // Every blocking call on `fd` returns within `ms` (EAGAIN): no test waits forever.
 void Bound(int fd, int ms = 10000);
@@ -91,6 +159,9 @@ pid_t Spawn(const std::function<int()> &body);
 // Waits up to `timeout_ms` for the child; returns its exit status, or -1 (killed on timeout
 // or by a signal).
 int Reap(pid_t pid, int timeout_ms = 60000);
+// The same without failing the test: the child's wait status (waitpid), -1 when waitpid failed;
+// *hung when it was killed (SIGKILL) on the timeout.
+int WaitStatus(pid_t pid, int timeout_ms, bool *hung);
 // cat with `in` as its standard input and `out` as its standard output (posix_spawn, so no
 // fork of this process); -1 on failure.
 pid_t SpawnCat(int in, int out);
