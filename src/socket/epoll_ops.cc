@@ -83,6 +83,9 @@ struct Interest : ReadyQueue::Member {
   int registered_count = 0;
 };
 
+}  // namespace
+
+// Declared in socket_ops.h so that a caller can look an epoll descriptor up once and pass it on.
 class EpollSet {
  public:
   explicit EpollSet(int epfd) : epfd_(epfd) {}
@@ -529,27 +532,34 @@ int EpollSet::Wait(struct epoll_event *events, int max, const struct timespec *t
   }
 }
 
+namespace {
+
+// The epoll descriptors loopfast keeps sets for. Looking one up is lock-free (every epoll_wait
+// does); the map beside it, under the mutex, is what mutations and Forget walk.
 class Registry {
  public:
   static Registry &Instance() {
     static Registry *registry = new Registry;  // never destroyed: used until the last exit
     return *registry;
   }
-  std::shared_ptr<EpollSet> Find(int epfd) {
+  bool Has(int epfd) const {
+    return live_.load(std::memory_order_acquire) != 0 && index_.Has(epfd);
+  }
+  std::shared_ptr<EpollSet> Find(int epfd) const {
     if (live_.load(std::memory_order_acquire) == 0) return nullptr;
-    std::lock_guard<std::mutex> guard(mutex_);
-    auto found = sets_.find(epfd);
-    return found == sets_.end() ? nullptr : found->second;
+    return index_.Get(epfd);
   }
   std::shared_ptr<EpollSet> FindOrCreate(int epfd) {
     std::lock_guard<std::mutex> guard(mutex_);
     std::shared_ptr<EpollSet> &set = sets_[epfd];
     if (!set) {
       set = std::make_shared<EpollSet>(epfd);
+      index_.Set(epfd, set);
       live_.fetch_add(1, std::memory_order_release);
     }
     return set;
   }
+  void ResetInChild() { index_.ResetInChild(); }
   // `copy` now names the same epoll instance as `epfd` (dup, dup2, dup3, F_DUPFD).
   void Alias(int epfd, int copy) {
     if (live_.load(std::memory_order_acquire) == 0) return;
@@ -557,6 +567,7 @@ class Registry {
     auto found = sets_.find(epfd);
     if (found == sets_.end()) return;
     std::shared_ptr<EpollSet> set = found->second;
+    index_.Set(copy, set);
     if (sets_.insert_or_assign(copy, std::move(set)).second) {
       live_.fetch_add(1, std::memory_order_release);
     }
@@ -573,6 +584,7 @@ class Registry {
       std::shared_ptr<EpollSet> set = std::move(it->second);
       const int closed = it->first;
       it = sets_.erase(it);
+      index_.Remove(closed);
       live_.fetch_sub(1, std::memory_order_release);
       if (set->epfd() != closed) continue;
       // Another copy still names the instance: use that one for the kernel's set from now on.
@@ -588,14 +600,16 @@ class Registry {
  private:
   std::mutex mutex_;
   std::unordered_map<int, std::shared_ptr<EpollSet>> sets_;
+  DescriptorMap<EpollSet> index_;  // the same sets, for lookups without the mutex
   std::atomic<int> live_{0};
 };
 
 }  // namespace
 
-int EpollCtl(int epfd, int op, int fd, struct epoll_event *event) {
-  std::shared_ptr<Socket> socket = FdTable::Instance().Get(fd);
-  std::shared_ptr<EpollSet> set = Registry::Instance().Find(epfd);
+std::shared_ptr<EpollSet> FindEpoll(int epfd) { return Registry::Instance().Find(epfd); }
+
+int EpollCtl(std::shared_ptr<EpollSet> set, int epfd, int op, int fd,
+             const std::shared_ptr<Socket> &socket, struct epoll_event *event) {
   const bool held = set && set->Holds(fd);
   if (!held && !(socket && op == EPOLL_CTL_ADD && readiness::Decides(*socket))) {
     return sys::Real().epoll_ctl(epfd, op, fd, event);
@@ -612,18 +626,18 @@ int EpollCtl(int epfd, int op, int fd, struct epoll_event *event) {
   return set->Control(op, fd, socket, event);
 }
 
-int EpollWait(int epfd, struct epoll_event *events, int max, const struct timespec *timeout,
-              const sigset_t *sigmask) {
-  std::shared_ptr<EpollSet> set = Registry::Instance().Find(epfd);
-  if (!set || max <= 0 ||
-      (timeout != nullptr &&
-       (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= long(kNsPerSec)))) {
+int EpollWait(EpollSet &set, int epfd, struct epoll_event *events, int max,
+              const struct timespec *timeout, const sigset_t *sigmask) {
+  if (max <= 0 || (timeout != nullptr && (timeout->tv_sec < 0 || timeout->tv_nsec < 0 ||
+                                          timeout->tv_nsec >= long(kNsPerSec)))) {
     return sys::Real().epoll_pwait2(epfd, events, max, timeout, sigmask);  // its errors
   }
-  return set->Wait(events, max, timeout, sigmask);
+  return set.Wait(events, max, timeout, sigmask);
 }
 
-bool IsLoopfastEpoll(int epfd) { return Registry::Instance().Find(epfd) != nullptr; }
+bool IsLoopfastEpoll(int epfd) { return Registry::Instance().Has(epfd); }
+
+void ResetEpollInChild() { Registry::Instance().ResetInChild(); }
 
 void ForgetEpoll(int fd) { Registry::Instance().Forget(fd, fd); }
 
