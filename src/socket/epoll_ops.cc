@@ -543,23 +543,26 @@ class Registry {
     return *registry;
   }
   bool Has(int epfd) const {
-    return live_.load(std::memory_order_acquire) != 0 && index_.Has(epfd);
+    return live_.load(std::memory_order_acquire) != 0 && Index()->Has(epfd);
   }
   std::shared_ptr<EpollSet> Find(int epfd) const {
     if (live_.load(std::memory_order_acquire) == 0) return nullptr;
-    return index_.Get(epfd);
+    return Index()->Get(epfd);
   }
   std::shared_ptr<EpollSet> FindOrCreate(int epfd) {
     std::lock_guard<std::mutex> guard(mutex_);
     std::shared_ptr<EpollSet> &set = sets_[epfd];
     if (!set) {
       set = std::make_shared<EpollSet>(epfd);
-      index_.Set(epfd, set);
+      if (Index() == nullptr) index_.store(new DescriptorMap<EpollSet>, std::memory_order_release);
+      Index()->Set(epfd, set);
       live_.fetch_add(1, std::memory_order_release);
     }
     return set;
   }
-  void ResetInChild() { index_.ResetInChild(); }
+  void ResetInChild() {
+    if (DescriptorMap<EpollSet> *index = Index()) index->ResetInChild();
+  }
   // `copy` now names the same epoll instance as `epfd` (dup, dup2, dup3, F_DUPFD).
   void Alias(int epfd, int copy) {
     if (live_.load(std::memory_order_acquire) == 0) return;
@@ -567,7 +570,7 @@ class Registry {
     auto found = sets_.find(epfd);
     if (found == sets_.end()) return;
     std::shared_ptr<EpollSet> set = found->second;
-    index_.Set(copy, set);
+    Index()->Set(copy, set);
     if (sets_.insert_or_assign(copy, std::move(set)).second) {
       live_.fetch_add(1, std::memory_order_release);
     }
@@ -584,7 +587,7 @@ class Registry {
       std::shared_ptr<EpollSet> set = std::move(it->second);
       const int closed = it->first;
       it = sets_.erase(it);
-      index_.Remove(closed);
+      Index()->Remove(closed);
       live_.fetch_sub(1, std::memory_order_release);
       if (set->epfd() != closed) continue;
       // Another copy still names the instance: use that one for the kernel's set from now on.
@@ -600,7 +603,10 @@ class Registry {
  private:
   std::mutex mutex_;
   std::unordered_map<int, std::shared_ptr<EpollSet>> sets_;
-  DescriptorMap<EpollSet> index_;  // the same sets, for lookups without the mutex
+  // The same sets, for lookups without the mutex. Made with the first set (before live_
+  // counts it, so whoever sees live_ above 0 finds it): its pages cost nothing until then.
+  std::atomic<DescriptorMap<EpollSet> *> index_{nullptr};
+  DescriptorMap<EpollSet> *Index() const { return index_.load(std::memory_order_acquire); }
   std::atomic<int> live_{0};
 };
 
