@@ -60,7 +60,6 @@ TEST(DescriptorMapTest, AReaderKeepsItsObjectWhileAnotherThreadClosesOrReplacesI
   std::vector<std::thread> readers;
   for (int r = 0; r < 3; ++r) {
     readers.emplace_back([&, r] {
-      uint64_t hits = 0;
       for (int i = r; !stop.load(std::memory_order_relaxed); ++i) {
         const int fd = i % kDescriptors;
         std::shared_ptr<Entry> entry = map->Get(fd);
@@ -69,13 +68,13 @@ TEST(DescriptorMapTest, AReaderKeepsItsObjectWhileAnotherThreadClosesOrReplacesI
         entry->uses.fetch_add(1, std::memory_order_relaxed);
         ASSERT_EQ(entry->magic, Entry::kMagic);
         ASSERT_EQ(entry->fd, fd);
-        ++hits;
+        found.fetch_add(1, std::memory_order_relaxed);
       }
-      found.fetch_add(hits);
     });
   }
-  // close(), dup2() onto it, socket() reusing the number: Remove, Set over, Set again.
-  for (int round = 0; round < 100000; ++round) {
+  // close(), dup2() onto it, socket() reusing the number: Remove, Set over, Set again; for as
+  // long as the readers need to look often meanwhile (on a loaded machine they start late).
+  for (int round = 0; round < 100000 || found.load(std::memory_order_relaxed) < 100000; ++round) {
     const int fd = round % kDescriptors;
     if (round % 3 == 0) {
       map->Remove(fd);
