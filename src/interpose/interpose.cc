@@ -1,7 +1,8 @@
 // The interposer: libc's socket functions, exported from libloopfast.so. Whether the library
 // is preloaded (`loopfast run`) or linked, these definitions come before libc's. Each wrapper
-// only looks the descriptor up and dispatches to the socket layer, or passes straight through
-// to the real function; the logic (and its tests) lives in src/socket.
+// looks the descriptor up once (lock-free, socket/descriptor_map.h) and hands what it found to
+// the socket layer, or passes straight through to the real function; the logic (and its tests)
+// lives in src/socket.
 //
 // errno: a call that succeeds leaves errno as it found it, as libc does; a call that fails sets
 // the errno the socket layer (or the real call) chose.
@@ -22,6 +23,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <memory>
+#include <utility>
 
 #include "capi/user_memory.h"
 #include "socket/socket_ops.h"
@@ -67,7 +70,8 @@ msghdr Vector(const iovec *iov, int count) {
 
 ssize_t RecvFrom(int fd, void *buffer, size_t length, int flags, sockaddr *address,
                  socklen_t *address_length) {
-  if (!ops::IsTracked(fd)) {
+  const auto socket = ops::Lookup(fd);
+  if (!socket) {
     return Real().recvfrom(fd, buffer, length, flags, address, address_length);
   }
   ErrnoKeeper keeper;
@@ -75,7 +79,7 @@ ssize_t RecvFrom(int fd, void *buffer, size_t length, int flags, sockaddr *addre
   msghdr message = OneBuffer(buffer, length, &iov);
   message.msg_name = address;
   message.msg_namelen = address_length != nullptr ? *address_length : 0;
-  const ssize_t n = ops::Recv(fd, &message, flags);
+  const ssize_t n = ops::Recv(*socket, fd, &message, flags);
   if (n >= 0 && address != nullptr && address_length != nullptr) {
     *address_length = message.msg_namelen;
   }
@@ -121,27 +125,31 @@ LOOPFAST_EXPORT int socket(int domain, int type, int protocol) {
 }
 
 LOOPFAST_EXPORT int connect(int fd, const sockaddr *address, socklen_t length) {
-  if (!ops::IsTracked(fd)) return Real().connect(fd, address, length);
+  const auto socket = ops::Lookup(fd);
+  if (!socket) return Real().connect(fd, address, length);
   ErrnoKeeper keeper;
-  return keeper.Done(ops::Connect(fd, address, length));
+  return keeper.Done(ops::Connect(*socket, fd, address, length));
 }
 
 LOOPFAST_EXPORT int listen(int fd, int backlog) {
-  if (!ops::IsTracked(fd)) return Real().listen(fd, backlog);
+  const auto socket = ops::Lookup(fd);
+  if (!socket) return Real().listen(fd, backlog);
   ErrnoKeeper keeper;
-  return keeper.Done(ops::Listen(fd, backlog));
+  return keeper.Done(ops::Listen(*socket, fd, backlog));
 }
 
 LOOPFAST_EXPORT int accept(int fd, sockaddr *address, socklen_t *length) {
-  if (!ops::IsTracked(fd)) return Real().accept(fd, address, length);
+  const auto socket = ops::Lookup(fd);
+  if (!socket) return Real().accept(fd, address, length);
   ErrnoKeeper keeper;
-  return keeper.Done(ops::Accept(fd, address, length, 0));
+  return keeper.Done(ops::Accept(*socket, fd, address, length, 0));
 }
 
 LOOPFAST_EXPORT int accept4(int fd, sockaddr *address, socklen_t *length, int flags) {
-  if (!ops::IsTracked(fd)) return Real().accept4(fd, address, length, flags);
+  const auto socket = ops::Lookup(fd);
+  if (!socket) return Real().accept4(fd, address, length, flags);
   ErrnoKeeper keeper;
-  return keeper.Done(ops::Accept(fd, address, length, flags));
+  return keeper.Done(ops::Accept(*socket, fd, address, length, flags));
 }
 
 LOOPFAST_EXPORT int close(int fd) {
@@ -150,60 +158,67 @@ LOOPFAST_EXPORT int close(int fd) {
 }
 
 LOOPFAST_EXPORT int shutdown(int fd, int how) {
-  if (!ops::IsTracked(fd)) return Real().shutdown(fd, how);
+  const auto socket = ops::Lookup(fd);
+  if (!socket) return Real().shutdown(fd, how);
   ErrnoKeeper keeper;
-  return keeper.Done(ops::Shutdown(fd, how));
+  return keeper.Done(ops::Shutdown(*socket, fd, how));
 }
 
 LOOPFAST_EXPORT ssize_t send(int fd, const void *buffer, size_t length, int flags) {
-  if (!ops::IsTracked(fd)) return Real().send(fd, buffer, length, flags);
+  const auto socket = ops::Lookup(fd);
+  if (!socket) return Real().send(fd, buffer, length, flags);
   ErrnoKeeper keeper;
   iovec iov;
   const msghdr message = OneBuffer(const_cast<void *>(buffer), length, &iov);
-  return keeper.Done(ops::Send(fd, &message, flags));
+  return keeper.Done(ops::Send(*socket, fd, &message, flags));
 }
 
 LOOPFAST_EXPORT ssize_t sendto(int fd, const void *buffer, size_t length, int flags,
                                const sockaddr *address, socklen_t address_length) {
-  if (!ops::IsTracked(fd)) {
+  const auto socket = ops::Lookup(fd);
+  if (!socket) {
     return Real().sendto(fd, buffer, length, flags, address, address_length);
   }
   ErrnoKeeper keeper;
   iovec iov;
   const msghdr message = OneBuffer(const_cast<void *>(buffer), length, &iov);
-  return keeper.Done(ops::Send(fd, &message, flags));  // TCP ignores the address
+  return keeper.Done(ops::Send(*socket, fd, &message, flags));  // TCP ignores the address
 }
 
 LOOPFAST_EXPORT ssize_t sendmsg(int fd, const msghdr *message, int flags) {
-  if (!ops::IsTracked(fd)) {
+  const auto socket = ops::Lookup(fd);
+  if (!socket) {
     HandOverPassedSockets(message);
     return Real().sendmsg(fd, message, flags);
   }
   ErrnoKeeper keeper;
-  return keeper.Done(ops::Send(fd, message, flags));
+  return keeper.Done(ops::Send(*socket, fd, message, flags));
 }
 
 LOOPFAST_EXPORT ssize_t write(int fd, const void *buffer, size_t length) {
-  if (!ops::IsTracked(fd)) return Real().write(fd, buffer, length);
+  const auto socket = ops::Lookup(fd);
+  if (!socket) return Real().write(fd, buffer, length);
   ErrnoKeeper keeper;
   iovec iov;
   const msghdr message = OneBuffer(const_cast<void *>(buffer), length, &iov);
-  return keeper.Done(ops::Send(fd, &message, 0));
+  return keeper.Done(ops::Send(*socket, fd, &message, 0));
 }
 
 LOOPFAST_EXPORT ssize_t writev(int fd, const iovec *iov, int count) {
-  if (!ops::IsTracked(fd)) return Real().writev(fd, iov, count);
+  const auto socket = ops::Lookup(fd);
+  if (!socket) return Real().writev(fd, iov, count);
   ErrnoKeeper keeper;
   const msghdr message = Vector(iov, count);
-  return keeper.Done(ops::Send(fd, &message, 0));
+  return keeper.Done(ops::Send(*socket, fd, &message, 0));
 }
 
 LOOPFAST_EXPORT ssize_t recv(int fd, void *buffer, size_t length, int flags) {
-  if (!ops::IsTracked(fd)) return Real().recv(fd, buffer, length, flags);
+  const auto socket = ops::Lookup(fd);
+  if (!socket) return Real().recv(fd, buffer, length, flags);
   ErrnoKeeper keeper;
   iovec iov;
   msghdr message = OneBuffer(buffer, length, &iov);
-  return keeper.Done(ops::Recv(fd, &message, flags));
+  return keeper.Done(ops::Recv(*socket, fd, &message, flags));
 }
 
 LOOPFAST_EXPORT ssize_t recvfrom(int fd, void *buffer, size_t length, int flags, sockaddr *address,
@@ -212,24 +227,27 @@ LOOPFAST_EXPORT ssize_t recvfrom(int fd, void *buffer, size_t length, int flags,
 }
 
 LOOPFAST_EXPORT ssize_t recvmsg(int fd, msghdr *message, int flags) {
-  if (!ops::IsTracked(fd)) return Real().recvmsg(fd, message, flags);
+  const auto socket = ops::Lookup(fd);
+  if (!socket) return Real().recvmsg(fd, message, flags);
   ErrnoKeeper keeper;
-  return keeper.Done(ops::Recv(fd, message, flags));
+  return keeper.Done(ops::Recv(*socket, fd, message, flags));
 }
 
 LOOPFAST_EXPORT ssize_t read(int fd, void *buffer, size_t length) {
-  if (!ops::IsTracked(fd)) return Real().read(fd, buffer, length);
+  const auto socket = ops::Lookup(fd);
+  if (!socket) return Real().read(fd, buffer, length);
   ErrnoKeeper keeper;
   iovec iov;
   msghdr message = OneBuffer(buffer, length, &iov);
-  return keeper.Done(ops::Recv(fd, &message, 0));
+  return keeper.Done(ops::Recv(*socket, fd, &message, 0));
 }
 
 LOOPFAST_EXPORT ssize_t readv(int fd, const iovec *iov, int count) {
-  if (!ops::IsTracked(fd)) return Real().readv(fd, iov, count);
+  const auto socket = ops::Lookup(fd);
+  if (!socket) return Real().readv(fd, iov, count);
   ErrnoKeeper keeper;
   msghdr message = Vector(iov, count);
-  return keeper.Done(ops::Recv(fd, &message, 0));
+  return keeper.Done(ops::Recv(*socket, fd, &message, 0));
 }
 
 // _FORTIFY_SOURCE builds (Debian's packages) call these instead of read/recv/recvfrom.
@@ -299,9 +317,10 @@ LOOPFAST_EXPORT int io_uring_queue_init_params(unsigned entries, void *ring, voi
 }
 
 LOOPFAST_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count) {
-  if (!ops::IsTracked(out_fd)) return Real().sendfile(out_fd, in_fd, offset, count);
+  const auto socket = ops::Lookup(out_fd);
+  if (!socket) return Real().sendfile(out_fd, in_fd, offset, count);
   ErrnoKeeper keeper;
-  return keeper.Done(ops::SendFile(out_fd, in_fd, offset, count));
+  return keeper.Done(ops::SendFile(*socket, out_fd, in_fd, offset, count));
 }
 
 // The same function under its large-file name (off64_t is off_t on 64-bit Linux).
@@ -311,15 +330,19 @@ LOOPFAST_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off_t *offset, size_t 
 
 LOOPFAST_EXPORT ssize_t splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out,
                                size_t length, unsigned flags) {
-  if (!ops::IsTracked(fd_in) && !ops::IsTracked(fd_out)) {
+  const auto in_socket = ops::Lookup(fd_in);
+  const auto out_socket = ops::Lookup(fd_out);
+  if (!in_socket && !out_socket) {
     return Real().splice(fd_in, off_in, fd_out, off_out, length, flags);
   }
   ErrnoKeeper keeper;
-  return keeper.Done(ops::Splice(fd_in, off_in, fd_out, off_out, length, flags));
+  return keeper.Done(ops::Splice(in_socket.get(), fd_in, off_in, out_socket.get(), fd_out, off_out,
+                                 length, flags));
 }
 
 LOOPFAST_EXPORT int sendmmsg(int fd, mmsghdr *messages, unsigned count, int flags) {
-  if (!ops::IsTracked(fd)) {
+  const auto socket = ops::Lookup(fd);
+  if (!socket) {
     for (unsigned i = 0; messages != nullptr && i < count && i < UIO_MAXIOV; ++i) {
       mmsghdr entry;
       if (!loopfast::CopyFromUser(&entry, &messages[i], sizeof entry)) break;
@@ -328,26 +351,29 @@ LOOPFAST_EXPORT int sendmmsg(int fd, mmsghdr *messages, unsigned count, int flag
     return Real().sendmmsg(fd, messages, count, flags);
   }
   ErrnoKeeper keeper;
-  return keeper.Done(ops::SendMany(fd, messages, count, flags));
+  return keeper.Done(ops::SendMany(*socket, fd, messages, count, flags));
 }
 
 LOOPFAST_EXPORT int recvmmsg(int fd, mmsghdr *messages, unsigned count, int flags,
                              timespec *timeout) {
-  if (!ops::IsTracked(fd)) return Real().recvmmsg(fd, messages, count, flags, timeout);
+  const auto socket = ops::Lookup(fd);
+  if (!socket) return Real().recvmmsg(fd, messages, count, flags, timeout);
   ErrnoKeeper keeper;
-  return keeper.Done(ops::RecvMany(fd, messages, count, flags));
+  return keeper.Done(ops::RecvMany(*socket, fd, messages, count, flags));
 }
 
 LOOPFAST_EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t length) {
-  if (!ops::IsTracked(fd)) return Real().setsockopt(fd, level, name, value, length);
+  const auto socket = ops::Lookup(fd);
+  if (!socket) return Real().setsockopt(fd, level, name, value, length);
   ErrnoKeeper keeper;
-  return keeper.Done(ops::SetSockOpt(fd, level, name, value, length));
+  return keeper.Done(ops::SetSockOpt(*socket, fd, level, name, value, length));
 }
 
 LOOPFAST_EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *length) {
-  if (!ops::IsTracked(fd)) return Real().getsockopt(fd, level, name, value, length);
+  const auto socket = ops::Lookup(fd);
+  if (!socket) return Real().getsockopt(fd, level, name, value, length);
   ErrnoKeeper keeper;
-  return keeper.Done(ops::GetSockOpt(fd, level, name, value, length));
+  return keeper.Done(ops::GetSockOpt(*socket, fd, level, name, value, length));
 }
 
 LOOPFAST_EXPORT int ioctl(int fd, unsigned long request, ...) {
@@ -355,9 +381,10 @@ LOOPFAST_EXPORT int ioctl(int fd, unsigned long request, ...) {
   va_start(args, request);
   void *argument = va_arg(args, void *);
   va_end(args);
-  if (!ops::IsTracked(fd)) return Real().ioctl(fd, request, argument);
+  const auto socket = ops::Lookup(fd);
+  if (!socket) return Real().ioctl(fd, request, argument);
   ErrnoKeeper keeper;
-  return keeper.Done(ops::Ioctl(fd, request, argument));
+  return keeper.Done(ops::Ioctl(*socket, fd, request, argument));
 }
 
 namespace {
@@ -365,9 +392,10 @@ int FcntlCommon(int fd, int command, va_list args) {
   // Every fcntl argument is an int, a long or a pointer: read it as the widest.
   const long argument = va_arg(args, long);
   const bool duplicates = command == F_DUPFD || command == F_DUPFD_CLOEXEC;  // maybe an epoll fd
-  if (!duplicates && !ops::IsTracked(fd)) return Real().fcntl(fd, command, argument);
+  const auto socket = ops::Lookup(fd);
+  if (!duplicates && !socket) return Real().fcntl(fd, command, argument);
   ErrnoKeeper keeper;
-  return keeper.Done(ops::Fcntl(fd, command, argument));
+  return keeper.Done(ops::Fcntl(socket.get(), fd, command, argument));
 }
 }  // namespace
 
@@ -596,33 +624,36 @@ LOOPFAST_EXPORT int pselect(int nfds, fd_set *read_set, fd_set *write_set, fd_se
 }
 
 LOOPFAST_EXPORT int epoll_ctl(int epfd, int op, int fd, epoll_event *event) {
-  if (!ops::IsTracked(fd) && !ops::IsLoopfastEpoll(epfd)) {
-    return Real().epoll_ctl(epfd, op, fd, event);
-  }
+  const auto socket = ops::Lookup(fd);
+  auto set = ops::FindEpoll(epfd);
+  if (!socket && !set) return Real().epoll_ctl(epfd, op, fd, event);
   ErrnoKeeper keeper;
-  return keeper.Done(ops::EpollCtl(epfd, op, fd, event));
+  return keeper.Done(ops::EpollCtl(std::move(set), epfd, op, fd, socket, event));
 }
 
 LOOPFAST_EXPORT int epoll_wait(int epfd, epoll_event *events, int max, int timeout_ms) {
-  if (!ops::IsLoopfastEpoll(epfd)) return Real().epoll_wait(epfd, events, max, timeout_ms);
+  const auto set = ops::FindEpoll(epfd);
+  if (!set) return Real().epoll_wait(epfd, events, max, timeout_ms);
   ErrnoKeeper keeper;
   timespec timeout;
-  return keeper.Done(ops::EpollWait(epfd, events, max, FromMs(timeout_ms, &timeout), nullptr));
+  return keeper.Done(
+      ops::EpollWait(*set, epfd, events, max, FromMs(timeout_ms, &timeout), nullptr));
 }
 
 LOOPFAST_EXPORT int epoll_pwait(int epfd, epoll_event *events, int max, int timeout_ms,
                                 const sigset_t *sigmask) {
-  if (!ops::IsLoopfastEpoll(epfd)) {
-    return Real().epoll_pwait(epfd, events, max, timeout_ms, sigmask);
-  }
+  const auto set = ops::FindEpoll(epfd);
+  if (!set) return Real().epoll_pwait(epfd, events, max, timeout_ms, sigmask);
   ErrnoKeeper keeper;
   timespec timeout;
-  return keeper.Done(ops::EpollWait(epfd, events, max, FromMs(timeout_ms, &timeout), sigmask));
+  return keeper.Done(
+      ops::EpollWait(*set, epfd, events, max, FromMs(timeout_ms, &timeout), sigmask));
 }
 
 LOOPFAST_EXPORT int epoll_pwait2(int epfd, epoll_event *events, int max, const timespec *timeout,
                                  const sigset_t *sigmask) {
-  if (!ops::IsLoopfastEpoll(epfd)) return Real().epoll_pwait2(epfd, events, max, timeout, sigmask);
+  const auto set = ops::FindEpoll(epfd);
+  if (!set) return Real().epoll_pwait2(epfd, events, max, timeout, sigmask);
   ErrnoKeeper keeper;
-  return keeper.Done(ops::EpollWait(epfd, events, max, timeout, sigmask));
+  return keeper.Done(ops::EpollWait(*set, epfd, events, max, timeout, sigmask));
 }

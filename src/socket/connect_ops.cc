@@ -156,18 +156,16 @@ void MakeProgress(Socket &socket, int fd) {
   CheckConnectProgress(socket, fd);
 }
 
-int Connect(int fd, const struct sockaddr *address, socklen_t length) {
-  std::shared_ptr<Socket> socket = Table().Get(fd);
-  if (!socket) return Real().connect(fd, address, length);
-  std::lock_guard<std::mutex> guard(socket->mutex);
-  const Path path = socket->path.load(std::memory_order_relaxed);
+int Connect(Socket &socket, int fd, const struct sockaddr *address, socklen_t length) {
+  std::lock_guard<std::mutex> guard(socket.mutex);
+  const Path path = socket.path.load(std::memory_order_relaxed);
   if (path == Path::kConnecting) {
     const int ret = Real().connect(fd, address, length);
     const int error = errno;
     if (ret == 0 || error == EISCONN) {
-      FinishConnect(*socket, fd);
+      FinishConnect(socket, fd);
     } else if (error != EALREADY && error != EINPROGRESS && error != EINTR) {
-      FailConnect(*socket, fd);
+      FailConnect(socket, fd);
     }
     errno = error;
     return ret;
@@ -177,8 +175,8 @@ int Connect(int fd, const struct sockaddr *address, socklen_t length) {
     // connect completed (hiredis asks that way), then EISCONN — and the path stays as it is.
     return Real().connect(fd, address, length);
   }
-  socket->role = stat::Role::kConnecting;
-  const char *plain_reason = PlainReason(*socket, address, length);
+  socket.role = stat::Role::kConnecting;
+  const char *plain_reason = PlainReason(socket, address, length);
   std::unique_ptr<ConnectingStage> stage;
   if (plain_reason == nullptr) {
     const int saved_errno = errno;
@@ -199,22 +197,22 @@ int Connect(int fd, const struct sockaddr *address, socklen_t length) {
                      GetPolicy(), static_cast<uid_t>(info.st_uid), opened.session->peer_uid())) {
         plain_reason = denied;  // the listener's user is another one
       } else {
-        const uint32_t rx_limit = ReceiveLimit(*socket);
+        const uint32_t rx_limit = ReceiveLimit(socket);
         Result<uint32_t> claimed = opened.session->Claim(cookie, rx_limit);
         if (!claimed.ok()) {
           plain_reason = reason::kNoSlot;
-        } else if (!session::SetClientMarker(fd, socket->family).ok()) {
+        } else if (!session::SetClientMarker(fd, socket.family).ok()) {
           opened.session->Abandon(claimed.value());
           plain_reason = reason::kResources;
         } else {
           stage = std::make_unique<ConnectingStage>();
           std::memcpy(&stage->destination, address,
                       std::min<size_t>(length, sizeof stage->destination));
-          socket->stat_inode = static_cast<uint64_t>(info.st_ino);
+          socket.stat_inode = static_cast<uint64_t>(info.st_ino);
           stage->session = std::move(opened.session);
           stage->slot = claimed.value();
           stage->rx_limit = rx_limit;
-          socket->options.marker_on = true;
+          socket.options.marker_on = true;
         }
       }
     }
@@ -224,21 +222,21 @@ int Connect(int fd, const struct sockaddr *address, socklen_t length) {
     const int ret = Real().connect(fd, address, length);
     if (ret == 0 || errno == EINPROGRESS || errno == EINTR) {
       const int error = errno;
-      DecideKernel(*socket, fd, plain_reason);
+      DecideKernel(socket, fd, plain_reason);
       errno = error;
     }
     return ret;
   }
-  socket->connecting = std::move(stage);
+  socket.connecting = std::move(stage);
   const int ret = Real().connect(fd, address, length);
   const int error = errno;
   if (ret == 0) {
-    FinishConnect(*socket, fd);
+    FinishConnect(socket, fd);
   } else if (error == EINPROGRESS || error == EINTR) {
     // Non-blocking, or a signal arrived: the handshake goes on in the kernel.
-    socket->path.store(Path::kConnecting, std::memory_order_release);
+    socket.path.store(Path::kConnecting, std::memory_order_release);
   } else {
-    FailConnect(*socket, fd);
+    FailConnect(socket, fd);
   }
   errno = error;
   return ret;

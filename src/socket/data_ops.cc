@@ -156,33 +156,31 @@ void EndFast(Socket &socket, int kernel_fd) {
   }
 }
 
-ssize_t Send(int fd, const struct msghdr *message, int flags) {
-  std::shared_ptr<Socket> socket = Table().Get(fd);
-  if (!socket) return Real().sendmsg(fd, message, flags);
-  const CallInFlight in_flight(*socket, fd);
+ssize_t Send(Socket &socket, int fd, const struct msghdr *message, int flags) {
+  const CallInFlight in_flight(socket, fd);
   if (!in_flight.open()) {
     errno = EBADF;
     return -1;
   }
   for (;;) {
-    switch (socket->path.load(std::memory_order_acquire)) {
+    switch (socket.path.load(std::memory_order_acquire)) {
       case Path::kFast: {
-        FastConnection *fast = socket->fast.load(std::memory_order_acquire);
+        FastConnection *fast = socket.fast.load(std::memory_order_acquire);
         if ((flags & MSG_OOB) != 0) {
           // Urgent data exists only on kernel TCP. Transparent mode moves the connection there
           // first (the urgent byte then follows every byte sent before it).
-          if (socket->opted_in_explicitly.load(std::memory_order_relaxed) &&
+          if (socket.opted_in_explicitly.load(std::memory_order_relaxed) &&
               !fast->WritesGoToKernel()) {
             errno = EOPNOTSUPP;
             return -1;
           }
-          GoKernel(*socket, fd, reason::kUrgentData);
+          GoKernel(socket, fd, reason::kUrgentData);
           return Real().sendmsg(in_flight.kernel_fd(), message, flags);
         }
         SendCall call;
         call.nonblocking =
-            socket->nonblocking.load(std::memory_order_relaxed) || (flags & MSG_DONTWAIT) != 0;
-        call.wait = SleepFor(socket->options.send_timeout);
+            socket.nonblocking.load(std::memory_order_relaxed) || (flags & MSG_DONTWAIT) != 0;
+        call.wait = SleepFor(socket.options.send_timeout);
         const Transfer sent =
             fast->Send(in_flight.kernel_fd(), message->msg_iov, message->msg_iovlen, call);
         if (sent.outcome == Outcome::kDone && !call.nonblocking &&
@@ -196,7 +194,7 @@ ssize_t Send(int fd, const struct msghdr *message, int flags) {
           return SendRestToKernel(in_flight.kernel_fd(), message, sent.bytes, flags);
         }
         if (sent.outcome == Outcome::kUseKernel) {
-          RepublishIfMoved(*socket, fd);
+          RepublishIfMoved(socket, fd);
           // Shut by this end: shutdown() marks the fast end before it shuts the kernel socket,
           // and a send it woke must not slip bytes in between (the kernel says EPIPE, and
           // raises SIGPIPE unless MSG_NOSIGNAL; shutting twice changes nothing).
@@ -213,8 +211,8 @@ ssize_t Send(int fd, const struct msghdr *message, int flags) {
       }
       case Path::kConnecting: {
         const bool nonblocking =
-            socket->nonblocking.load(std::memory_order_relaxed) || (flags & MSG_DONTWAIT) != 0;
-        if (!AwaitConnect(*socket, fd, nonblocking, socket->options.send_timeout)) return -1;
+            socket.nonblocking.load(std::memory_order_relaxed) || (flags & MSG_DONTWAIT) != 0;
+        if (!AwaitConnect(socket, fd, nonblocking, socket.options.send_timeout)) return -1;
         continue;
       }
       default:
@@ -223,21 +221,19 @@ ssize_t Send(int fd, const struct msghdr *message, int flags) {
   }
 }
 
-ssize_t Recv(int fd, struct msghdr *message, int flags) {
-  std::shared_ptr<Socket> socket = Table().Get(fd);
-  if (!socket) return Real().recvmsg(fd, message, flags);
-  const CallInFlight in_flight(*socket, fd);
+ssize_t Recv(Socket &socket, int fd, struct msghdr *message, int flags) {
+  const CallInFlight in_flight(socket, fd);
   if (!in_flight.open()) {
     errno = EBADF;
     return -1;
   }
   for (;;) {
-    switch (socket->path.load(std::memory_order_acquire)) {
+    switch (socket.path.load(std::memory_order_acquire)) {
       case Path::kFast: {
         if ((flags & MSG_ERRQUEUE) != 0) {
           return Real().recvmsg(in_flight.kernel_fd(), message, flags);
         }
-        FastConnection *fast = socket->fast.load(std::memory_order_acquire);
+        FastConnection *fast = socket.fast.load(std::memory_order_acquire);
         if ((flags & MSG_OOB) != 0) {
           // Urgent data comes only on kernel TCP, and only once the connection moved there.
           if (fast->WritesGoToKernel()) {
@@ -248,14 +244,14 @@ ssize_t Recv(int fd, struct msghdr *message, int flags) {
         }
         RecvCall call;
         call.nonblocking =
-            socket->nonblocking.load(std::memory_order_relaxed) || (flags & MSG_DONTWAIT) != 0;
+            socket.nonblocking.load(std::memory_order_relaxed) || (flags & MSG_DONTWAIT) != 0;
         call.peek = (flags & MSG_PEEK) != 0;
         call.wait_all = (flags & MSG_WAITALL) != 0;
-        call.wait = SleepFor(socket->options.recv_timeout);
+        call.wait = SleepFor(socket.options.recv_timeout);
         const Transfer got =
             fast->Recv(in_flight.kernel_fd(), message->msg_iov, message->msg_iovlen, call);
         if (got.outcome == Outcome::kUseKernel) {
-          RepublishIfMoved(*socket, fd);
+          RepublishIfMoved(socket, fd);
           // The ring stream ended; the kernel connection holds the rest. Bytes already there
           // that the peer did not move there bypassed the rings: reset, never reorder.
           if (fast->BypassFound(in_flight.kernel_fd())) {
@@ -285,8 +281,8 @@ ssize_t Recv(int fd, struct msghdr *message, int flags) {
       }
       case Path::kConnecting: {
         const bool nonblocking =
-            socket->nonblocking.load(std::memory_order_relaxed) || (flags & MSG_DONTWAIT) != 0;
-        if (!AwaitConnect(*socket, fd, nonblocking, socket->options.recv_timeout)) return -1;
+            socket.nonblocking.load(std::memory_order_relaxed) || (flags & MSG_DONTWAIT) != 0;
+        if (!AwaitConnect(socket, fd, nonblocking, socket.options.recv_timeout)) return -1;
         continue;
       }
       default:

@@ -30,6 +30,7 @@
 #include <unordered_map>
 
 #include "socket/deadline.h"
+#include "socket/descriptor_map.h"
 #include "socket/epoll_set.h"
 #include "socket/fd_table.h"
 #include "socket/readiness.h"
@@ -39,28 +40,34 @@
 namespace loopfast::ops {
 namespace {
 
-using epoll::EpollSet;
-
+// The epoll descriptors loopfast keeps sets for. Looking one up is lock-free (every epoll_wait
+// does); the map beside it, under the mutex, is what mutations and Forget walk.
 class Registry {
  public:
   static Registry &Instance() {
     static Registry *registry = new Registry;  // never destroyed: used until the last exit
     return *registry;
   }
-  std::shared_ptr<EpollSet> Find(int epfd) {
+  bool Has(int epfd) const {
+    return live_.load(std::memory_order_acquire) != 0 && Index()->Has(epfd);
+  }
+  std::shared_ptr<EpollSet> Find(int epfd) const {
     if (live_.load(std::memory_order_acquire) == 0) return nullptr;
-    std::lock_guard<std::mutex> guard(mutex_);
-    auto found = sets_.find(epfd);
-    return found == sets_.end() ? nullptr : found->second;
+    return Index()->Get(epfd);
   }
   std::shared_ptr<EpollSet> FindOrCreate(int epfd) {
     std::lock_guard<std::mutex> guard(mutex_);
     std::shared_ptr<EpollSet> &set = sets_[epfd];
     if (!set) {
       set = std::make_shared<EpollSet>(epfd);
+      if (Index() == nullptr) index_.store(new DescriptorMap<EpollSet>, std::memory_order_release);
+      Index()->Set(epfd, set);
       live_.fetch_add(1, std::memory_order_release);
     }
     return set;
+  }
+  void ResetInChild() {
+    if (DescriptorMap<EpollSet> *index = Index()) index->ResetInChild();
   }
   // `copy` now names the same epoll instance as `epfd` (dup, dup2, dup3, F_DUPFD).
   void Alias(int epfd, int copy) {
@@ -69,6 +76,7 @@ class Registry {
     auto found = sets_.find(epfd);
     if (found == sets_.end()) return;
     std::shared_ptr<EpollSet> set = found->second;
+    Index()->Set(copy, set);
     if (sets_.insert_or_assign(copy, std::move(set)).second) {
       live_.fetch_add(1, std::memory_order_release);
     }
@@ -85,6 +93,7 @@ class Registry {
       std::shared_ptr<EpollSet> set = std::move(it->second);
       const int closed = it->first;
       it = sets_.erase(it);
+      Index()->Remove(closed);
       live_.fetch_sub(1, std::memory_order_release);
       if (set->epfd() != closed) continue;
       // Another copy still names the instance: use that one for the kernel's set from now on.
@@ -100,14 +109,19 @@ class Registry {
  private:
   std::mutex mutex_;
   std::unordered_map<int, std::shared_ptr<EpollSet>> sets_;
+  // The same sets, for lookups without the mutex. Made with the first set (before live_
+  // counts it, so whoever sees live_ above 0 finds it): its pages cost nothing until then.
+  std::atomic<DescriptorMap<EpollSet> *> index_{nullptr};
+  DescriptorMap<EpollSet> *Index() const { return index_.load(std::memory_order_acquire); }
   std::atomic<int> live_{0};
 };
 
 }  // namespace
 
-int EpollCtl(int epfd, int op, int fd, struct epoll_event *event) {
-  std::shared_ptr<Socket> socket = FdTable::Instance().Get(fd);
-  std::shared_ptr<EpollSet> set = Registry::Instance().Find(epfd);
+std::shared_ptr<EpollSet> FindEpoll(int epfd) { return Registry::Instance().Find(epfd); }
+
+int EpollCtl(std::shared_ptr<EpollSet> set, int epfd, int op, int fd,
+             const std::shared_ptr<Socket> &socket, struct epoll_event *event) {
   const bool held = set && set->Holds(fd);
   if (!held && !(socket && op == EPOLL_CTL_ADD && readiness::Decides(*socket))) {
     return sys::Real().epoll_ctl(epfd, op, fd, event);
@@ -124,18 +138,18 @@ int EpollCtl(int epfd, int op, int fd, struct epoll_event *event) {
   return set->Control(op, fd, socket, event);
 }
 
-int EpollWait(int epfd, struct epoll_event *events, int max, const struct timespec *timeout,
-              const sigset_t *sigmask) {
-  std::shared_ptr<EpollSet> set = Registry::Instance().Find(epfd);
-  if (!set || max <= 0 ||
-      (timeout != nullptr &&
-       (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= long(kNsPerSec)))) {
+int EpollWait(EpollSet &set, int epfd, struct epoll_event *events, int max,
+              const struct timespec *timeout, const sigset_t *sigmask) {
+  if (max <= 0 || (timeout != nullptr && (timeout->tv_sec < 0 || timeout->tv_nsec < 0 ||
+                                          timeout->tv_nsec >= long(kNsPerSec)))) {
     return sys::Real().epoll_pwait2(epfd, events, max, timeout, sigmask);  // its errors
   }
-  return set->Wait(events, max, timeout, sigmask);
+  return set.Wait(events, max, timeout, sigmask);
 }
 
-bool IsLoopfastEpoll(int epfd) { return Registry::Instance().Find(epfd) != nullptr; }
+bool IsLoopfastEpoll(int epfd) { return Registry::Instance().Has(epfd); }
+
+void ResetEpollInChild() { Registry::Instance().ResetInChild(); }
 
 void ForgetEpoll(int fd) { Registry::Instance().Forget(fd, fd); }
 

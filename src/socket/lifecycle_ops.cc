@@ -145,7 +145,9 @@ void WriteAllToKernel(int fd, const void *bytes, size_t size) {
   errno = saved_errno;
 }
 
-bool IsTracked(int fd) { return Table().Get(fd) != nullptr; }
+std::shared_ptr<Socket> Lookup(int fd) { return Table().Get(fd); }
+
+bool IsTracked(int fd) { return Table().Has(fd); }
 
 int CreateSocket(int domain, int type, int protocol) {
   const int fd = Real().socket(domain, type, protocol);
@@ -155,15 +157,13 @@ int CreateSocket(int domain, int type, int protocol) {
   return fd;
 }
 
-int Shutdown(int fd, int how) {
-  std::shared_ptr<Socket> socket = Table().Get(fd);
-  if (!socket) return Real().shutdown(fd, how);
+int Shutdown(Socket &socket, int fd, int how) {
   if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR) return Real().shutdown(fd, how);
-  MakeProgress(*socket, fd);
+  MakeProgress(socket, fd);
   // The fast end is marked first: a thread that the kernel's shutdown wakes (in epoll_wait or
   // poll) must find it marked, or it reports the kernel's EPOLLHUP without the EPOLLIN and
   // EPOLLRDHUP that kernel TCP reports with it.
-  if (FastConnection *fast = socket->fast.load(std::memory_order_acquire)) {
+  if (FastConnection *fast = socket.fast.load(std::memory_order_acquire)) {
     if (how == SHUT_WR || how == SHUT_RDWR) fast->ShutdownWrite();
     if (how == SHUT_RD || how == SHUT_RDWR) fast->ShutdownRead();
   }
@@ -326,6 +326,12 @@ void ForkReturned(bool failed) {
 }
 
 void AfterFork(bool in_child) {
+  if (in_child) {
+    // First: the lookups below and in the program's next calls must not wait for a thread
+    // that the child does not have.
+    Table().ResetInChild();
+    ResetEpollInChild();
+  }
   stat::AfterFork(in_child);
   if (!in_child) return;
   sys::NoteForkChild();

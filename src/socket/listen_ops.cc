@@ -244,29 +244,25 @@ void DisableListener(Socket &socket, int fd) {
 
 void EnableListenerForApi(Socket &socket, int fd) { EnableListener(socket, fd); }
 
-int Listen(int fd, int backlog) {
-  std::shared_ptr<Socket> socket = Table().Get(fd);
-  if (!socket) return Real().listen(fd, backlog);
-  std::lock_guard<std::mutex> guard(socket->mutex);
-  const bool first = socket->path.load(std::memory_order_relaxed) == Path::kUndecided;
-  if (first && socket->opted_in.load(std::memory_order_relaxed) && !GetConfig().disabled) {
-    EnableListener(*socket, fd);
+int Listen(Socket &socket, int fd, int backlog) {
+  std::lock_guard<std::mutex> guard(socket.mutex);
+  const bool first = socket.path.load(std::memory_order_relaxed) == Path::kUndecided;
+  if (first && socket.opted_in.load(std::memory_order_relaxed) && !GetConfig().disabled) {
+    EnableListener(socket, fd);
   }
   const int ret = Real().listen(fd, backlog);
   if (ret == 0) {
-    socket->path.store(Path::kListening, std::memory_order_release);
-    PublishSocket(*socket, fd);
+    socket.path.store(Path::kListening, std::memory_order_release);
+    PublishSocket(socket, fd);
   } else if (first) {
     const int error = errno;
-    DisableListener(*socket, fd);
+    DisableListener(socket, fd);
     errno = error;
   }
   return ret;
 }
 
-int Accept(int fd, struct sockaddr *address, socklen_t *length, int flags) {
-  std::shared_ptr<Socket> listener = Table().Get(fd);
-  if (!listener) return Real().accept4(fd, address, length, flags);
+int Accept(Socket &listener, int fd, struct sockaddr *address, socklen_t *length, int flags) {
   // The program's own buffers: the kernel checks and fills them (the addresses loopfast needs
   // come from the saved SYN).
   const int accepted_fd = Real().accept4(fd, address, length, flags);
@@ -274,25 +270,25 @@ int Accept(int fd, struct sockaddr *address, socklen_t *length, int flags) {
   const int saved_errno = errno;
   std::shared_ptr<session::ListenerGroup> group;
   const char *listener_reason = reason::kListenerNotOptedIn;
-  auto accepted = NewSocket(listener->family, (flags & SOCK_NONBLOCK) != 0);
+  auto accepted = NewSocket(listener.family, (flags & SOCK_NONBLOCK) != 0);
   accepted->role = stat::Role::kAccepting;
   {
-    std::lock_guard<std::mutex> guard(listener->mutex);
-    if (listener->listener) {
-      listener->listener->has_accepted = true;
-      group = listener->listener->group;
+    std::lock_guard<std::mutex> guard(listener.mutex);
+    if (listener.listener) {
+      listener.listener->has_accepted = true;
+      group = listener.listener->group;
     }
     // Why the listener offers no fast path (policy, an option) is why its connections do not.
-    if (listener->fallback_reason != reason::kNone) listener_reason = listener->fallback_reason;
+    if (listener.fallback_reason != reason::kNone) listener_reason = listener.fallback_reason;
     // The kernel copies these to the accepted socket; so do we.
-    accepted->options.recv_timeout = listener->options.recv_timeout;
-    accepted->options.send_timeout = listener->options.send_timeout;
-    accepted->options.rcvbuf = listener->options.rcvbuf;
-    accepted->options.rcvbuf_raised = listener->options.rcvbuf_raised;
-    accepted->opted_in.store(listener->opted_in.load(std::memory_order_relaxed),
+    accepted->options.recv_timeout = listener.options.recv_timeout;
+    accepted->options.send_timeout = listener.options.send_timeout;
+    accepted->options.rcvbuf = listener.options.rcvbuf;
+    accepted->options.rcvbuf_raised = listener.options.rcvbuf_raised;
+    accepted->opted_in.store(listener.opted_in.load(std::memory_order_relaxed),
                              std::memory_order_relaxed);
     accepted->opted_in_explicitly.store(
-        listener->opted_in_explicitly.load(std::memory_order_relaxed), std::memory_order_relaxed);
+        listener.opted_in_explicitly.load(std::memory_order_relaxed), std::memory_order_relaxed);
   }
   {
     std::lock_guard<std::mutex> guard(accepted->mutex);

@@ -60,12 +60,11 @@ int KernelStyleRcvbuf(int value) {
   return static_cast<int>(std::max<long>(doubled, 2304));
 }
 
-int SetSockOpt(int fd, int level, int name, const void *value, socklen_t length) {
-  std::shared_ptr<Socket> socket = Table().Get(fd);
-  if (!socket || value == nullptr) return Real().setsockopt(fd, level, name, value, length);
-  if (ClassOf(level, name) == OptionClass::kNeedsKernel && WouldBeFast(*socket)) {
+int SetSockOpt(Socket &socket, int fd, int level, int name, const void *value, socklen_t length) {
+  if (value == nullptr) return Real().setsockopt(fd, level, name, value, length);
+  if (ClassOf(level, name) == OptionClass::kNeedsKernel && WouldBeFast(socket)) {
     const OptionInfo *info = FindOption(level, name);
-    if (socket->opted_in_explicitly.load(std::memory_order_relaxed)) {
+    if (socket.opted_in_explicitly.load(std::memory_order_relaxed)) {
       Log(LogLevel::kInfo, "setsockopt(%s): not supported on the fast path",
           info != nullptr ? info->option_name : "unknown option");
       errno = EOPNOTSUPP;
@@ -74,10 +73,10 @@ int SetSockOpt(int fd, int level, int name, const void *value, socklen_t length)
     // Before the option takes effect: the kernel applies it to kernel TCP alone.
     Log(LogLevel::kInfo, "setsockopt(%s, %s): %s", info != nullptr ? info->level_name : "?",
         info != nullptr ? info->option_name : "unknown option", reason::kOptionNeedsKernel);
-    GoKernel(*socket, fd, reason::kOptionNeedsKernel);
+    GoKernel(socket, fd, reason::kOptionNeedsKernel);
   }
-  std::lock_guard<std::mutex> guard(socket->mutex);
-  ProgramOptions &options = socket->options;
+  std::lock_guard<std::mutex> guard(socket.mutex);
+  ProgramOptions &options = socket.options;
   int int_value = 0;
   if (length >= sizeof(int)) std::memcpy(&int_value, value, sizeof int_value);
   // While the client marker is on, the program's TTL waits (a fast connection keeps the marker:
@@ -91,7 +90,7 @@ int SetSockOpt(int fd, int level, int name, const void *value, socklen_t length)
     return 0;
   }
   // A fast listener's MSS is its marker; the program's value is kept for when it stops.
-  if (socket->listener && level == IPPROTO_TCP && name == TCP_MAXSEG && length >= sizeof(int)) {
+  if (socket.listener && level == IPPROTO_TCP && name == TCP_MAXSEG && length >= sizeof(int)) {
     options.maxseg = int_value;
     return 0;
   }
@@ -110,7 +109,7 @@ int SetSockOpt(int fd, int level, int name, const void *value, socklen_t length)
                 sizeof(struct timeval));
   } else if (name == SO_RCVBUF || name == SO_RCVBUFFORCE) {
     options.rcvbuf = int_value;
-    if (socket->listener && int_value < kMarkerSafeRcvbuf) {
+    if (socket.listener && int_value < kMarkerSafeRcvbuf) {
       // A fast listener keeps its window large enough for its marker (see rcvbuf_raised).
       Real().setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kMarkerSafeRcvbuf, sizeof kMarkerSafeRcvbuf);
       options.rcvbuf_raised = true;
@@ -121,18 +120,16 @@ int SetSockOpt(int fd, int level, int name, const void *value, socklen_t length)
   return ret;
 }
 
-int GetSockOpt(int fd, int level, int name, void *value, socklen_t *length) {
-  std::shared_ptr<Socket> socket = Table().Get(fd);
-  if (!socket) return Real().getsockopt(fd, level, name, value, length);
+int GetSockOpt(Socket &socket, int fd, int level, int name, void *value, socklen_t *length) {
   // A program polling SO_ERROR after a non-blocking connect moves the connection along.
-  if (level == SOL_SOCKET && name == SO_ERROR) MakeProgress(*socket, fd);
+  if (level == SOL_SOCKET && name == SO_ERROR) MakeProgress(socket, fd);
   const int ret = Real().getsockopt(fd, level, name, value, length);
   if (ret != 0 || value == nullptr || *length < sizeof(int)) return ret;
-  std::lock_guard<std::mutex> guard(socket->mutex);
-  const ProgramOptions &options = socket->options;
+  std::lock_guard<std::mutex> guard(socket.mutex);
+  const ProgramOptions &options = socket.options;
   int reported = 0;
   if (level == SOL_SOCKET && name == SO_RCVBUF && options.rcvbuf_raised &&
-      socket->path.load(std::memory_order_relaxed) != Path::kKernel) {
+      socket.path.load(std::memory_order_relaxed) != Path::kKernel) {
     reported = KernelStyleRcvbuf(options.rcvbuf);
   } else if (options.marker_on && level == IPPROTO_IP && name == IP_TTL) {
     static const int default_ttl = ReadSysctl("/proc/sys/net/ipv4/ip_default_ttl", 64);
@@ -147,11 +144,9 @@ int GetSockOpt(int fd, int level, int name, void *value, socklen_t *length) {
   return ret;
 }
 
-int Ioctl(int fd, unsigned long request, void *argument) {
-  std::shared_ptr<Socket> socket = Table().Get(fd);
-  if (!socket) return Real().ioctl(fd, request, argument);
-  MakeProgress(*socket, fd);
-  FastConnection *fast = socket->fast.load(std::memory_order_acquire);
+int Ioctl(Socket &socket, int fd, unsigned long request, void *argument) {
+  MakeProgress(socket, fd);
+  FastConnection *fast = socket.fast.load(std::memory_order_acquire);
   if (fast != nullptr && (request == FIONREAD || request == SIOCOUTQ || request == SIOCOUTQNSD)) {
     if (argument == nullptr) {
       errno = EFAULT;
@@ -166,20 +161,19 @@ int Ioctl(int fd, unsigned long request, void *argument) {
   if (request == FIOASYNC && argument != nullptr) {
     int on = 0;
     std::memcpy(&on, argument, sizeof on);
-    if (on != 0 && !AllowSignalDrivenIo(*socket, fd)) return -1;
+    if (on != 0 && !AllowSignalDrivenIo(socket, fd)) return -1;
   }
   const int ret = Real().ioctl(fd, request, argument);
   if (ret == 0 && request == FIONBIO && argument != nullptr) {
     int on;
     std::memcpy(&on, argument, sizeof on);
-    socket->nonblocking.store(on != 0, std::memory_order_relaxed);
+    socket.nonblocking.store(on != 0, std::memory_order_relaxed);
   }
   return ret;
 }
 
-int Fcntl(int fd, int command, long argument) {
-  std::shared_ptr<Socket> socket = Table().Get(fd);
-  if (socket && command == F_SETFL && (argument & O_ASYNC) != 0) {
+int Fcntl(Socket *socket, int fd, int command, long argument) {
+  if (socket != nullptr && command == F_SETFL && (argument & O_ASYNC) != 0) {
     if (!AllowSignalDrivenIo(*socket, fd)) return -1;
   }
   const int ret = Real().fcntl(fd, command, argument);
@@ -188,7 +182,7 @@ int Fcntl(int fd, int command, long argument) {
     ShareDescriptor(fd, ret);
     return ret;
   }
-  if (socket && command == F_SETFL) {
+  if (socket != nullptr && command == F_SETFL) {
     socket->nonblocking.store((argument & O_NONBLOCK) != 0, std::memory_order_relaxed);
   }
   return ret;

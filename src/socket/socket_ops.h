@@ -1,6 +1,8 @@
 // The socket layer's entry points: one per verb, in libc's own shape (value, or -1 with errno),
-// so the interposer and the C API only look up and dispatch. Each takes the descriptor the
-// program used; descriptors loopfast does not track go straight to the real call.
+// so the interposer and the C API only look up and dispatch. A caller looks the descriptor up
+// once (Lookup) and makes the real call itself for one loopfast does not track; the verbs on a
+// tracked descriptor take its Socket (the caller's copy keeps it alive for the call) beside the
+// descriptor the program used.
 //
 // The read family is normalised to Recv(msghdr), the write family to Send(msghdr).
 #ifndef LOOPFAST_SOCKET_SOCKET_OPS_H_
@@ -14,23 +16,31 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <memory>
 
 #include "socket/socket.h"
 
 namespace loopfast::ops {
 
+// The Socket of a descriptor loopfast tracks, or null: lock-free (fd_table.h); for a
+// descriptor it does not track, two loads.
+std::shared_ptr<Socket> Lookup(int fd);
+// True if `fd` is tracked by loopfast (no reference taken: for calls that only test).
+bool IsTracked(int fd);
+
 int CreateSocket(int domain, int type, int protocol);
-int Connect(int fd, const struct sockaddr *address, socklen_t length);
-int Listen(int fd, int backlog);
-int Accept(int fd, struct sockaddr *address, socklen_t *length, int flags);
+int Connect(Socket &socket, int fd, const struct sockaddr *address, socklen_t length);
+int Listen(Socket &socket, int fd, int backlog);
+int Accept(Socket &listener, int fd, struct sockaddr *address, socklen_t *length, int flags);
 int Close(int fd);  // loopfast's own descriptors are not the program's to close: 0, kept
-int Shutdown(int fd, int how);
-ssize_t Send(int fd, const struct msghdr *message, int flags);
-ssize_t Recv(int fd, struct msghdr *message, int flags);
-int SetSockOpt(int fd, int level, int name, const void *value, socklen_t length);
-int GetSockOpt(int fd, int level, int name, void *value, socklen_t *length);
-int Ioctl(int fd, unsigned long request, void *argument);
-int Fcntl(int fd, int command, long argument);
+int Shutdown(Socket &socket, int fd, int how);
+ssize_t Send(Socket &socket, int fd, const struct msghdr *message, int flags);
+ssize_t Recv(Socket &socket, int fd, struct msghdr *message, int flags);
+int SetSockOpt(Socket &socket, int fd, int level, int name, const void *value, socklen_t length);
+int GetSockOpt(Socket &socket, int fd, int level, int name, void *value, socklen_t *length);
+int Ioctl(Socket &socket, int fd, unsigned long request, void *argument);
+// `socket` is null for a descriptor loopfast does not track (F_DUPFD may copy an epoll set).
+int Fcntl(Socket *socket, int fd, int command, long argument);
 // descriptor_ops.cc: copies and closes share or drop the connection, never loopfast's own
 // descriptors (dup2/dup3 onto one of them fails with EBUSY).
 int Dup(int fd);
@@ -42,11 +52,12 @@ void ShareDescriptor(int fd, int copy);
 
 // transfer_ops.cc: sendfile (emulated through the rings), splice (emulated out of a fast socket;
 // into one it moves the connection to kernel TCP first), sendmmsg and recvmmsg.
-ssize_t SendFile(int out_fd, int in_fd, off_t *offset, size_t count);
-ssize_t Splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t length,
-               unsigned flags);
-int SendMany(int fd, struct mmsghdr *messages, unsigned count, int flags);
-int RecvMany(int fd, struct mmsghdr *messages, unsigned count, int flags);
+// Splice's sockets are null for descriptors loopfast does not track (one of them is).
+ssize_t SendFile(Socket &socket, int out_fd, int in_fd, off_t *offset, size_t count);
+ssize_t Splice(Socket *in_socket, int fd_in, loff_t *off_in, Socket *out_socket, int fd_out,
+               loff_t *off_out, size_t length, unsigned flags);
+int SendMany(Socket &socket, int fd, struct mmsghdr *messages, unsigned count, int flags);
+int RecvMany(Socket &socket, int fd, struct mmsghdr *messages, unsigned count, int flags);
 
 // exec and spawn (descriptor_ops.cc). A socket that a new program image will hold, but whose
 // rings it cannot see, moves to kernel TCP with every byte first (FastConnection::MoveToKernel):
@@ -69,16 +80,27 @@ int Select(int nfds, fd_set *read_set, fd_set *write_set, fd_set *except_set,
 // select(2) itself: also writes back the time not slept, as Linux does.
 int SelectWithTimeval(int nfds, fd_set *read_set, fd_set *write_set, fd_set *except_set,
                       struct timeval *timeout, bool *used_loopfast);
-int EpollCtl(int epfd, int op, int fd, struct epoll_event *event);
-int EpollWait(int epfd, struct epoll_event *events, int max, const struct timespec *timeout,
-              const sigset_t *sigmask);
-// True if loopfast keeps fast sockets for this epoll descriptor (else: the real calls).
+// The set loopfast keeps fast sockets in for an epoll descriptor, or null (then the real calls):
+// lock-free, as Lookup.
+namespace epoll {
+class EpollSet;  // socket/epoll_set.h
+}  // namespace epoll
+using epoll::EpollSet;
+std::shared_ptr<EpollSet> FindEpoll(int epfd);
+// True if loopfast keeps such a set (no reference taken).
 bool IsLoopfastEpoll(int epfd);
+// `set` and `socket` are what FindEpoll(epfd) and Lookup(fd) found (either may be null).
+int EpollCtl(std::shared_ptr<EpollSet> set, int epfd, int op, int fd,
+             const std::shared_ptr<Socket> &socket, struct epoll_event *event);
+int EpollWait(EpollSet &set, int epfd, struct epoll_event *events, int max,
+              const struct timespec *timeout, const sigset_t *sigmask);
 // The program closed a descriptor (or a range) that may be an epoll descriptor.
 void ForgetEpoll(int fd);
 void ForgetEpollRange(int first, int last);
 // `copy` names the same epoll instance as `epfd`.
 void AliasEpoll(int epfd, int copy);
+// In a child after fork(): the lookup's slot locks that other threads of the parent held.
+void ResetEpollInChild();
 
 // Transparent mode's answer to what the fast path cannot do: from now on this socket is kernel
 // TCP (a fast connection switches mid-stream, keeping every byte; a listener stops offering
@@ -102,9 +124,6 @@ const char *FallbackReason(int fd);
 void BeforeFork();
 void AfterFork(bool in_child);
 void ForkReturned(bool failed);
-
-// True if `fd` is tracked by loopfast (the interposer's fast test).
-bool IsTracked(int fd);
 
 // For descriptor_ops.cc. ReleaseDescriptor drops one descriptor's hold on `socket` (`fd` is
 // still open); MoveToKernel settles a connect under way or moves a fast end to kernel TCP.

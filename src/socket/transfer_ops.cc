@@ -12,7 +12,6 @@
 #include <cerrno>
 #include <vector>
 
-#include "socket/fd_table.h"
 #include "socket/readiness.h"
 #include "socket/socket_ops.h"
 #include "sys/real_calls.h"
@@ -28,20 +27,20 @@ std::vector<uint8_t> &CopyBuffer() {
   return buffer;
 }
 
-ssize_t SendBytes(int fd, const uint8_t *bytes, size_t size, int flags) {
+ssize_t SendBytes(Socket &socket, int fd, const uint8_t *bytes, size_t size, int flags) {
   struct iovec iov = {const_cast<uint8_t *>(bytes), size};
   struct msghdr message {};
   message.msg_iov = &iov;
   message.msg_iovlen = 1;
-  return Send(fd, &message, flags);
+  return Send(socket, fd, &message, flags);
 }
 
-ssize_t RecvBytes(int fd, uint8_t *bytes, size_t size, int flags) {
+ssize_t RecvBytes(Socket &socket, int fd, uint8_t *bytes, size_t size, int flags) {
   struct iovec iov = {bytes, size};
   struct msghdr message {};
   message.msg_iov = &iov;
   message.msg_iovlen = 1;
-  return Recv(fd, &message, flags);
+  return Recv(socket, fd, &message, flags);
 }
 
 // Free bytes in a pipe, or -1 when `fd` is not one.
@@ -55,15 +54,14 @@ long PipeRoom(int fd) {
 
 }  // namespace
 
-ssize_t SendFile(int out_fd, int in_fd, off_t *offset, size_t count) {
-  std::shared_ptr<Socket> socket = FdTable::Instance().Get(out_fd);
-  if (!socket || !readiness::Decides(*socket)) {
+ssize_t SendFile(Socket &socket, int out_fd, int in_fd, off_t *offset, size_t count) {
+  if (!readiness::Decides(socket)) {
     return sys::Real().sendfile(out_fd, in_fd, offset, count);
   }
   off_t position = offset != nullptr ? *offset : lseek(in_fd, 0, SEEK_CUR);
   if (position < 0) {
     // Not a file that can be read at a position (a pipe): let the kernel do it, on kernel TCP.
-    GoKernel(*socket, out_fd, reason::kSplice);
+    GoKernel(socket, out_fd, reason::kSplice);
     return sys::Real().sendfile(out_fd, in_fd, offset, count);
   }
   std::vector<uint8_t> &buffer = CopyBuffer();
@@ -76,7 +74,7 @@ ssize_t SendFile(int out_fd, int in_fd, off_t *offset, size_t count) {
       error = got < 0 ? errno : 0;
       break;
     }
-    const ssize_t sent = SendBytes(out_fd, buffer.data(), static_cast<size_t>(got), 0);
+    const ssize_t sent = SendBytes(socket, out_fd, buffer.data(), static_cast<size_t>(got), 0);
     if (sent < 0) {
       error = errno;
       break;
@@ -97,16 +95,14 @@ ssize_t SendFile(int out_fd, int in_fd, off_t *offset, size_t count) {
   return static_cast<ssize_t>(total);
 }
 
-ssize_t Splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t length,
-               unsigned flags) {
-  std::shared_ptr<Socket> out_socket = FdTable::Instance().Get(fd_out);
-  if (out_socket && WouldBeFast(*out_socket)) {
+ssize_t Splice(Socket *in_socket, int fd_in, loff_t *off_in, Socket *out_socket, int fd_out,
+               loff_t *off_out, size_t length, unsigned flags) {
+  if (out_socket != nullptr && WouldBeFast(*out_socket)) {
     // Into the socket: the kernel would write the kernel connection; move it there first (the
     // peer reads the ring's remainder before these bytes).
     GoKernel(*out_socket, fd_out, reason::kSplice);
   }
-  std::shared_ptr<Socket> in_socket = FdTable::Instance().Get(fd_in);
-  if (!in_socket || !readiness::Decides(*in_socket) || off_in != nullptr) {
+  if (in_socket == nullptr || !readiness::Decides(*in_socket) || off_in != nullptr) {
     return sys::Real().splice(fd_in, off_in, fd_out, off_out, length, flags);
   }
   // Out of a socket that reads the rings: receive, then write what surely fits the pipe.
@@ -124,7 +120,8 @@ ssize_t Splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t le
   }
   std::vector<uint8_t> &buffer = CopyBuffer();
   const size_t want = std::min({length, buffer.size(), static_cast<size_t>(room)});
-  const ssize_t got = RecvBytes(fd_in, buffer.data(), want, nonblocking ? MSG_DONTWAIT : 0);
+  const ssize_t got =
+      RecvBytes(*in_socket, fd_in, buffer.data(), want, nonblocking ? MSG_DONTWAIT : 0);
   if (got <= 0) return got;
   size_t written = 0;
   while (written < static_cast<size_t>(got)) {
@@ -136,22 +133,22 @@ ssize_t Splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t le
   return static_cast<ssize_t>(written);
 }
 
-int SendMany(int fd, struct mmsghdr *messages, unsigned count, int flags) {
+int SendMany(Socket &socket, int fd, struct mmsghdr *messages, unsigned count, int flags) {
   unsigned done = 0;
   for (; done < count; ++done) {
-    const ssize_t n = Send(fd, &messages[done].msg_hdr, flags);
+    const ssize_t n = Send(socket, fd, &messages[done].msg_hdr, flags);
     if (n < 0) return done > 0 ? static_cast<int>(done) : -1;
     messages[done].msg_len = static_cast<unsigned>(n);
   }
   return static_cast<int>(done);
 }
 
-int RecvMany(int fd, struct mmsghdr *messages, unsigned count, int flags) {
+int RecvMany(Socket &socket, int fd, struct mmsghdr *messages, unsigned count, int flags) {
   // As on TCP: MSG_WAITFORONE makes every receive after the first non-blocking.
   unsigned done = 0;
   for (; done < count; ++done) {
     const int these = done > 0 && (flags & MSG_WAITFORONE) != 0 ? flags | MSG_DONTWAIT : flags;
-    const ssize_t n = Recv(fd, &messages[done].msg_hdr, these & ~MSG_WAITFORONE);
+    const ssize_t n = Recv(socket, fd, &messages[done].msg_hdr, these & ~MSG_WAITFORONE);
     if (n < 0) return done > 0 ? static_cast<int>(done) : -1;
     messages[done].msg_len = static_cast<unsigned>(n);
     if (n == 0) return static_cast<int>(done + 1);  // end of stream
