@@ -176,21 +176,19 @@ static_assert(sizeof(ArenaHeader) <= kPageBytes);
 // Which slots changed for one side's readiness watchers (poll, select, epoll), so that an epoll
 // set looks only at those (session/change_hints.h). Whoever changes what that side may wait for
 // (the peer's write into the ring it reads, the peer's read from the ring it writes, either
-// side's flags) sets the slot's bit, then `summary`'s bit for the word, while that side watches
-// the slot (kWatcher in the ring's waiting word); that side's epoll sets take the bits. `asleep`
-// is set by a watcher of that side about to sleep on its bell: a changer that finds it set takes
-// it and rings the bell. All of it is the peer's to write too: a hint only makes a set look.
+// side's flags) sets the slot's bit while that side watches the slot (kWatcher in the ring's
+// waiting word); the watching process takes the bits of its own slots (several processes of a
+// listener group may share a side). `asleep` is set by a watcher of that side about to sleep on
+// its bell: a changer that finds it set takes it and rings the bell. All of it is the peer's to
+// write too: a hint only makes a set look.
 struct ChangeHints {
   alignas(kCacheLine) std::atomic<uint32_t> asleep;
   uint8_t pad0[kCacheLine - 4];
-  std::atomic<uint64_t> summary[kMaxSlots / 64 / 64];  // bit i: bits[i] may have bits set
-  uint8_t pad1[kCacheLine - sizeof(uint64_t) * (kMaxSlots / 64 / 64)];
   std::atomic<uint64_t> bits[kMaxSlots / 64];
 };
 static_assert(offsetof(ChangeHints, asleep) == 0);
-static_assert(offsetof(ChangeHints, summary) == kCacheLine);
-static_assert(offsetof(ChangeHints, bits) == 2 * kCacheLine);
-static_assert(sizeof(ChangeHints) == 2 * kCacheLine + kMaxSlots / 8);
+static_assert(offsetof(ChangeHints, bits) == kCacheLine);
+static_assert(sizeof(ChangeHints) == kCacheLine + kMaxSlots / 8);
 static_assert(sizeof(ChangeHints) <= kPageBytes);
 
 inline constexpr uint64_t AlignUp(uint64_t value, uint64_t alignment) {

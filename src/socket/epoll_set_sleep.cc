@@ -17,6 +17,7 @@ void EpollSet::StartWatching(Interest &interest) {
     entry.subscription = std::make_unique<HintSubscription>(std::move(watched.session));
   }
   ++entry.interests;
+  entry.subscription->Watch(watched.slot);
   interest.watched_session = key;
   interest.watched_slot = watched.slot;
   by_slot_.emplace(std::make_pair(key, watched.slot), interest.fd);
@@ -35,7 +36,9 @@ void EpollSet::StopWatching(Interest &interest) {
     }
   }
   auto found = watched_.find(key);
-  if (found != watched_.end() && --found->second.interests == 0) watched_.erase(found);
+  if (found == watched_.end()) return;
+  found->second.subscription->Unwatch(interest.watched_slot);
+  if (--found->second.interests == 0) watched_.erase(found);
 }
 
 void EpollSet::MarkDirty(int fd) {

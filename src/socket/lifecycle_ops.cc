@@ -76,7 +76,8 @@ void DecideKernel(Socket &socket, int fd, const char *why) {
   socket.path.store(Path::kKernel, std::memory_order_release);
   if (socket.opted_in.load(std::memory_order_relaxed) || why == reason::kDisabled) {
     socket.fallback_reason = why;
-    Log(LogLevel::kInfo, "kernel TCP: %s", why);
+    Log(why == reason::kClientResetBeforeAccept ? LogLevel::kDebug : LogLevel::kInfo,
+        "kernel TCP: %s", why);
   }
   PublishSocket(socket, fd);
 }

@@ -140,6 +140,18 @@ void ResetUnplaced(Socket &accepted, int fd, const char *why) {
   DecideKernel(accepted, fd, why);
 }
 
+// Whether the client reset the accepted connection already (its socket, and its claim with it,
+// is gone: nothing is left to place, and the program's next call reports the reset).
+bool ResetByClient(int fd) {
+  struct tcp_info info {};
+  socklen_t length = sizeof info;
+  const int saved_errno = errno;
+  const bool reset = Real().getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) == 0 &&
+                     info.tcpi_state == TCP_CLOSE;
+  errno = saved_errno;
+  return reset;
+}
+
 // An IPv4 address as a dual-stack (IPv6) socket names it: v4-mapped.
 void MapToV6(struct sockaddr_storage *address) {
   if (address->ss_family != AF_INET) return;
@@ -178,6 +190,10 @@ void BindAccepted(Socket &accepted, int fd, session::ListenerGroup &group) {
       session::LookupTcpSocket(reinterpret_cast<const struct sockaddr *>(&peer),
                                reinterpret_cast<const struct sockaddr *>(&syn.local));
   if (!client.ok()) {
+    if (ResetByClient(fd)) {
+      DecideKernel(accepted, fd, reason::kClientResetBeforeAccept);
+      return;
+    }
     ResetUnplaced(accepted, fd, reason::kClaimNotFound);
     return;
   }

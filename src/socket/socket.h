@@ -44,6 +44,9 @@ inline constexpr const char *kChannelBusy = "port's rendezvous name belongs to a
 inline constexpr const char *kNoSlot = "the session with that listener has no free slot";
 inline constexpr const char *kClaimNotFound =
     "the connecting side's claim could not be found: connection reset";
+// Not a fallback: the client reset its connection before the accept (its socket is gone, and
+// the accepted one reports the reset as kernel TCP would).
+inline constexpr const char *kClientResetBeforeAccept = "the client reset before the accept";
 inline constexpr const char *kClaimAmbiguous =
     "another process of the connecting user claimed the same socket: connection reset";
 inline constexpr const char *kClientDeclined = "the connecting side took kernel TCP";
