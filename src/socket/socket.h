@@ -45,7 +45,7 @@ inline constexpr const char *kNoSlot = "the session with that listener has no fr
 inline constexpr const char *kClaimNotFound =
     "the connecting side's claim could not be found: connection reset";
 inline constexpr const char *kClaimAmbiguous =
-    "another process of the connecting user claimed the same socket: connection reset";
+    "another process of the connecting user claimed this socket: connection reset";
 inline constexpr const char *kClientDeclined = "the connecting side took kernel TCP";
 inline constexpr const char *kOtherUser = "this socket belongs to another user than the process";
 inline constexpr const char *kResources = "out of resources for the fast path";
