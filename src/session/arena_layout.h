@@ -27,7 +27,8 @@
 namespace loopfast::session {
 
 inline constexpr uint32_t kArenaMagic = 0x4c465341;  // "LFSA"
-inline constexpr uint32_t kArenaVersion = 7;         // 7: ready stamps in RingControl; 6: sessions
+// 8: wake-up stamps in RingControl (data_wake_ns, room_wake_ns); 7: ready stamps; 6: sessions
+inline constexpr uint32_t kArenaVersion = 8;
 
 inline constexpr uint64_t kPageBytes = 4096;
 inline constexpr uint32_t kMaxSlots = 16384;

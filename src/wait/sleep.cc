@@ -16,6 +16,29 @@ uint64_t NowNs() {
   return uint64_t(now.tv_sec) * 1000000000u + uint64_t(now.tv_nsec);
 }
 
+WakeReason EndWait(const SleepSpec &spec, uint64_t start_ns, bool slept, WakeReason reason) {
+  std::atomic<uint64_t> *count = slept ? spec.slept_count : spec.spun_count;
+  if (count != nullptr) count->fetch_add(1, std::memory_order_relaxed);
+  // Signals and a departed peer say nothing of how soon answers come.
+  if (spec.spin_policy == nullptr || !spec.adaptive_spin ||
+      (reason != WakeReason::kReady && reason != WakeReason::kTimedOut)) {
+    return reason;
+  }
+  uint64_t waited_ns = NowNs() - start_ns;
+  // Past the spin, this end's own wake-up (tens of microseconds) is no part of how soon the
+  // peer answered: the waker's stamp says when that was.
+  if (slept && reason == WakeReason::kReady && spec.wake_stamp != nullptr) {
+    waited_ns =
+        AnsweredAfterNs(waited_ns, start_ns, spec.wake_stamp->load(std::memory_order_relaxed));
+  }
+  if (reason == WakeReason::kTimedOut) {
+    spec.spin_policy->RecordTimeout(waited_ns, spec.spin_ns);
+  } else {
+    spec.spin_policy->Record(waited_ns, spec.spin_ns);
+  }
+  return reason;
+}
+
 void FutexWakeAll(std::atomic<uint32_t> *word) {
   const int saved_errno = errno;
   // Not FUTEX_PRIVATE: the sleeper may be another process mapping the same memory.
