@@ -16,9 +16,8 @@ uint64_t NowNs() {
   return uint64_t(now.tv_sec) * 1000000000u + uint64_t(now.tv_nsec);
 }
 
-WakeReason EndWait(const SleepSpec &spec, uint64_t start_ns, bool slept, WakeReason reason) {
-  std::atomic<uint64_t> *count = slept ? spec.slept_count : spec.spun_count;
-  if (count != nullptr) count->fetch_add(1, std::memory_order_relaxed);
+WakeReason EndSleep(const SleepSpec &spec, uint64_t start_ns, WakeReason reason) {
+  Count(spec.slept_count);
   // Signals and a departed peer say nothing of how soon answers come.
   if (spec.spin_policy == nullptr || !spec.adaptive_spin ||
       (reason != WakeReason::kReady && reason != WakeReason::kTimedOut)) {
@@ -27,7 +26,7 @@ WakeReason EndWait(const SleepSpec &spec, uint64_t start_ns, bool slept, WakeRea
   uint64_t waited_ns = NowNs() - start_ns;
   // Past the spin, this end's own wake-up (tens of microseconds) is no part of how soon the
   // peer answered: the waker's stamp says when that was.
-  if (slept && reason == WakeReason::kReady && spec.wake_stamp != nullptr) {
+  if (reason == WakeReason::kReady && spec.wake_stamp != nullptr) {
     waited_ns =
         AnsweredAfterNs(waited_ns, start_ns, spec.wake_stamp->load(std::memory_order_relaxed));
   }

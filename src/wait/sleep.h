@@ -63,9 +63,25 @@ struct SleepSpec {
 
 uint64_t NowNs();
 
-// A wait that began at `start_ns` ends: teaches its policy how soon it was answered, counts it.
-// `slept`: it stopped spinning first.
-WakeReason EndWait(const SleepSpec &spec, uint64_t start_ns, bool slept, WakeReason reason);
+// A wait that began at `start_ns` ends after it stopped spinning: teaches its policy how soon
+// it was answered, counts it.
+WakeReason EndSleep(const SleepSpec &spec, uint64_t start_ns, WakeReason reason);
+
+// A count for `loopfast stat`: a load and a store, not a locked add (this sits between a
+// waiter seeing its answer and replying); a send and a receive of one end that end their waits
+// at the same instant may lose one.
+inline void Count(std::atomic<uint64_t> *count) {
+  if (count != nullptr) {
+    count->store(count->load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+}
+
+// A wait answered while it spun: a hit, within the budget by definition (no clock read).
+inline WakeReason EndSpin(const SleepSpec &spec) {
+  Count(spec.spun_count);
+  if (spec.spin_policy != nullptr && spec.adaptive_spin) spec.spin_policy->RecordHit(true);
+  return WakeReason::kReady;
+}
 
 // Sets spec->deadline_ns from spec->timeout, counting from now (no timeout: stays 0).
 inline void StartTimeout(SleepSpec *spec) {
@@ -111,7 +127,7 @@ WakeReason SleepUntil(std::atomic<uint32_t> *word, Ready ready, PeerGone peer_go
     // (or waits for one) gets to run instead of watching us spin our whole budget.
     constexpr uint64_t kPureSpinNs = 2000;
     for (uint32_t i = 1;; ++i) {
-      if (ready()) return EndWait(spec, start, /*slept=*/false, WakeReason::kReady);
+      if (ready()) return EndSpin(spec);
       if ((i & 63) == 0) {
         const uint64_t spun = NowNs() - start;
         if (spun >= spin_ns || sys::HandledSignals() != handled) break;
@@ -135,7 +151,7 @@ WakeReason SleepUntil(std::atomic<uint32_t> *word, Ready ready, PeerGone peer_go
       const uint64_t now = NowNs();
       if (now >= deadline) {
         word->fetch_and(~kFutexSleeper, std::memory_order_relaxed);
-        return EndWait(spec, start, /*slept=*/true, WakeReason::kTimedOut);
+        return EndSleep(spec, start, WakeReason::kTimedOut);
       }
       if (deadline - now < sleep_ns) sleep_ns = deadline - now;
     }
@@ -156,20 +172,20 @@ WakeReason SleepUntil(std::atomic<uint32_t> *word, Ready ready, PeerGone peer_go
     if (result == EINTR) {
       if (spec.end_on_signal || has_timeout || !SignalsRestart()) {
         word->fetch_and(~kFutexSleeper, std::memory_order_relaxed);
-        return EndWait(spec, start, /*slept=*/true, WakeReason::kInterrupted);
+        return EndSleep(spec, start, WakeReason::kInterrupted);
       }
       continue;
     }
     if (result == ETIMEDOUT) {
       if (peer_gone()) {
         word->fetch_and(~kFutexSleeper, std::memory_order_relaxed);
-        return EndWait(spec, start, /*slept=*/true, WakeReason::kPeerGone);
+        return EndSleep(spec, start, WakeReason::kPeerGone);
       }
       period = std::min(period * 2, kLongestPeriodNs);
     }
   }
   word->fetch_and(~kFutexSleeper, std::memory_order_relaxed);
-  return EndWait(spec, start, /*slept=*/true, WakeReason::kReady);
+  return EndSleep(spec, start, WakeReason::kReady);
 }
 
 }  // namespace loopfast::wait

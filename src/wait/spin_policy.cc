@@ -3,8 +3,7 @@
 
 namespace loopfast::wait {
 
-void SpinPolicy::RecordHit(bool hit) {
-  const uint32_t state = state_.load(std::memory_order_relaxed);
+uint32_t SpinPolicy::Next(uint32_t state, bool hit) {
   const auto score = static_cast<int32_t>(Score(state));
   const int32_t target = hit ? static_cast<int32_t>(kOne) : 0;
   // Arithmetic shift (C++20): a run of misses reaches 0, a run of hits reaches kOne - 7.
@@ -12,7 +11,7 @@ void SpinPolicy::RecordHit(bool hit) {
   bool spinning = Spinning(state);
   if (spinning && next < kSleepBelow) spinning = false;
   if (!spinning && next >= kSpinFrom) spinning = true;
-  state_.store(next | (spinning ? kSpinningBit : 0), std::memory_order_relaxed);
+  return next | (spinning ? kSpinningBit : 0);
 }
 
 }  // namespace loopfast::wait

@@ -44,7 +44,14 @@ class SpinPolicy {
   void RecordTimeout(uint64_t waited_ns, uint64_t budget_ns) {
     if (waited_ns > budget_ns) RecordHit(false);
   }
-  void RecordHit(bool hit);
+  void RecordHit(bool hit) {
+    // Inline and without a store when nothing changes: a spinning ping-pong records a hit on
+    // every wait, between seeing its answer and replying.
+    const uint32_t state = state_.load(std::memory_order_relaxed);
+    if (hit && Spinning(state) && ((kOne - Score(state)) >> kWeightShift) == 0) return;  // full
+    const uint32_t next = Next(state, hit);
+    if (next != state) state_.store(next, std::memory_order_relaxed);
+  }
 
   // What it learned (tests, docs): the score (0..kOne) and whether it spins.
   uint32_t score() const { return Score(state_.load(std::memory_order_relaxed)); }
@@ -55,6 +62,8 @@ class SpinPolicy {
   static constexpr uint32_t kSpinningBit = 1u << 31;
   static uint32_t Score(uint32_t state) { return state & ~kSpinningBit; }
   static bool Spinning(uint32_t state) { return (state & kSpinningBit) != 0; }
+  // The state after one more sample.
+  static uint32_t Next(uint32_t state, bool hit);
 
   std::atomic<uint32_t> state_{kStartScore | kSpinningBit};
 };
