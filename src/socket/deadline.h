@@ -37,6 +37,7 @@ class Deadline {
 
   bool forever() const { return forever_; }
   uint64_t start() const { return start_; }
+  uint64_t spin_ns() const { return spin_ns_; }
   bool Expired(uint64_t now) const { return !forever_ && now >= end_; }
   bool Spinning(uint64_t now) const { return now - start_ < spin_ns_; }
   // One pause of the spin loop. Past the first two microseconds it also yields the CPU: a peer
@@ -65,16 +66,20 @@ inline uint64_t SpinBudgetNs(const wait::SpinPolicy &policy) {
 
 // A readiness call ends with `result` (events, 0: its timeout, -1: an error or a signal); it
 // teaches `policy` how soon it was answered if it `waited` (found nothing at its first look).
-// Past a sleep the time includes this thread's own wake-up: no peer stamps it for a set, so a
-// set that sleeps comes back to spinning only when answers come well within the budget.
+// No peer stamps a wake-up for a set (the bell is shared), so the time of a call that slept at
+// once includes this thread's own wake-up (15-40 us on a VM, more on a busy machine): such a
+// call counts as a hit within twice the budget. Without that, two ends that both sleep would
+// each see the other's wake-up plus their own and never spin again.
 inline int Teach(wait::SpinPolicy &policy, const Deadline &deadline, bool waited, int result) {
   const Config &config = GetConfig();
   if (!waited || !config.spin_adaptive || result < 0) return result;
   const uint64_t waited_ns = MonotonicNs() - deadline.start();
+  const uint64_t within_ns =
+      deadline.spin_ns() == 0 ? 2 * uint64_t{config.spin_ns} : config.spin_ns;
   if (result > 0) {
-    policy.Record(waited_ns, config.spin_ns);
+    policy.Record(waited_ns, within_ns);
   } else {
-    policy.RecordTimeout(waited_ns, config.spin_ns);
+    policy.RecordTimeout(waited_ns, within_ns);
   }
   return result;
 }
