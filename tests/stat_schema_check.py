@@ -3,7 +3,8 @@
 
 usage: stat_schema_check.py DOC.md < stat.json
 Exits 1 with a message on the first violation. Otherwise prints one line per socket,
-tab-separated key=value pairs (asleep flattened to asleep_receive / asleep_send), then one per
+tab-separated key=value pairs (asleep flattened to asleep_receive / asleep_send, waits to
+waits_spun / waits_slept), then one per
 session (starting kind=session), for tests.
 The field table in DOC.md must list exactly the fields checked here.
 """
@@ -18,7 +19,7 @@ SOCKET = {
     "local": (str, None), "peer": (str, None), "reason": (str, None),
     "bytes_sent": INT, "bytes_received": INT,
     "kernel_bytes_sent": (INT, None), "kernel_bytes_received": (INT, None),
-    "asleep": dict, "peer_pid": (INT, None), "peer_program": (str, None),
+    "asleep": dict, "waits": dict, "peer_pid": (INT, None), "peer_program": (str, None),
     "peer_fd": (INT, None), "in_ring_to_peer": (INT, None), "in_ring_from_peer": (INT, None),
 }
 SESSION = {
@@ -104,6 +105,9 @@ def main():
         if set(socket["asleep"]) != {"receive", "send"} or not all(
                 isinstance(v, bool) for v in socket["asleep"].values()):
             fail(where + ": asleep must be {receive: bool, send: bool}")
+        if set(socket["waits"]) != {"spun", "slept"} or not all(
+                type_ok(v, INT) for v in socket["waits"].values()):
+            fail(where + ": waits must be {spun: integer, slept: integer}")
         for name in ("local", "peer"):
             if socket[name] is not None and not ADDRESS.match(socket[name]):
                 fail(f"{where}: {name} = {socket[name]!r} is not an address")
@@ -118,6 +122,9 @@ def main():
             if name == "asleep":
                 pairs.append("asleep_receive=" + str(value["receive"]).lower())
                 pairs.append("asleep_send=" + str(value["send"]).lower())
+            elif name == "waits":
+                pairs.append(f"waits_spun={value['spun']}")
+                pairs.append(f"waits_slept={value['slept']}")
             else:
                 pairs.append(f"{name}=" + ("null" if value is None else shown(value)))
         print("\t".join(pairs))

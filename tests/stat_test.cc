@@ -1,6 +1,6 @@
-// `loopfast stat` against real connections: fast ones (bytes, rings, sleepers, both ends'
-// processes), opted-in listeners, and each fallback reason it names, from this process and from
-// separate programs. Every run's JSON is checked against docs/stat.md's schema
+// `loopfast stat` against real connections: fast ones (bytes, rings, sleepers, how waits end,
+// both ends' processes), opted-in listeners, and each fallback reason it names, from this process
+// and from separate programs. Every run's JSON is checked against docs/stat.md's schema
 // (tests/stat_schema_check.py).
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -160,6 +160,67 @@ TEST(StatTest, ShowsFastConnectionsTheirBytesRingsSleepersAndListeners) {
   EXPECT_TRUE(Find(rows, getpid(), client).empty());
   EXPECT_FALSE(Find(rows, getpid(), listener).empty());
   close(listener);
+}
+
+// How waits end (waits_spun / waits_slept), and what the adaptive spin learns from them
+// (wait/spin_policy.h): a receiver whose messages come 3 ms apart sleeps at once after a few
+// waits; both ends of an unpaced ping-pong keep spinning.
+TEST(StatTest, ShowsThatPacedWaitsSleepAndAPingPongSpins) {
+  ConnectedPair pair;
+  ASSERT_NO_FATAL_FAILURE(MakeConnectedPair(true, &pair));
+  const int client = pair.client, server = pair.server;
+  Bound(client);
+  Bound(server);
+  // (spun, slept) of `fd`, as `loopfast stat` shows them.
+  const auto waits = [&](int fd) {
+    const Row row = Find(Stat({getpid()}), getpid(), fd);
+    EXPECT_FALSE(row.empty());
+    return row.empty() ? std::make_pair(0ull, 0ull)
+                       : std::make_pair(std::stoull(row.at("waits_spun")),
+                                        std::stoull(row.at("waits_slept")));
+  };
+  const auto [setup_spun, setup_slept] = waits(server);  // the exchange that settled the pair
+  constexpr int kPaced = 100;
+  std::thread receiver([&] {
+    for (int i = 0; i < kPaced; ++i) {
+      char byte;
+      ASSERT_EQ(recv(server, &byte, 1, 0), 1);
+    }
+  });
+  for (int i = 0; i < kPaced; ++i) {
+    usleep(3000);
+    ASSERT_TRUE(WriteAll(client, "p", 1));
+  }
+  receiver.join();
+  auto [paced_spun, paced_slept] = waits(server);
+  paced_spun -= setup_spun;
+  paced_slept -= setup_slept;
+  EXPECT_LE(paced_spun + paced_slept, uint64_t{kPaced});  // a recv that found its byte: none
+  EXPECT_GE(paced_slept, uint64_t{kPaced} * 9 / 10) << "spun " << paced_spun;
+  // The ping-pong: the server's receives learn back from the paced ones, the client's are new.
+  constexpr int kExchanges = 3000;
+  const auto [client_spun_before, client_slept_before] = waits(client);
+  std::thread echo([&] {
+    char byte;
+    for (int i = 0; i < kExchanges; ++i) {
+      ASSERT_EQ(recv(server, &byte, 1, 0), 1);
+      ASSERT_TRUE(WriteAll(server, &byte, 1));
+    }
+  });
+  for (int i = 0; i < kExchanges; ++i) {
+    char byte = 'x';
+    ASSERT_TRUE(WriteAll(client, &byte, 1));
+    ASSERT_TRUE(ReadAll(client, &byte, 1));
+  }
+  echo.join();
+  const auto [server_spun, server_slept] = waits(server);
+  const auto [client_spun, client_slept] = waits(client);
+  // Mostly: a busy machine (other builds) may keep a peer off its CPU past the budget.
+  EXPECT_GT(server_spun - paced_spun - setup_spun, server_slept - paced_slept - setup_slept);
+  EXPECT_GT(client_spun - client_spun_before, client_slept - client_slept_before);
+  // The table shows the same.
+  const std::string table = Output(LOOPFAST_TOOL " stat --pid " + std::to_string(getpid()));
+  EXPECT_NE(table.find("Spun/Slept"), std::string::npos) << table;
 }
 
 // A client process with three connections to a server process: one session on each side,

@@ -36,12 +36,20 @@ size_t TotalLength(const struct iovec *iov, size_t count) {
   return total;
 }
 
-// The wait of a call that has already moved `moved` bytes: a signal then ends it.
-wait::SleepSpec WaitAfter(const wait::SleepSpec &wait, size_t moved,
-                          std::atomic<uint8_t> *asleep_mark) {
+// The wait of a call that has already moved `moved` bytes: a signal then ends it. It learns
+// with `policy`, from the waker's `stamp`, and counts in `slot` (may be null) how it ended.
+wait::SleepSpec WaitAfter(const wait::SleepSpec &wait, size_t moved, bool to_receive,
+                          wait::SpinPolicy *policy, const std::atomic<uint32_t> &stamp,
+                          stat::Slot *slot) {
   wait::SleepSpec spec = wait;
   spec.end_on_signal = moved > 0;
-  spec.asleep_mark = asleep_mark;
+  spec.spin_policy = policy;
+  spec.wake_stamp = &stamp;
+  if (slot != nullptr) {
+    spec.asleep_mark = to_receive ? &slot->asleep_to_receive : &slot->asleep_to_send;
+    spec.spun_count = &slot->waits_spun;
+    spec.slept_count = &slot->waits_slept;
+  }
   return spec;
 }
 
@@ -81,11 +89,12 @@ class CallLock {
 constexpr uint32_t kOwnWriteEnded = kSideWriteShut | kSideMoving | kSideSwitching | kSideRingDone;
 constexpr uint32_t kOwnReadEnded = kSideReadShut | kSideMoving;
 
-// Wakes whoever a ring's waiting word names: a sleeping call (futex), whose bit it takes; and a
-// watcher (poll, select, epoll of the side that owns `hints`), which keeps watching: the slot's
-// change hint is set, and the bell rung when a watcher sleeps (session/change_hints.h).
-void WakeWaiters(std::atomic<uint32_t> &waiting, session::ChangeHints *hints, uint32_t slot,
-                 int bell) {
+// Wakes whoever a ring's waiting word names: a sleeping call (futex), whose bit it takes after
+// stamping the time in `stamp` for its spin policy; and a watcher (poll, select, epoll of the
+// side that owns `hints`), which keeps watching: the slot's change hint is set, and the bell
+// rung when a watcher sleeps (session/change_hints.h).
+void WakeWaiters(std::atomic<uint32_t> &waiting, std::atomic<uint32_t> &stamp,
+                 session::ChangeHints *hints, uint32_t slot, int bell) {
   // Pairs with the sleeper's seq_cst announce-then-recheck.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   const uint32_t word = waiting.load(std::memory_order_relaxed);
@@ -93,6 +102,7 @@ void WakeWaiters(std::atomic<uint32_t> &waiting, session::ChangeHints *hints, ui
   if ((word & wait::kFutexSleeper) != 0 &&
       (waiting.fetch_and(~wait::kFutexSleeper, std::memory_order_relaxed) & wait::kFutexSleeper) !=
           0) {
+    stamp.store(static_cast<uint32_t>(wait::NowNs()), std::memory_order_relaxed);
     wait::FutexWakeAll(&waiting);
   }
   if ((word & wait::kWatcher) != 0) session::MarkChanged(hints, slot, bell);
@@ -181,11 +191,13 @@ bool FastConnection::CheckPeerGone(int kernel_fd) {
 }
 
 void FastConnection::NotifyPeerReader() {
-  WakeWaiters(tx_.control()->consumer_waiting, PeerHints(), slot_index_, session_->peer_bell());
+  WakeWaiters(tx_.control()->consumer_waiting, tx_.control()->data_wake_ns, PeerHints(),
+              slot_index_, session_->peer_bell());
 }
 
 void FastConnection::NotifyPeerWriter() {
-  WakeWaiters(rx_.control()->producer_waiting, PeerHints(), slot_index_, session_->peer_bell());
+  WakeWaiters(rx_.control()->producer_waiting, rx_.control()->room_wake_ns, PeerHints(),
+              slot_index_, session_->peer_bell());
 }
 
 void FastConnection::WakeLocal() {
@@ -353,7 +365,8 @@ Transfer FastConnection::SendOnRing(int kernel_fd, const struct iovec *iov, size
                  ((OwnFlags() & kOwnWriteEnded) != 0) || PeerRingDone();
         },
         [this, kernel_fd] { return CheckPeerGone(kernel_fd); },
-        WaitAfter(call.wait, sent, AsleepMark(false)));
+        WaitAfter(call.wait, sent, /*to_receive=*/false, &send_spin_, tx_.control()->room_wake_ns,
+                  StatSlot()));
     switch (reason) {
       case wait::WakeReason::kReady:
       case wait::WakeReason::kPeerGone:
@@ -446,7 +459,8 @@ Transfer FastConnection::RecvFromRing(int kernel_fd, const struct iovec *iov, si
                  (OwnFlags() & kOwnReadEnded) != 0 || Broken();
         },
         [this, kernel_fd] { return CheckPeerGone(kernel_fd); },
-        WaitAfter(call.wait, received, AsleepMark(true)));
+        WaitAfter(call.wait, received, /*to_receive=*/true, &recv_spin_,
+                  rx_.control()->data_wake_ns, StatSlot()));
     switch (reason) {
       case wait::WakeReason::kReady:
       case wait::WakeReason::kPeerGone:
@@ -689,10 +703,8 @@ void FastConnection::PublishTo(int slot) {
   }
 }
 
-std::atomic<uint8_t> *FastConnection::AsleepMark(bool to_receive) const {
-  stat::Slot *slot = stat::SlotAt(stat_slot_.load(std::memory_order_relaxed));
-  if (slot == nullptr) return nullptr;
-  return to_receive ? &slot->asleep_to_receive : &slot->asleep_to_send;
+stat::Slot *FastConnection::StatSlot() const {
+  return stat::SlotAt(stat_slot_.load(std::memory_order_relaxed));
 }
 
 }  // namespace loopfast

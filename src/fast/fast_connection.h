@@ -35,6 +35,10 @@
 
 namespace loopfast {
 
+namespace stat {
+struct Slot;
+}  // namespace stat
+
 // How a data call on a fast end ended.
 enum class Outcome {
   kDone,       // `bytes` moved (0 only for a zero-length call)
@@ -196,8 +200,8 @@ class FastConnection {
   uint64_t bytes_received() const { return bytes_received_.load(std::memory_order_relaxed); }
   // From now on, writes what moves through the rings to the capture file (capture/capture.h).
   void StartCapture(capture::Sink *sink, int kernel_fd, bool client);
-  // Mirrors this end's byte counters and sleeps into statistics slot `slot` (stat/registry.h)
-  // from now on; stat::kNoSlot stops it. Any thread.
+  // Mirrors this end's byte counters, sleeps and how its waits end into statistics slot `slot`
+  // (stat/registry.h) from now on; stat::kNoSlot stops it. Any thread.
   void PublishTo(int slot);
 
  private:
@@ -235,7 +239,7 @@ class FastConnection {
                       const SendCall &call);
   Transfer RecvFromRing(int kernel_fd, const struct iovec *iov, size_t iov_count,
                         const RecvCall &call);
-  std::atomic<uint8_t> *AsleepMark(bool to_receive) const;
+  stat::Slot *StatSlot() const;  // null: not published
 
   std::shared_ptr<session::Session> session_;
   const uint32_t slot_index_;
@@ -252,7 +256,10 @@ class FastConnection {
   std::atomic<uint64_t> no_space_{0};  // sends that found the ring full (EPOLLOUT edges)
   std::atomic<uint64_t> bytes_sent_{0};  // through the ring, this process
   std::atomic<uint64_t> bytes_received_{0};
-  std::atomic<int> stat_slot_{-1};               // stat::kNoSlot
+  std::atomic<int> stat_slot_{-1};  // stat::kNoSlot
+  // Whether this end's blocking sends / receives spin before they sleep (wait/spin_policy.h).
+  wait::SpinPolicy send_spin_;
+  wait::SpinPolicy recv_spin_;
   capture::Sink *capture_sink_ = nullptr;        // set once, before any byte moves
   std::unique_ptr<capture::Flow> capture_flow_;  // null: not captured
 };

@@ -28,7 +28,7 @@ uint64_t EncodeMapping(RingMapping mapping) {
 void SpscRing::Initialize(RingControl *control, uint32_t initial_window) {
   control->head.store(0, std::memory_order_relaxed);
   control->producer_waiting.store(0, std::memory_order_relaxed);
-  control->reserved0 = 0;
+  control->data_wake_ns.store(0, std::memory_order_relaxed);
   control->mapping.store(EncodeMapping({initial_window, 0}), std::memory_order_relaxed);
   control->guard_until.store(0, std::memory_order_relaxed);
   control->guard_bytes.store(0, std::memory_order_relaxed);
@@ -39,6 +39,7 @@ void SpscRing::Initialize(RingControl *control, uint32_t initial_window) {
   control->tail.store(0, std::memory_order_relaxed);
   control->consumer_waiting.store(0, std::memory_order_relaxed);
   control->stamps_wanted.store(0, std::memory_order_relaxed);
+  control->room_wake_ns.store(0, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
 }
 

@@ -53,7 +53,10 @@ struct RingControl {
   // Producer's line: written by the producer, read by the consumer.
   alignas(kCacheLine) std::atomic<uint64_t> head;
   std::atomic<uint32_t> producer_waiting;  // producer is (about to be) asleep for space
-  uint32_t reserved0;
+  // The low 32 bits of CLOCK_MONOTONIC ns when the producer last woke a consumer asleep for
+  // data: how soon the consumer's wait was answered, apart from its own wake-up, for its spin
+  // policy (wait/spin_policy.h). Advisory: taken only within the wait it may end.
+  std::atomic<uint32_t> data_wake_ns;
   // The window and the shift as one word (EncodeMapping), so both change at once.
   std::atomic<uint64_t> mapping;
   // After a growth that moved wrapped bytes: their old place, [0, guard_bytes), is not
@@ -74,11 +77,14 @@ struct RingControl {
   // Nonzero once the consumer orders its readiness reports by time (an epoll set watches it):
   // the producer stamps ready_ns from then on. Readers that never use epoll cost no clock.
   std::atomic<uint32_t> stamps_wanted;
-  uint8_t pad1[kCacheLine - 16];
+  // As data_wake_ns, when the consumer last woke a producer asleep for room.
+  std::atomic<uint32_t> room_wake_ns;
+  uint8_t pad1[kCacheLine - 20];
 };
 static_assert(sizeof(RingControl) == 2 * kCacheLine);
 static_assert(offsetof(RingControl, head) == 0);
 static_assert(offsetof(RingControl, producer_waiting) == 8);
+static_assert(offsetof(RingControl, data_wake_ns) == 12);
 static_assert(offsetof(RingControl, mapping) == 16);
 static_assert(offsetof(RingControl, guard_until) == 24);
 static_assert(offsetof(RingControl, guard_bytes) == 32);
@@ -87,6 +93,7 @@ static_assert(offsetof(RingControl, ready_ns) == 56);
 static_assert(offsetof(RingControl, tail) == kCacheLine);
 static_assert(offsetof(RingControl, consumer_waiting) == kCacheLine + 8);
 static_assert(offsetof(RingControl, stamps_wanted) == kCacheLine + 12);
+static_assert(offsetof(RingControl, room_wake_ns) == kCacheLine + 16);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 

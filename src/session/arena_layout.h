@@ -28,7 +28,8 @@
 namespace loopfast::session {
 
 inline constexpr uint32_t kArenaMagic = 0x4c465341;  // "LFSA"
-// 8: change hints; 7: ready stamps in RingControl; 6: sessions
+// 8: change hints, and wake-up stamps in RingControl (data_wake_ns, room_wake_ns); 7: ready
+// stamps; 6: sessions
 inline constexpr uint32_t kArenaVersion = 8;
 
 inline constexpr uint64_t kPageBytes = 4096;

@@ -136,7 +136,8 @@ inline void Plausible(Slot *slot, uint32_t variant, uint32_t victim_pid, uint64_
       case 7:  // every waiter announced, a live pid in the reserved words, a stamp from the future
         Store32(&ring.producer_waiting, ~0u);
         Store32(&ring.consumer_waiting, ~0u);
-        Store32(&ring.reserved0, victim_pid);
+        Store32(&ring.data_wake_ns, victim_pid);
+        Store32(&ring.room_wake_ns, victim_pid);
         Store32(&ring.stamps_wanted, 1);
         Store64(&ring.ready_ns, ~uint64_t{0});
         break;
@@ -192,7 +193,8 @@ inline void RandomAroundPositions(Slot *slot, uint64_t *seed) {
   for (RingControl &ring : slot->ring) {
     Store32(&ring.producer_waiting, uint32_t(XorShift(seed)));
     Store32(&ring.consumer_waiting, uint32_t(XorShift(seed)));
-    Store32(&ring.reserved0, uint32_t(XorShift(seed)));
+    Store32(&ring.data_wake_ns, uint32_t(XorShift(seed)));
+    Store32(&ring.room_wake_ns, uint32_t(XorShift(seed)));
     Store32(&ring.stamps_wanted, uint32_t(XorShift(seed)));
     Store64(&ring.ready_ns, XorShift(seed));
     Store32(&ring.reserved2, uint32_t(XorShift(seed)));

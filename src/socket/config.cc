@@ -87,10 +87,15 @@ Config ParseConfig(const char *(*lookup)(const char *name), bool secure_executio
   config.disabled = Truthy(lookup("LOOPFAST_DISABLE"));
   if (!secure_execution) {
     config.default_on = Truthy(lookup("LOOPFAST_DEFAULT"));
+    // A number fixes the budget; anything else ("auto", unset, malformed) keeps the adaptive
+    // default.
     if (const char *spin = lookup("LOOPFAST_SPIN_US"); spin != nullptr && *spin != '\0') {
       char *end = nullptr;
       const unsigned long us = std::strtoul(spin, &end, 10);
-      if (end != nullptr && *end == '\0' && us <= 1000000) config.spin_ns = uint32_t(us) * 1000;
+      if (end != nullptr && *end == '\0' && us <= 1000000) {
+        config.spin_ns = uint32_t(us) * 1000;
+        config.spin_adaptive = false;
+      }
     }
   }
   if (const char *level = lookup("LOOPFAST_LOG"); level != nullptr) {

@@ -1,7 +1,8 @@
 // Process-wide settings, read once from the environment (the launcher sets them).
 //   LOOPFAST_DISABLE=1        everything off: every socket is plain kernel TCP
 //   LOOPFAST_DEFAULT=1        the switch starts on for every TCP socket (transparent mode)
-//   LOOPFAST_SPIN_US=N        how long a waiter spins before it sleeps (default 50)
+//   LOOPFAST_SPIN_US=N|auto   a waiter spins N us before it sleeps, always (0: never); unset or
+//                             auto: up to 50 us, while its recent waits ended that soon
 //   LOOPFAST_LOG=LEVEL        off|error|info|debug, to stderr or LOOPFAST_LOG_FILE
 // A process running with AT_SECURE (setuid, setgid, file capabilities) got its environment
 // from a user it must not trust: there only settings that narrow are read (LOOPFAST_DISABLE,
@@ -19,7 +20,10 @@ enum class LogLevel { kOff = 0, kError = 1, kInfo = 2, kDebug = 3 };
 struct Config {
   bool disabled = false;
   bool default_on = false;
-  uint32_t spin_ns = 50 * 1000;
+  uint32_t spin_ns = 50 * 1000;  // the spin budget
+  // Each waiting context learns whether to spin its budget or sleep at once
+  // (wait/spin_policy.h); false: a fixed LOOPFAST_SPIN_US, spun on every wait.
+  bool spin_adaptive = true;
   LogLevel log_level = LogLevel::kError;
 };
 

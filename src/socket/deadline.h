@@ -1,5 +1,6 @@
 // The clock of a readiness call: when it started, when it must give up (a null timeout never
-// does), and whether it is still within its spin budget.
+// does), and whether it is still within its spin budget; and what the call teaches its spin
+// policy (wait/spin_policy.h).
 #ifndef LOOPFAST_SOCKET_DEADLINE_H_
 #define LOOPFAST_SOCKET_DEADLINE_H_
 
@@ -9,6 +10,8 @@
 #include <cstdint>
 
 #include "base/cacheline.h"
+#include "socket/config.h"
+#include "wait/spin_policy.h"
 
 namespace loopfast {
 
@@ -33,6 +36,8 @@ class Deadline {
         spin_ns_(spin_ns) {}
 
   bool forever() const { return forever_; }
+  uint64_t start() const { return start_; }
+  uint64_t spin_ns() const { return spin_ns_; }
   bool Expired(uint64_t now) const { return !forever_ && now >= end_; }
   bool Spinning(uint64_t now) const { return now - start_ < spin_ns_; }
   // One pause of the spin loop. Past the first two microseconds it also yields the CPU: a peer
@@ -52,6 +57,32 @@ class Deadline {
   uint64_t end_;
   uint64_t spin_ns_;
 };
+
+// The spin budget of a readiness call that `policy` decides.
+inline uint64_t SpinBudgetNs(const wait::SpinPolicy &policy) {
+  const Config &config = GetConfig();
+  return policy.BudgetNs(config.spin_ns, config.spin_adaptive);
+}
+
+// A readiness call ends with `result` (events, 0: its timeout, -1: an error or a signal); it
+// teaches `policy` how soon it was answered if it `waited` (found nothing at its first look).
+// No peer stamps a wake-up for a set (the bell is shared), so the time of a call that slept at
+// once includes this thread's own wake-up (15-40 us on a VM, more on a busy machine): such a
+// call counts as a hit within twice the budget. Without that, two ends that both sleep would
+// each see the other's wake-up plus their own and never spin again.
+inline int Teach(wait::SpinPolicy &policy, const Deadline &deadline, bool waited, int result) {
+  const Config &config = GetConfig();
+  if (!waited || !config.spin_adaptive || result < 0) return result;
+  const uint64_t waited_ns = MonotonicNs() - deadline.start();
+  const uint64_t within_ns =
+      deadline.spin_ns() == 0 ? 2 * uint64_t{config.spin_ns} : config.spin_ns;
+  if (result > 0) {
+    policy.Record(waited_ns, within_ns);
+  } else {
+    policy.RecordTimeout(waited_ns, within_ns);
+  }
+  return result;
+}
 
 }  // namespace loopfast
 

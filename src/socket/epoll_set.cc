@@ -365,7 +365,7 @@ int EpollSet::KernelLook(struct epoll_event *events, int max, int timeout_ms,
 
 int EpollSet::Wait(struct epoll_event *events, int max, const struct timespec *timeout,
                    const sigset_t *sigmask) {
-  const Deadline deadline(timeout, GetConfig().spin_ns);
+  const Deadline deadline(timeout, SpinBudgetNs(spin_));
   for (uint32_t round = 0;; ++round) {
     const bool ask_kernel = round % kKernelLookInterval == 0;
     const uint64_t now = MonotonicNs();  // one clock read a round, for the look and the deadline
@@ -374,11 +374,16 @@ int EpollSet::Wait(struct epoll_event *events, int max, const struct timespec *t
       std::lock_guard<std::mutex> guard(mutex_);
       count = Harvest(events, max, ask_kernel, now);
     }
-    if (count != 0) return count;  // events, or -1 (the kernel's error)
+    // Events, or -1 (the kernel's error).
+    if (count != 0) return Teach(spin_, deadline, round > 0, count);
     if (deadline.Expired(now)) {
-      if (ask_kernel) return 0;
-      std::lock_guard<std::mutex> guard(mutex_);
-      return Harvest(events, max, true, MonotonicNs());  // ask the kernel once before giving up
+      if (ask_kernel) return Teach(spin_, deadline, round > 0, 0);
+      int last;
+      {
+        std::lock_guard<std::mutex> guard(mutex_);
+        last = Harvest(events, max, true, MonotonicNs());  // ask the kernel once before giving up
+      }
+      return Teach(spin_, deadline, true, last);
     }
     if (deadline.Spinning(now)) {
       deadline.PauseSpinning(now);
@@ -389,14 +394,15 @@ int EpollSet::Wait(struct epoll_event *events, int max, const struct timespec *t
       std::lock_guard<std::mutex> guard(mutex_);
       count = Harvest(events, max, false, MonotonicNs());
     }
-    if (count != 0) return count;
+    if (count != 0) return Teach(spin_, deadline, true, count);
     int timeout_ms = -1;
     if (!deadline.forever()) {
       timeout_ms =
           static_cast<int>(std::min<uint64_t>((deadline.LeftNs() + 999999) / 1000000, 1u << 30));
     }
     const int kernel = KernelLook(events, max, timeout_ms, sigmask);
-    if (kernel != 0) return kernel;   // events, or -1 (EINTR and the like, as epoll reports)
+    // Events, or -1 (EINTR and the like, as epoll reports).
+    if (kernel != 0) return Teach(spin_, deadline, true, kernel);
     round = kKernelLookInterval - 1;  // woken by the shadow (or timed out): look again
   }
 }

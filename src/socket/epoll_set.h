@@ -24,6 +24,7 @@
 #include "socket/readiness.h"
 #include "socket/ready_queue.h"
 #include "socket/socket.h"
+#include "wait/spin_policy.h"
 #include "sys/owned_fds.h"
 
 namespace loopfast::ops::epoll {
@@ -133,6 +134,7 @@ class EpollSet {
   void ReleaseBell(int bell);
 
   std::atomic<int> epfd_;
+  wait::SpinPolicy spin_;  // whether Wait spins (wait/spin_policy.h)
   std::mutex mutex_;
   int shadow_ = -1;
   Interests interests_;       // by descriptor

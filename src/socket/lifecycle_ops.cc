@@ -115,6 +115,7 @@ void BecomeFast(Socket &socket, int fd, std::unique_ptr<FastConnection> fast,
 wait::SleepSpec SleepFor(const struct timeval &timeout) {
   wait::SleepSpec spec;
   spec.spin_ns = GetConfig().spin_ns;
+  spec.adaptive_spin = GetConfig().spin_adaptive;  // the connection's policy decides
   spec.timeout = timeout;
   wait::StartTimeout(&spec);  // the program's call starts now
   return spec;

@@ -82,7 +82,9 @@ int Poll(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
     errno = EINVAL;
     return -1;
   }
-  const Deadline deadline(timeout, GetConfig().spin_ns);
+  // One policy per thread: a thread's poll and select calls tend to watch the same sockets.
+  static thread_local wait::SpinPolicy spin;
+  const Deadline deadline(timeout, SpinBudgetNs(spin));
   for (uint32_t round = 0;; ++round) {
     int ready = LookDecided(fds, decided);
     // The kernel's descriptors: once every kKernelLookInterval looks while spinning, and always
@@ -92,11 +94,12 @@ int Poll(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
       if (kernel < 0) return -1;
       ready += kernel;
     }
-    if (ready > 0) return ready;
+    if (ready > 0) return Teach(spin, deadline, round > 0, ready);
     const uint64_t now = MonotonicNs();
     if (deadline.Expired(now)) {
       // Give up only after the kernel's descriptors were asked in this very look.
-      return round % kKernelLookInterval == 0 ? 0 : LookKernel(fds, count, decided);
+      return Teach(spin, deadline, round > 0,
+                   round % kKernelLookInterval == 0 ? 0 : LookKernel(fds, count, decided));
     }
     if (deadline.Spinning(now)) {
       deadline.PauseSpinning(now);

@@ -48,7 +48,7 @@ inline constexpr const char *kClaimNotFound =
 // the accepted one reports the reset as kernel TCP would).
 inline constexpr const char *kClientResetBeforeAccept = "the client reset before the accept";
 inline constexpr const char *kClaimAmbiguous =
-    "another process of the connecting user claimed the same socket: connection reset";
+    "another process of the connecting user claimed this socket: connection reset";
 inline constexpr const char *kClientDeclined = "the connecting side took kernel TCP";
 inline constexpr const char *kOtherUser = "this socket belongs to another user than the process";
 inline constexpr const char *kResources = "out of resources for the fast path";

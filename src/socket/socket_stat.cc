@@ -15,6 +15,10 @@
 
 namespace loopfast {
 
+// The longest reasons fit a statistics slot whole (stat::kReasonBytes, with the NUL).
+static_assert(std::char_traits<char>::length(reason::kClaimAmbiguous) < stat::kReasonBytes);
+static_assert(std::char_traits<char>::length(reason::kChannelNotListeners) < stat::kReasonBytes);
+
 const char *CurrentFallbackReason(const Socket &socket) {
   FastConnection *fast = socket.fast.load(std::memory_order_acquire);
   if (socket.fallback_reason == reason::kNone && fast != nullptr && fast->UsesKernel()) {

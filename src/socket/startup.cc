@@ -27,7 +27,8 @@ std::string DescribeStartup() {
   if (config.disabled) return line + "disabled (LOOPFAST_DISABLE), every socket is kernel TCP";
   line += config.default_on ? "transparent mode (every TCP socket opts in)"
                             : "explicit API (sockets opt in with SIO_LOOPBACK_FAST_PATH)";
-  line += ", spin " + std::to_string(config.spin_ns / 1000) + " us";
+  line += ", spin " + std::string(config.spin_adaptive ? "adaptive, up to " : "") +
+          std::to_string(config.spin_ns / 1000) + " us";
   const Policy &policy = GetPolicy();
   if (policy.off_reason != nullptr) return line + ", fast path off: " + policy.off_reason;
   const size_t rules = policy.inspected_ports.size() + policy.inspected_addresses.size() +

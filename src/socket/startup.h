@@ -7,7 +7,7 @@
 
 namespace loopfast {
 
-// "loopfast 0.1.0 loaded: transparent mode (LOOPFAST_DEFAULT=1), spin 50 us, ..."
+// "loopfast 0.1.0 loaded: transparent mode (LOOPFAST_DEFAULT=1), spin adaptive, up to 50 us, ..."
 std::string DescribeStartup();
 // Logs DescribeStartup() at info level (does nothing, and reads nothing, below it).
 void LogStartup();

@@ -89,6 +89,8 @@ int AcquireSlot() {
   s.bytes_received.store(0, std::memory_order_relaxed);
   s.asleep_to_receive.store(0, std::memory_order_relaxed);
   s.asleep_to_send.store(0, std::memory_order_relaxed);
+  s.waits_spun.store(0, std::memory_order_relaxed);
+  s.waits_slept.store(0, std::memory_order_relaxed);
   s.arena_bytes_in_use.store(0, std::memory_order_relaxed);
   s.connections.store(0, std::memory_order_relaxed);
   s.peer_uid = 0;

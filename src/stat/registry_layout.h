@@ -6,7 +6,8 @@
 //
 // Fixed layout, versioned; the reader treats every field as untrusted (registry_reader.h).
 // Thread rules: a slot's descriptive fields are written under a seqlock by the thread holding
-// its socket's mutex; the counters and `waiting` are atomics any thread of the owner updates.
+// its socket's mutex; the counters and the asleep marks are atomics any thread of the owner
+// updates.
 #ifndef LOOPFAST_STAT_REGISTRY_LAYOUT_H_
 #define LOOPFAST_STAT_REGISTRY_LAYOUT_H_
 
@@ -17,12 +18,12 @@
 namespace loopfast::stat {
 
 inline constexpr uint32_t kRegistryMagic = 0x5453464c;  // "LFST"
-inline constexpr uint16_t kRegistryVersion = 2;
+inline constexpr uint16_t kRegistryVersion = 3;         // 3: waits_spun, waits_slept
 inline constexpr char kRegistryMemfdName[] = "loopfast-stat";
 // Slots in one registry: the memfd is sized for all of them but is sparse, so only the pages
 // of slots ever used take memory (192 bytes a socket).
 inline constexpr uint32_t kRegistrySlots = 65536;
-inline constexpr size_t kReasonBytes = 96;
+inline constexpr size_t kReasonBytes = 80;
 
 enum class SlotState : uint8_t {
   kFree = 0,
@@ -76,7 +77,11 @@ struct Slot {
   uint16_t local_port;  // sessions: the listener's port
   uint16_t peer_port;
   std::atomic<uint32_t> connections;  // sessions: connections of it open in this process
-  char reason[kReasonBytes];          // why kernel TCP (NUL-terminated; empty for fast)
+  // How this end's blocking sends and receives that waited ended: answered while spinning, or
+  // after they stopped spinning (wait/spin_policy.h decides which they try).
+  std::atomic<uint64_t> waits_spun;
+  std::atomic<uint64_t> waits_slept;
+  char reason[kReasonBytes];  // why kernel TCP (NUL-terminated; empty for fast)
 };
 static_assert(sizeof(Slot) == 192);
 static_assert(offsetof(Slot, socket_inode) == 16);
@@ -87,7 +92,9 @@ static_assert(offsetof(Slot, asleep_to_receive) == 48);
 static_assert(offsetof(Slot, peer_pid) == 52);
 static_assert(offsetof(Slot, connections) == 92);
 static_assert(offsetof(Slot, local_address) == 56);
-static_assert(offsetof(Slot, reason) == 96);
+static_assert(offsetof(Slot, waits_spun) == 96);
+static_assert(offsetof(Slot, waits_slept) == 104);
+static_assert(offsetof(Slot, reason) == 112);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 static_assert(std::atomic<uint8_t>::is_always_lock_free);

@@ -42,6 +42,8 @@ bool CopySlot(const Slot &slot, SlotView *view) {
     view->bytes_received = copy.bytes_received.load(std::memory_order_relaxed);
     view->asleep_to_receive = copy.asleep_to_receive.load(std::memory_order_relaxed) != 0;
     view->asleep_to_send = copy.asleep_to_send.load(std::memory_order_relaxed) != 0;
+    view->waits_spun = copy.waits_spun.load(std::memory_order_relaxed);
+    view->waits_slept = copy.waits_slept.load(std::memory_order_relaxed);
     view->reason.assign(copy.reason, strnlen(copy.reason, kReasonBytes));
     view->peer_pid = copy.peer_pid;
     view->peer_uid = copy.peer_uid;

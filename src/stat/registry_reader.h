@@ -31,6 +31,9 @@ struct SlotView {
   std::string peer;
   bool asleep_to_receive = false;
   bool asleep_to_send = false;
+  // Blocking sends and receives that waited: answered while spinning / after they slept.
+  uint64_t waits_spun = 0;
+  uint64_t waits_slept = 0;
   std::string reason;
   // Sessions (state kSession):
   int peer_pid = 0;

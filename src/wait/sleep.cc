@@ -16,6 +16,28 @@ uint64_t NowNs() {
   return uint64_t(now.tv_sec) * 1000000000u + uint64_t(now.tv_nsec);
 }
 
+WakeReason EndSleep(const SleepSpec &spec, uint64_t start_ns, WakeReason reason) {
+  Count(spec.slept_count);
+  // Signals and a departed peer say nothing of how soon answers come.
+  if (spec.spin_policy == nullptr || !spec.adaptive_spin ||
+      (reason != WakeReason::kReady && reason != WakeReason::kTimedOut)) {
+    return reason;
+  }
+  uint64_t waited_ns = NowNs() - start_ns;
+  // Past the spin, this end's own wake-up (tens of microseconds) is no part of how soon the
+  // peer answered: the waker's stamp says when that was.
+  if (reason == WakeReason::kReady && spec.wake_stamp != nullptr) {
+    waited_ns =
+        AnsweredAfterNs(waited_ns, start_ns, spec.wake_stamp->load(std::memory_order_relaxed));
+  }
+  if (reason == WakeReason::kTimedOut) {
+    spec.spin_policy->RecordTimeout(waited_ns, spec.spin_ns);
+  } else {
+    spec.spin_policy->Record(waited_ns, spec.spin_ns);
+  }
+  return reason;
+}
+
 void FutexWakeAll(std::atomic<uint32_t> *word) {
   const int saved_errno = errno;
   // Not FUTEX_PRIVATE: the sleeper may be another process mapping the same memory.

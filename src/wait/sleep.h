@@ -18,6 +18,7 @@
 
 #include "base/cacheline.h"
 #include "sys/signal_handlers.h"
+#include "wait/spin_policy.h"
 
 namespace loopfast::wait {
 
@@ -34,7 +35,19 @@ enum class WakeReason {
 };
 
 struct SleepSpec {
-  uint32_t spin_ns = 0;
+  uint32_t spin_ns = 0;  // the spin budget
+  // With a policy and `adaptive_spin`, the policy decides whether this wait spins its budget or
+  // sleeps at once, and learns from how soon it was answered; otherwise it spins `spin_ns`.
+  SpinPolicy *spin_policy = nullptr;
+  bool adaptive_spin = false;
+  // Where the waker stamps when it wakes this sleeper (the low 32 bits of its NowNs()), so that
+  // the policy learns when the answer came, not when this end ran again; may be null. The
+  // peer's to write: taken only within the wait (AnsweredAfterNs).
+  const std::atomic<uint32_t> *wake_stamp = nullptr;
+  // Counted as the wait ends, answered while spinning / after it stopped spinning (`loopfast
+  // stat`); may be null.
+  std::atomic<uint64_t> *spun_count = nullptr;
+  std::atomic<uint64_t> *slept_count = nullptr;
   // Zero means no timeout (as SO_RCVTIMEO/SO_SNDTIMEO 0 does).
   struct timeval timeout = {0, 0};
   // When the program's call ends at the latest (NowNs() clock), set once per call from
@@ -49,6 +62,26 @@ struct SleepSpec {
 };
 
 uint64_t NowNs();
+
+// A wait that began at `start_ns` ends after it stopped spinning: teaches its policy how soon
+// it was answered, counts it.
+WakeReason EndSleep(const SleepSpec &spec, uint64_t start_ns, WakeReason reason);
+
+// A count for `loopfast stat`: a load and a store, not a locked add (this sits between a
+// waiter seeing its answer and replying); a send and a receive of one end that end their waits
+// at the same instant may lose one.
+inline void Count(std::atomic<uint64_t> *count) {
+  if (count != nullptr) {
+    count->store(count->load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+}
+
+// A wait answered while it spun: a hit, within the budget by definition (no clock read).
+inline WakeReason EndSpin(const SleepSpec &spec) {
+  Count(spec.spun_count);
+  if (spec.spin_policy != nullptr && spec.adaptive_spin) spec.spin_policy->RecordHit(true);
+  return WakeReason::kReady;
+}
 
 // Sets spec->deadline_ns from spec->timeout, counting from now (no timeout: stays 0).
 inline void StartTimeout(SleepSpec *spec) {
@@ -84,17 +117,20 @@ WakeReason SleepUntil(std::atomic<uint32_t> *word, Ready ready, PeerGone peer_go
   // A handler of the program that runs while this waits, also outside the futex call (while
   // spinning, as a sleep period ends), ends the wait as it would end the system call.
   uint32_t handled = sys::HandledSignals();
-  if (spec.spin_ns > 0) {
+  const uint64_t start = NowNs();
+  const uint64_t spin_ns = spec.spin_policy != nullptr
+                               ? spec.spin_policy->BudgetNs(spec.spin_ns, spec.adaptive_spin)
+                               : spec.spin_ns;
+  if (spin_ns > 0) {
     // Spin on the shared line first (a peer on another CPU answers in well under a
     // microsecond); after that, also yield the CPU now and then: a peer that shares this CPU
     // (or waits for one) gets to run instead of watching us spin our whole budget.
     constexpr uint64_t kPureSpinNs = 2000;
-    const uint64_t start = NowNs();
     for (uint32_t i = 1;; ++i) {
-      if (ready()) return WakeReason::kReady;
+      if (ready()) return EndSpin(spec);
       if ((i & 63) == 0) {
         const uint64_t spun = NowNs() - start;
-        if (spun >= spec.spin_ns || sys::HandledSignals() != handled) break;
+        if (spun >= spin_ns || sys::HandledSignals() != handled) break;
         if (spun >= kPureSpinNs) sched_yield();
       }
       CpuRelax();
@@ -115,7 +151,7 @@ WakeReason SleepUntil(std::atomic<uint32_t> *word, Ready ready, PeerGone peer_go
       const uint64_t now = NowNs();
       if (now >= deadline) {
         word->fetch_and(~kFutexSleeper, std::memory_order_relaxed);
-        return WakeReason::kTimedOut;
+        return EndSleep(spec, start, WakeReason::kTimedOut);
       }
       if (deadline - now < sleep_ns) sleep_ns = deadline - now;
     }
@@ -136,20 +172,20 @@ WakeReason SleepUntil(std::atomic<uint32_t> *word, Ready ready, PeerGone peer_go
     if (result == EINTR) {
       if (spec.end_on_signal || has_timeout || !SignalsRestart()) {
         word->fetch_and(~kFutexSleeper, std::memory_order_relaxed);
-        return WakeReason::kInterrupted;
+        return EndSleep(spec, start, WakeReason::kInterrupted);
       }
       continue;
     }
     if (result == ETIMEDOUT) {
       if (peer_gone()) {
         word->fetch_and(~kFutexSleeper, std::memory_order_relaxed);
-        return WakeReason::kPeerGone;
+        return EndSleep(spec, start, WakeReason::kPeerGone);
       }
       period = std::min(period * 2, kLongestPeriodNs);
     }
   }
   word->fetch_and(~kFutexSleeper, std::memory_order_relaxed);
-  return WakeReason::kReady;
+  return EndSleep(spec, start, WakeReason::kReady);
 }
 
 }  // namespace loopfast::wait

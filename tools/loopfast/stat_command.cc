@@ -195,7 +195,7 @@ void PrintJson(const Snapshot &snapshot) {
         "\"family\":\"%s\",\"local\":%s,\"peer\":%s,\"reason\":%s,"
         "\"bytes_sent\":%llu,\"bytes_received\":%llu,"
         "\"kernel_bytes_sent\":%s,\"kernel_bytes_received\":%s,"
-        "\"asleep\":{\"receive\":%s,\"send\":%s},"
+        "\"asleep\":{\"receive\":%s,\"send\":%s},\"waits\":{\"spun\":%llu,\"slept\":%llu},"
         "\"peer_pid\":%s,\"peer_program\":%s,\"peer_fd\":%s,"
         "\"in_ring_to_peer\":%s,\"in_ring_from_peer\":%s}",
         first ? "" : ",", static_cast<int>(row.pid), JsonQuoted(row.program).c_str(), slot.fd,
@@ -212,6 +212,8 @@ void PrintJson(const Snapshot &snapshot) {
                    row.kernel ? std::to_string(row.kernel->bytes_received) : "")
             .c_str(),
         slot.asleep_to_receive ? "true" : "false", slot.asleep_to_send ? "true" : "false",
+        static_cast<unsigned long long>(slot.waits_spun),
+        static_cast<unsigned long long>(slot.waits_slept),
         JsonOrNull(row.peer != nullptr, row.peer ? std::to_string(row.peer->pid) : "").c_str(),
         JsonOrNull(row.peer != nullptr, row.peer ? JsonQuoted(row.peer->program) : "").c_str(),
         JsonOrNull(row.peer != nullptr, row.peer ? std::to_string(row.peer->slot.fd) : "").c_str(),
@@ -254,8 +256,8 @@ std::string Bytes(uint64_t bytes) {
 // Text for the terminal: what other processes wrote (their names, their registries) reaches
 // it escaped, so a process named "\e[2J" cannot clear or retitle the reader's terminal.
 void PrintTable(const Snapshot &snapshot) {
-  std::printf("%-10s %-22s %-22s %-24s %8s %8s %8s %-6s %s\n", "State", "Local", "Peer", "Process",
-              "Sent", "Recv", "InRing", "Asleep", "Peer process / reason");
+  std::printf("%-10s %-22s %-22s %-24s %8s %8s %8s %-6s %13s %s\n", "State", "Local", "Peer",
+              "Process", "Sent", "Recv", "InRing", "Asleep", "Spun/Slept", "Peer process / reason");
   for (const Row &row : snapshot.rows) {
     const stat::SlotView &slot = row.slot;
     const std::string local = EscapeText(slot.local), peer = EscapeText(slot.peer);
@@ -275,7 +277,9 @@ void PrintTable(const Snapshot &snapshot) {
       tail += (tail.empty() ? "" : "  ") + ("(" + EscapeText(slot.reason) + ")");
     }
     if (slot.state == stat::SlotState::kListener && slot.reason.empty()) tail = "fast-capable";
-    std::printf("%-10s %-22s %-22s %-24s %8s %8s %8s %-6s %s\n", StateName(slot.state),
+    // How its blocking calls' waits ended: answered while spinning / after sleeping.
+    const std::string waits = Bytes(slot.waits_spun) + "/" + Bytes(slot.waits_slept);
+    std::printf("%-10s %-22s %-22s %-24s %8s %8s %8s %-6s %13s %s\n", StateName(slot.state),
                 local.empty() ? "?" : local.c_str(),
                 slot.state == stat::SlotState::kListener ? "*"
                 : peer.empty()                           ? "?"
@@ -283,7 +287,7 @@ void PrintTable(const Snapshot &snapshot) {
                 process.c_str(), fast ? Bytes(slot.bytes_sent).c_str() : "-",
                 fast ? Bytes(slot.bytes_received).c_str() : "-",
                 has_ring ? Bytes(in_ring).c_str() : "-", asleep.empty() ? "-" : asleep.c_str(),
-                tail.c_str());
+                fast ? waits.c_str() : "-", tail.c_str());
   }
   if (snapshot.rows.empty()) std::printf("(no opted-in sockets in view)\n");
   if (!snapshot.sessions.empty()) {
