@@ -26,6 +26,7 @@ inline uint64_t MonotonicNs() {
 class Deadline {
  public:
   static constexpr uint64_t kPureSpinNs = 2000;
+  static constexpr uint64_t kLostCpuNs = 20000;
 
   Deadline(const struct timespec *timeout, uint64_t spin_ns)
       : start_(MonotonicNs()),
@@ -42,8 +43,13 @@ class Deadline {
   bool Spinning(uint64_t now) const { return now - start_ < spin_ns_; }
   // One pause of the spin loop. Past the first two microseconds it also yields the CPU: a peer
   // that shares this CPU then runs instead of watching this waiter spin its whole budget.
-  void PauseSpinning(uint64_t now) const {
-    if (now - start_ >= kPureSpinNs) sched_yield();
+  // A yield that comes back late gave the CPU to another task for a time slice: the spin stops
+  // there (a wake-up from a sleep preempts such a task; another yield would wait for it).
+  void PauseSpinning(uint64_t now) {
+    if (now - start_ >= kPureSpinNs) {
+      sched_yield();
+      if (MonotonicNs() - now >= kLostCpuNs) spin_ns_ = 0;
+    }
     CpuRelax();
   }
   uint64_t LeftNs() const {

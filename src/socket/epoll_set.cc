@@ -365,7 +365,7 @@ int EpollSet::KernelLook(struct epoll_event *events, int max, int timeout_ms,
 
 int EpollSet::Wait(struct epoll_event *events, int max, const struct timespec *timeout,
                    const sigset_t *sigmask) {
-  const Deadline deadline(timeout, SpinBudgetNs(spin_));
+  Deadline deadline(timeout, SpinBudgetNs(spin_));
   for (uint32_t round = 0;; ++round) {
     const bool ask_kernel = round % kKernelLookInterval == 0;
     const uint64_t now = MonotonicNs();  // one clock read a round, for the look and the deadline

@@ -84,7 +84,7 @@ int Poll(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
   }
   // One policy per thread: a thread's poll and select calls tend to watch the same sockets.
   static thread_local wait::SpinPolicy spin;
-  const Deadline deadline(timeout, SpinBudgetNs(spin));
+  Deadline deadline(timeout, SpinBudgetNs(spin));
   for (uint32_t round = 0;; ++round) {
     int ready = LookDecided(fds, decided);
     // The kernel's descriptors: once every kKernelLookInterval looks while spinning, and always

@@ -16,7 +16,7 @@ uint64_t NowNs() {
   return uint64_t(now.tv_sec) * 1000000000u + uint64_t(now.tv_nsec);
 }
 
-WakeReason EndSleep(const SleepSpec &spec, uint64_t start_ns, WakeReason reason) {
+WakeReason EndSleep(const SleepSpec &spec, uint64_t start_ns, WakeReason reason, bool lost_cpu) {
   Count(spec.slept_count);
   // Signals and a departed peer say nothing of how soon answers come.
   if (spec.spin_policy == nullptr || !spec.adaptive_spin ||
@@ -30,7 +30,9 @@ WakeReason EndSleep(const SleepSpec &spec, uint64_t start_ns, WakeReason reason)
     waited_ns =
         AnsweredAfterNs(waited_ns, start_ns, spec.wake_stamp->load(std::memory_order_relaxed));
   }
-  if (reason == WakeReason::kTimedOut) {
+  if (lost_cpu) {
+    spec.spin_policy->RecordHit(false);
+  } else if (reason == WakeReason::kTimedOut) {
     spec.spin_policy->RecordTimeout(waited_ns, spec.spin_ns);
   } else {
     spec.spin_policy->Record(waited_ns, spec.spin_ns);

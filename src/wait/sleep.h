@@ -65,7 +65,9 @@ uint64_t NowNs();
 
 // A wait that began at `start_ns` ends after it stopped spinning: teaches its policy how soon
 // it was answered, counts it.
-WakeReason EndSleep(const SleepSpec &spec, uint64_t start_ns, WakeReason reason);
+// `lost_cpu`: its spin stopped because a yield lost the CPU (a miss, however soon the answer).
+WakeReason EndSleep(const SleepSpec &spec, uint64_t start_ns, WakeReason reason,
+                    bool lost_cpu = false);
 
 // A count for `loopfast stat`: a load and a store, not a locked add (this sits between a
 // waiter seeing its answer and replying); a send and a receive of one end that end their waits
@@ -76,12 +78,17 @@ inline void Count(std::atomic<uint64_t> *count) {
   }
 }
 
-// A wait answered while it spun: a hit, within the budget by definition (no clock read).
-inline WakeReason EndSpin(const SleepSpec &spec) {
+// A wait answered while it spun: a hit when it spun less than the policy's hit limit (`soon`,
+// from the spin loop's own clock reads: none more here).
+inline WakeReason EndSpin(const SleepSpec &spec, bool soon) {
   Count(spec.spun_count);
-  if (spec.spin_policy != nullptr && spec.adaptive_spin) spec.spin_policy->RecordHit(true);
+  if (spec.spin_policy != nullptr && spec.adaptive_spin) spec.spin_policy->RecordHit(soon);
   return WakeReason::kReady;
 }
+
+// A yield in a spin that took this long gave the CPU to another task for a time slice: the
+// spin stops (a futex wake-up would preempt that task at once; another yield would not).
+inline constexpr uint64_t kLostCpuNs = 20000;
 
 // Sets spec->deadline_ns from spec->timeout, counting from now (no timeout: stays 0).
 inline void StartTimeout(SleepSpec *spec) {
@@ -121,17 +128,28 @@ WakeReason SleepUntil(std::atomic<uint32_t> *word, Ready ready, PeerGone peer_go
   const uint64_t spin_ns = spec.spin_policy != nullptr
                                ? spec.spin_policy->BudgetNs(spec.spin_ns, spec.adaptive_spin)
                                : spec.spin_ns;
+  bool lost_cpu = false;
   if (spin_ns > 0) {
     // Spin on the shared line first (a peer on another CPU answers in well under a
     // microsecond); after that, also yield the CPU now and then: a peer that shares this CPU
     // (or waits for one) gets to run instead of watching us spin our whole budget.
     constexpr uint64_t kPureSpinNs = 2000;
+    const uint64_t soon_ns = SpinPolicy::HitLimitNs(spin_ns);
+    uint64_t spun = 0;
     for (uint32_t i = 1;; ++i) {
-      if (ready()) return EndSpin(spec);
+      if (ready()) return EndSpin(spec, spun < soon_ns);
       if ((i & 63) == 0) {
-        const uint64_t spun = NowNs() - start;
+        spun = NowNs() - start;
         if (spun >= spin_ns || sys::HandledSignals() != handled) break;
-        if (spun >= kPureSpinNs) sched_yield();
+        if (spun >= kPureSpinNs) {
+          sched_yield();
+          const uint64_t after = NowNs() - start;
+          if (after - spun >= kLostCpuNs) {
+            lost_cpu = true;
+            break;
+          }
+          spun = after;
+        }
       }
       CpuRelax();
     }
@@ -185,7 +203,7 @@ WakeReason SleepUntil(std::atomic<uint32_t> *word, Ready ready, PeerGone peer_go
     }
   }
   word->fetch_and(~kFutexSleeper, std::memory_order_relaxed);
-  return EndSleep(spec, start, WakeReason::kReady);
+  return EndSleep(spec, start, WakeReason::kReady, lost_cpu);
 }
 
 }  // namespace loopfast::wait

@@ -1,14 +1,17 @@
 // Whether a waiter spins before it sleeps (docs/design.md, "Whether to spin").
 //
-// Spinning pays only when what a waiter waits for comes within the spin budget B: then it
-// saves the sleep and this end's wake-up (tens of microseconds); otherwise it is CPU spent for
-// nothing, on both ends of every exchange. A mean of wait durations cannot tell these apart (a
-// few long idle gaps outweigh many short answers), so a policy learns the *fraction* of recent
-// waits that ended within B: an exponentially weighted average of hits (weight 1/8, so about
-// the last eight waits), with hysteresis: a policy that spins stops below 0.3, one that sleeps
-// at once starts spinning again at 0.5. Every wait is a sample, also one that slept (its
-// duration then counts until the waker stamped its wake-up, not until this end ran again), so
-// a policy that sleeps sees waits become short again without probing. It starts spinning.
+// Spinning pays only when what a waiter waits for comes soon: then it saves the sleep and this
+// end's wake-up (tens of microseconds); otherwise it is CPU spent for nothing, on both ends of
+// every exchange. "Soon" is half the spin budget B (HitLimitNs: what a sleep and a wake-up
+// cost in CPU), and a spin that lost its CPU to another task (a yield that came back late)
+// counts as a miss: on a busy machine a yielding spinner waits for others' time slices. A mean of
+// wait durations cannot tell these apart (a few long idle gaps outweigh many short answers), so a
+// policy learns the *fraction* of recent waits that ended within B: an exponentially weighted
+// average of hits (weight 1/8, so about the last eight waits), with hysteresis: a policy that spins
+// stops below 0.3, one that sleeps at once starts spinning again at 0.5. Every wait is a sample,
+// also one that slept (its duration then counts until the waker stamped its wake-up, not until this
+// end ran again), so a policy that sleeps sees waits become short again without probing. It starts
+// spinning.
 //
 // One policy per waiting context: each direction of a fast connection (blocking calls), each
 // epoll set, each thread's poll/select. Process-local memory, never shared with a peer.
@@ -37,8 +40,16 @@ class SpinPolicy {
     if (!adaptive) return budget_ns;
     return Spinning(state_.load(std::memory_order_relaxed)) ? budget_ns : 0;
   }
-  // A wait ended after `waited_ns` (until its answer came): a hit when within `budget_ns`.
-  void Record(uint64_t waited_ns, uint64_t budget_ns) { RecordHit(waited_ns <= budget_ns); }
+  // A wait ended after `waited_ns` (until its answer came): a hit when within HitLimitNs.
+  void Record(uint64_t waited_ns, uint64_t budget_ns) {
+    RecordHit(waited_ns <= HitLimitNs(budget_ns));
+  }
+  // Spinning pays in CPU only for answers that come sooner than a sleep and a wake-up would
+  // cost both ends (futex calls, context switches, the wake-up's IPI: 20-30 us of CPU on the
+  // 2-CPU VM); a wait that spins longer than that costs more than it saves, however soon after
+  // it the answer comes. So a hit is an answer within half the budget, and a wait spins up to
+  // the whole budget (answers near the limit are still caught: a miss is learnt, not enforced).
+  static constexpr uint64_t HitLimitNs(uint64_t budget_ns) { return budget_ns / 2; }
   // A wait timed out after `waited_ns` with nothing: a miss past the budget; before it, it
   // says nothing of what the budget would have caught.
   void RecordTimeout(uint64_t waited_ns, uint64_t budget_ns) {
