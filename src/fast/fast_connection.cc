@@ -1,3 +1,5 @@
+// One end of a fast connection (fast_connection.h): sends and receives on its slot's rings,
+// waits, half-close and close, and moving what is left to kernel TCP.
 #include "fast/fast_connection.h"
 
 #include <netinet/in.h>
@@ -10,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "base/iovec_cursor.h"
 #include "session/change_hints.h"
 #include "stat/registry.h"
 #include "sys/real_calls.h"
@@ -29,12 +32,6 @@ using session::kSideReleased;
 using session::kSideRingDone;
 using session::kSideSwitching;
 using session::kSideWriteShut;
-
-size_t TotalLength(const struct iovec *iov, size_t count) {
-  size_t total = 0;
-  for (size_t i = 0; i < count; ++i) total += iov[i].iov_len;
-  return total;
-}
 
 // The wait of a call that has already moved `moved` bytes: a signal then ends it.
 wait::SleepSpec WaitAfter(const wait::SleepSpec &wait, size_t moved,
@@ -306,7 +303,7 @@ Transfer FastConnection::SendOnRing(int kernel_fd, const struct iovec *iov, size
                   [this] { return tx_.HasRoom() || PeerLeft() || WritesGoToKernel(); })) {
     return {Outcome::kWouldWait, 0};
   }
-  const size_t length = TotalLength(iov, iov_count);
+  const size_t length = IovecTotal(iov, iov_count);
   size_t sent = 0;
   for (;;) {
     if (Broken()) return Transfer::Or(sent, Outcome::kReset);
@@ -402,7 +399,7 @@ Transfer FastConnection::RecvFromRing(int kernel_fd, const struct iovec *iov, si
                   [this] { return rx_.FillLevel() > 0 || PeerLeft() || PeerRingDone(); })) {
     return {Outcome::kWouldWait, 0};
   }
-  const size_t length = TotalLength(iov, iov_count);
+  const size_t length = IovecTotal(iov, iov_count);
   if (length == 0) return Transfer::Bytes(0);
   size_t received = 0;
   for (;;) {

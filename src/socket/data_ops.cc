@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <vector>
 
+#include "base/iovec_cursor.h"
 #include "socket/config.h"
 #include "socket/socket_internal.h"
 #include "socket/socket_ops.h"
@@ -15,24 +16,12 @@ namespace loopfast::ops {
 namespace {
 
 size_t IovLength(const struct msghdr *message) {
-  size_t total = 0;
-  for (size_t i = 0; i < message->msg_iovlen; ++i) total += message->msg_iov[i].iov_len;
-  return total;
+  return IovecTotal(message->msg_iov, message->msg_iovlen);
 }
 
 // The parts of the message's buffers past its first `skip` bytes.
 std::vector<struct iovec> IovecsAfter(const struct msghdr *message, size_t skip) {
-  std::vector<struct iovec> rest;
-  for (size_t i = 0; i < message->msg_iovlen; ++i) {
-    const struct iovec &part = message->msg_iov[i];
-    if (skip >= part.iov_len) {
-      skip -= part.iov_len;
-      continue;
-    }
-    rest.push_back({static_cast<char *>(part.iov_base) + skip, part.iov_len - skip});
-    skip = 0;
-  }
-  return rest;
+  return IovecCursor(message->msg_iov, message->msg_iovlen, skip).Rest();
 }
 
 // `done` bytes of the message went out already; the rest goes on the kernel connection.
