@@ -16,6 +16,7 @@
 #include "session/change_hints.h"
 #include "stat/registry.h"
 #include "sys/real_calls.h"
+#include "sys/write_all.h"
 #include "wait/bell.h"
 #include "wait/shared_lock.h"
 
@@ -239,21 +240,16 @@ FastConnection::Flush FastConnection::FlushUnreadToKernel(int kernel_fd, bool ma
     const uint8_t *data = nullptr;
     const size_t chunk = tx_.UnreadSpan(from, &data);
     if (chunk == 0) return Flush::kBroken;  // corrupt: the program sees the reset next
-    const int saved_errno = errno;
-    const ssize_t n = sys::Real().send(kernel_fd, data, chunk, MSG_NOSIGNAL | MSG_DONTWAIT);
-    const int error = errno;
-    errno = saved_errno;
-    if (n > 0) {
-      from += static_cast<uint64_t>(n);
-      flushed_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-      continue;
-    }
-    if (n < 0 && error == EINTR) continue;
-    if (n < 0 && (error == EAGAIN || error == EWOULDBLOCK)) {
-      if (!may_wait || !WaitForKernel(kernel_fd, POLLOUT, deadline_ns)) return Flush::kWouldWait;
-      continue;
-    }
-    return Flush::kBroken;  // gone: the program sees that on its next kernel call
+    const sys::WriteEnd end = sys::SendAll(
+        kernel_fd, data, chunk, MSG_NOSIGNAL | MSG_DONTWAIT,
+        [&] { return may_wait && WaitForKernel(kernel_fd, POLLOUT, deadline_ns); },
+        [&](size_t n) {
+          from += n;
+          flushed_.fetch_add(n, std::memory_order_relaxed);
+        });
+    if (end == sys::WriteEnd::kNoRoom) return Flush::kWouldWait;
+    // Gone: the program sees that on its next kernel call.
+    if (end == sys::WriteEnd::kFailed) return Flush::kBroken;
   }
   return Flush::kDone;
 }

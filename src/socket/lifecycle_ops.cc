@@ -125,26 +125,6 @@ int TimevalMs(const struct timeval &timeout) {
   return static_cast<int>(std::clamp<long>(ms, 1, 1 << 30));
 }
 
-void WriteAllToKernel(int fd, const void *bytes, size_t size) {
-  const int saved_errno = errno;
-  const auto *data = static_cast<const uint8_t *>(bytes);
-  size_t done = 0;
-  while (done < size) {
-    const ssize_t n = Real().send(fd, data + done, size - done, MSG_NOSIGNAL);
-    if (n > 0) {
-      done += static_cast<size_t>(n);
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      struct pollfd pfd = {fd, POLLOUT, 0};
-      Real().poll(&pfd, 1, 1000);
-    } else {
-      break;  // the connection failed; the program sees that on its next call
-    }
-  }
-  errno = saved_errno;
-}
-
 std::shared_ptr<Socket> Lookup(int fd) { return Table().Get(fd); }
 
 bool IsTracked(int fd) { return Table().Has(fd); }
