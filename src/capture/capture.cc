@@ -19,7 +19,7 @@
 #include "base/iovec_cursor.h"
 #include "base/output_file.h"
 #include "capture/pcap_format.h"
-#include "socket/config.h"
+#include "config/config.h"
 #include "sys/owned_fds.h"
 #include "sys/real_calls.h"
 

@@ -13,10 +13,10 @@
 #include <cstring>
 
 #include "capture/capture.h"
+#include "config/config.h"
+#include "config/policy.h"
 #include "session/markers.h"
 #include "socket/address.h"
-#include "socket/config.h"
-#include "socket/policy.h"
 #include "socket/socket_internal.h"
 #include "socket/socket_ops.h"
 #include "socket/socket_stat.h"

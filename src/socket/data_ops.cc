@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "base/iovec_cursor.h"
-#include "socket/config.h"
+#include "config/config.h"
 #include "socket/socket_internal.h"
 #include "socket/socket_ops.h"
 #include "socket/socket_stat.h"

@@ -9,10 +9,10 @@
 #include <cerrno>
 #include <vector>
 
+#include "config/config.h"
 #include "session/markers.h"
 #include "session/peer_lookup.h"
 #include "socket/change_watch.h"
-#include "socket/config.h"
 #include "socket/socket_internal.h"
 #include "socket/socket_ops.h"
 #include "socket/socket_stat.h"

@@ -12,11 +12,11 @@
 #include <map>
 
 #include "capture/capture.h"
+#include "config/config.h"
+#include "config/policy.h"
 #include "session/markers.h"
 #include "session/peer_lookup.h"
 #include "socket/address.h"
-#include "socket/config.h"
-#include "socket/policy.h"
 #include "socket/socket_internal.h"
 #include "socket/socket_ops.h"
 #include "socket/socket_stat.h"

@@ -13,8 +13,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "config/config.h"
 #include "loopfast/loopfast.h"
-#include "socket/config.h"
 #include "socket/option_table.h"
 #include "socket/socket_internal.h"
 #include "socket/socket_ops.h"
