@@ -119,7 +119,7 @@ class CallInFlight {
 bool AwaitConnect(Socket &socket, int fd, bool nonblocking, const struct timeval &timeout) {
   std::unique_lock<std::mutex> guard(socket.mutex);
   CheckConnectProgress(socket, fd);
-  if (socket.path.load(std::memory_order_relaxed) != Path::kConnecting) return true;
+  if (socket.stage.load(std::memory_order_relaxed) != Stage::kConnecting) return true;
   if (nonblocking) {
     errno = EAGAIN;
     return false;
@@ -128,7 +128,7 @@ bool AwaitConnect(Socket &socket, int fd, bool nonblocking, const struct timeval
   WaitConnect(fd, timeout);
   guard.lock();
   CheckConnectProgress(socket, fd);
-  if (socket.path.load(std::memory_order_relaxed) == Path::kConnecting) {
+  if (socket.stage.load(std::memory_order_relaxed) == Stage::kConnecting) {
     errno = EAGAIN;
     return false;
   }
@@ -152,8 +152,8 @@ ssize_t Send(Socket &socket, int fd, const struct msghdr *message, int flags) {
     return -1;
   }
   for (;;) {
-    switch (socket.path.load(std::memory_order_acquire)) {
-      case Path::kFast: {
+    switch (socket.stage.load(std::memory_order_acquire)) {
+      case Stage::kFast: {
         FastConnection *fast = socket.fast.load(std::memory_order_acquire);
         if ((flags & MSG_OOB) != 0) {
           // Urgent data exists only on kernel TCP. Transparent mode moves the connection there
@@ -198,7 +198,7 @@ ssize_t Send(Socket &socket, int fd, const struct msghdr *message, int flags) {
         }
         return Answer(sent);
       }
-      case Path::kConnecting: {
+      case Stage::kConnecting: {
         const bool nonblocking =
             socket.nonblocking.load(std::memory_order_relaxed) || (flags & MSG_DONTWAIT) != 0;
         if (!AwaitConnect(socket, fd, nonblocking, socket.options.send_timeout)) return -1;
@@ -217,8 +217,8 @@ ssize_t Recv(Socket &socket, int fd, struct msghdr *message, int flags) {
     return -1;
   }
   for (;;) {
-    switch (socket.path.load(std::memory_order_acquire)) {
-      case Path::kFast: {
+    switch (socket.stage.load(std::memory_order_acquire)) {
+      case Stage::kFast: {
         if ((flags & MSG_ERRQUEUE) != 0) {
           return Real().recvmsg(in_flight.kernel_fd(), message, flags);
         }
@@ -268,7 +268,7 @@ ssize_t Recv(Socket &socket, int fd, struct msghdr *message, int flags) {
         }
         return n;
       }
-      case Path::kConnecting: {
+      case Stage::kConnecting: {
         const bool nonblocking =
             socket.nonblocking.load(std::memory_order_relaxed) || (flags & MSG_DONTWAIT) != 0;
         if (!AwaitConnect(socket, fd, nonblocking, socket.options.recv_timeout)) return -1;

@@ -246,13 +246,13 @@ void EnableListenerForApi(Socket &socket, int fd) { EnableListener(socket, fd); 
 
 int Listen(Socket &socket, int fd, int backlog) {
   std::lock_guard<std::mutex> guard(socket.mutex);
-  const bool first = socket.path.load(std::memory_order_relaxed) == Path::kUndecided;
+  const bool first = socket.stage.load(std::memory_order_relaxed) == Stage::kUndecided;
   if (first && socket.opted_in.load(std::memory_order_relaxed) && !GetConfig().disabled) {
     EnableListener(socket, fd);
   }
   const int ret = Real().listen(fd, backlog);
   if (ret == 0) {
-    socket.path.store(Path::kListening, std::memory_order_release);
+    socket.stage.store(Stage::kListening, std::memory_order_release);
     PublishSocket(socket, fd);
   } else if (first) {
     const int error = errno;
@@ -297,7 +297,7 @@ int Accept(Socket &listener, int fd, struct sockaddr *address, socklen_t *length
     } else {
       DecideKernel(*accepted, accepted_fd, listener_reason);
     }
-    if (accepted->path.load(std::memory_order_relaxed) == Path::kKernel) {
+    if (accepted->stage.load(std::memory_order_relaxed) == Stage::kKernel) {
       ApplyProgramRcvbuf(*accepted, accepted_fd);
     }
   }
