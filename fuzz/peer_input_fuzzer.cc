@@ -17,12 +17,12 @@
 #include <vector>
 
 #include "base/escape.h"
+#include "config/policy.h"
 #include "fast/fast_connection.h"
 #include "session/arena_layout.h"
 #include "session/markers.h"
 #include "session/messages.h"
 #include "session/test_arena.h"
-#include "socket/policy.h"
 #include "stat/registry_reader.h"
 
 namespace {

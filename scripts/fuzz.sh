@@ -23,8 +23,8 @@ mkdir -p "$out"
 sources=(fuzz/peer_input_fuzzer.cc src/ring/ring.cc src/session/arena_layout.cc
   src/session/messages.cc src/session/markers.cc src/session/region_allocator.cc
   src/session/session.cc src/fast/fast_connection.cc src/wait/sleep.cc src/wait/bell.cc
-  src/wait/shared_lock.cc src/sys/family_memory.cc src/stat/registry.cc src/socket/policy.cc
-  src/socket/config.cc src/sys/real_calls.cc src/sys/owned_fds.cc src/stat/registry_reader.cc
+  src/wait/shared_lock.cc src/sys/family_memory.cc src/stat/registry.cc src/config/policy.cc
+  src/config/config.cc src/sys/real_calls.cc src/sys/owned_fds.cc src/stat/registry_reader.cc
   src/base/escape.cc src/base/output_file.cc src/capture/capture.cc)
 binary="$out/peer_input_fuzzer"
 newest=$(ls -t "${sources[@]}" src/*/*.h | head -1)

@@ -1,3 +1,5 @@
+// The capture file (capture.h): opening it safely, the flows' invented handshakes and
+// sequence numbers, and one pcap record per segment of the bytes a fast connection moves.
 #include "capture/capture.h"
 
 #include <arpa/inet.h>
@@ -14,9 +16,10 @@
 #include <cstring>
 
 #include "base/escape.h"
+#include "base/iovec_cursor.h"
 #include "base/output_file.h"
 #include "capture/pcap_format.h"
-#include "socket/config.h"
+#include "config/config.h"
 #include "sys/owned_fds.h"
 #include "sys/real_calls.h"
 
@@ -36,36 +39,6 @@ constexpr uint8_t kFin = 0x01;
 constexpr uint8_t kSyn = 0x02;
 constexpr uint8_t kPsh = 0x08;
 constexpr uint8_t kAck = 0x10;
-
-// Reads at most `limit` bytes out of an iovec array, in order.
-class IovCursor {
- public:
-  IovCursor(const struct iovec *iov, int count) : iov_(iov), count_(count) {}
-  // Copies up to `length` bytes to `out`; returns how many there were.
-  size_t Copy(uint8_t *out, size_t length) {
-    size_t copied = 0;
-    while (copied < length && index_ < count_) {
-      const struct iovec &part = iov_[index_];
-      const size_t available = part.iov_len - offset_;
-      const size_t take = std::min(available, length - copied);
-      if (take > 0)
-        std::memcpy(out + copied, static_cast<const uint8_t *>(part.iov_base) + offset_, take);
-      copied += take;
-      offset_ += take;
-      if (offset_ == part.iov_len) {
-        ++index_;
-        offset_ = 0;
-      }
-    }
-    return copied;
-  }
-
- private:
-  const struct iovec *iov_;
-  int count_;
-  int index_ = 0;
-  size_t offset_ = 0;
-};
 
 void PutBig16(uint8_t *at, uint16_t value) {
   at[0] = static_cast<uint8_t>(value >> 8);
@@ -111,7 +84,7 @@ struct Segment {
 
 // Appends one pcap record (Ethernet, IP, TCP, payload taken from `payload`) to `out`.
 void AppendRecord(std::vector<uint8_t> &out, const struct timespec &now, const Segment &segment,
-                  IovCursor *payload) {
+                  IovecCursor *payload) {
   const Endpoint &source = *segment.source;
   const Endpoint &destination = *segment.destination;
   const bool syn = (segment.flags & kSyn) != 0;
@@ -173,7 +146,7 @@ void AppendRecord(std::vector<uint8_t> &out, const struct timespec &now, const S
     options[6] = 3;
     options[7] = kWindowScale;
   }
-  if (segment.payload_length > 0) payload->Copy(tcp + tcp_header, segment.payload_length);
+  if (segment.payload_length > 0) payload->CopyOut(tcp + tcp_header, segment.payload_length);
   PutBig16(tcp + 16, FoldChecksum(SumWords(tcp, tcp_length, pseudo_sum)));
 }
 
@@ -357,8 +330,7 @@ std::unique_ptr<Flow> Sink::Begin(const struct sockaddr *local, socklen_t local_
 }
 
 void Sink::Data(Flow &flow, bool outgoing, const struct iovec *iov, int iovcnt, size_t bytes) {
-  size_t available = 0;
-  for (int i = 0; i < iovcnt; ++i) available += iov[i].iov_len;
+  const size_t available = IovecTotal(iov, static_cast<size_t>(iovcnt));
   size_t remaining = std::min(bytes, available);
   if (remaining == 0) return;
 
@@ -373,7 +345,7 @@ void Sink::Data(Flow &flow, bool outgoing, const struct iovec *iov, int iovcnt, 
     return;
   }
 
-  IovCursor payload(iov, iovcnt);
+  IovecCursor payload(iov, static_cast<size_t>(iovcnt));
   std::vector<uint8_t> buffer;
   const size_t segments = (remaining + kMaxSegmentPayload - 1) / kMaxSegmentPayload;
   buffer.reserve(

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "base/result.h"
-#include "socket/policy.h"
+#include "config/policy.h"
 
 namespace loopfast::capture {
 

@@ -1,3 +1,5 @@
+// One end of a fast connection (fast_connection.h): sends and receives on its slot's rings,
+// waits, half-close and close, and moving what is left to kernel TCP.
 #include "fast/fast_connection.h"
 
 #include <netinet/in.h>
@@ -10,9 +12,11 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "base/iovec_cursor.h"
 #include "session/change_hints.h"
 #include "stat/registry.h"
 #include "sys/real_calls.h"
+#include "sys/write_all.h"
 #include "wait/bell.h"
 #include "wait/shared_lock.h"
 
@@ -29,12 +33,6 @@ using session::kSideReleased;
 using session::kSideRingDone;
 using session::kSideSwitching;
 using session::kSideWriteShut;
-
-size_t TotalLength(const struct iovec *iov, size_t count) {
-  size_t total = 0;
-  for (size_t i = 0; i < count; ++i) total += iov[i].iov_len;
-  return total;
-}
 
 // The wait of a call that has already moved `moved` bytes: a signal then ends it. It learns
 // with `policy`, from the waker's `stamp`, and counts in `slot` (may be null) how it ended.
@@ -254,21 +252,16 @@ FastConnection::Flush FastConnection::FlushUnreadToKernel(int kernel_fd, bool ma
     const uint8_t *data = nullptr;
     const size_t chunk = tx_.UnreadSpan(from, &data);
     if (chunk == 0) return Flush::kBroken;  // corrupt: the program sees the reset next
-    const int saved_errno = errno;
-    const ssize_t n = sys::Real().send(kernel_fd, data, chunk, MSG_NOSIGNAL | MSG_DONTWAIT);
-    const int error = errno;
-    errno = saved_errno;
-    if (n > 0) {
-      from += static_cast<uint64_t>(n);
-      flushed_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-      continue;
-    }
-    if (n < 0 && error == EINTR) continue;
-    if (n < 0 && (error == EAGAIN || error == EWOULDBLOCK)) {
-      if (!may_wait || !WaitForKernel(kernel_fd, POLLOUT, deadline_ns)) return Flush::kWouldWait;
-      continue;
-    }
-    return Flush::kBroken;  // gone: the program sees that on its next kernel call
+    const sys::WriteEnd end = sys::SendAll(
+        kernel_fd, data, chunk, MSG_NOSIGNAL | MSG_DONTWAIT,
+        [&] { return may_wait && WaitForKernel(kernel_fd, POLLOUT, deadline_ns); },
+        [&](size_t n) {
+          from += n;
+          flushed_.fetch_add(n, std::memory_order_relaxed);
+        });
+    if (end == sys::WriteEnd::kNoRoom) return Flush::kWouldWait;
+    // Gone: the program sees that on its next kernel call.
+    if (end == sys::WriteEnd::kFailed) return Flush::kBroken;
   }
   return Flush::kDone;
 }
@@ -318,7 +311,7 @@ Transfer FastConnection::SendOnRing(int kernel_fd, const struct iovec *iov, size
                   [this] { return tx_.HasRoom() || PeerLeft() || WritesGoToKernel(); })) {
     return {Outcome::kWouldWait, 0};
   }
-  const size_t length = TotalLength(iov, iov_count);
+  const size_t length = IovecTotal(iov, iov_count);
   size_t sent = 0;
   for (;;) {
     if (Broken()) return Transfer::Or(sent, Outcome::kReset);
@@ -415,7 +408,7 @@ Transfer FastConnection::RecvFromRing(int kernel_fd, const struct iovec *iov, si
                   [this] { return rx_.FillLevel() > 0 || PeerLeft() || PeerRingDone(); })) {
     return {Outcome::kWouldWait, 0};
   }
-  const size_t length = TotalLength(iov, iov_count);
+  const size_t length = IovecTotal(iov, iov_count);
   if (length == 0) return Transfer::Bytes(0);
   size_t received = 0;
   for (;;) {

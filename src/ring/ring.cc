@@ -1,9 +1,13 @@
+// The SPSC byte ring (ring.h): its windows and areas, growth, and the gather and scatter copies
+// between a caller's iovecs and the ring's memory.
 #include "ring/ring.h"
 
 #include <time.h>
 
 #include <algorithm>
 #include <cstring>
+
+#include "base/iovec_cursor.h"
 
 namespace loopfast {
 namespace {
@@ -261,28 +265,19 @@ int64_t SpscRing::Write(const struct iovec *iov, size_t iov_count, size_t iov_sk
   producer_ = true;
   uint8_t *const data = DataFor(window);
   if (data == nullptr) return -1;
-  size_t budget = std::min<size_t>(max, static_cast<size_t>(room));
   size_t written = 0;
-  for (size_t i = 0; i < iov_count && budget > 0; ++i) {
-    const auto *src = static_cast<const uint8_t *>(iov[i].iov_base);
-    size_t len = iov[i].iov_len;
-    if (iov_skip >= len) {
-      iov_skip -= len;
-      continue;
-    }
-    src += iov_skip;
-    len = std::min(len - iov_skip, budget);
-    iov_skip = 0;
-    while (len > 0) {
-      const auto offset = static_cast<uint32_t>((head + written + mapping.shift) & mask);
-      const size_t chunk = std::min<size_t>(len, window - offset);
-      std::memcpy(data + offset, src, chunk);
-      src += chunk;
-      len -= chunk;
-      written += chunk;
-      budget -= chunk;
-    }
-  }
+  IovecCursor source(iov, iov_count, iov_skip);
+  source.Walk(
+      std::min<size_t>(max, static_cast<size_t>(room)), [&](const uint8_t *src, size_t len) {
+        while (len > 0) {
+          const auto offset = static_cast<uint32_t>((head + written + mapping.shift) & mask);
+          const size_t chunk = std::min<size_t>(len, window - offset);
+          std::memcpy(data + offset, src, chunk);
+          src += chunk;
+          len -= chunk;
+          written += chunk;
+        }
+      });
   if (written == 0) return 0;
   // The ring was empty (the consumer has read up to our head) and its consumer orders by time:
   // these bytes make it readable now. The consumer's line is read right after this write
@@ -343,28 +338,19 @@ int64_t SpscRing::Read(const struct iovec *iov, size_t iov_count, size_t iov_ski
   const uint8_t *const data = DataFor(window);
   if (data == nullptr) return -1;
   const uint64_t tail = control_->tail.load(std::memory_order_relaxed);
-  size_t budget = std::min<size_t>(max, static_cast<size_t>(readable));
   size_t copied = 0;
-  for (size_t i = 0; i < iov_count && budget > 0; ++i) {
-    auto *dst = static_cast<uint8_t *>(iov[i].iov_base);
-    size_t len = iov[i].iov_len;
-    if (iov_skip >= len) {
-      iov_skip -= len;
-      continue;
-    }
-    dst += iov_skip;
-    len = std::min(len - iov_skip, budget);
-    iov_skip = 0;
-    while (len > 0) {
-      const auto offset = static_cast<uint32_t>((tail + copied + mapping.shift) & mask);
-      const size_t chunk = std::min<size_t>(len, window - offset);
-      std::memcpy(dst, data + offset, chunk);
-      dst += chunk;
-      len -= chunk;
-      copied += chunk;
-      budget -= chunk;
-    }
-  }
+  IovecCursor destination(iov, iov_count, iov_skip);
+  destination.Walk(
+      std::min<size_t>(max, static_cast<size_t>(readable)), [&](uint8_t *dst, size_t len) {
+        while (len > 0) {
+          const auto offset = static_cast<uint32_t>((tail + copied + mapping.shift) & mask);
+          const size_t chunk = std::min<size_t>(len, window - offset);
+          std::memcpy(dst, data + offset, chunk);
+          dst += chunk;
+          len -= chunk;
+          copied += chunk;
+        }
+      });
   // Release: our reads of the bytes finish before the producer may overwrite them.
   if (!peek && copied > 0) control_->tail.store(tail + copied, std::memory_order_release);
   return static_cast<int64_t>(copied);

@@ -1,3 +1,5 @@
+// The connecting half of a session (client_session.h): finding the listener's channel, making
+// and sealing the arena, sending the setup, and the sessions this process has open.
 #include "session/client_session.h"
 
 #include <fcntl.h>
@@ -21,6 +23,8 @@
 #include "sys/family_memory.h"
 #include "sys/owned_fds.h"
 #include "sys/real_calls.h"
+#include "sys/unique_fd.h"
+#include "sys/unique_mapping.h"
 #include "wait/bell.h"
 #include "wait/sleep.h"
 
@@ -63,16 +67,16 @@ int ConnectChannel(const struct sockaddr *destination, NoSession *why, struct uc
     *why = NoSession::kNoListener;
     return -1;
   }
-  const int channel =
-      sys::TakeHigh(sys::Real().socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (channel < 0) {
+  sys::UniqueFd channel(
+      sys::TakeHigh(sys::Real().socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)));
+  if (!channel.valid()) {
     *why = NoSession::kResources;
     return -1;
   }
   struct sockaddr_un address;
   const socklen_t length = ChannelAddress(PortOf(destination), &address);
-  if (sys::Real().connect(channel, reinterpret_cast<struct sockaddr *>(&address), length) != 0) {
-    sys::Real().close(channel);
+  if (sys::Real().connect(channel.get(), reinterpret_cast<struct sockaddr *>(&address), length) !=
+      0) {
     *why = NoSession::kNoChannel;
     return -1;
   }
@@ -80,15 +84,15 @@ int ConnectChannel(const struct sockaddr *destination, NoSession *why, struct uc
   // TCP listener's user (any process of that user may listen there anyway).
   struct ucred owner {};
   socklen_t owner_length = sizeof owner;
-  if (sys::Real().getsockopt(channel, SOL_SOCKET, SO_PEERCRED, &owner, &owner_length) != 0 ||
+  if (sys::Real().getsockopt(channel.get(), SOL_SOCKET, SO_PEERCRED, &owner, &owner_length) != 0 ||
       owner.uid != listener.value().uid) {
-    sys::Real().close(channel);
     *why = NoSession::kNotListeners;
     return -1;
   }
   *holder = owner;
-  sys::Own(channel);
-  return channel;
+  const int owned = channel.Release();
+  sys::Own(owned);
+  return owned;
 }
 
 }  // namespace
@@ -125,41 +129,37 @@ Result<std::shared_ptr<ClientSession>> ClientSession::Open(const struct sockaddr
     return Errno{error};
   };
   if (own_bell < 0) return fail(errno);
-  const int memory_fd =
-      static_cast<int>(memfd_create("loopfast-session", MFD_CLOEXEC | MFD_ALLOW_SEALING));
-  if (memory_fd < 0) return fail(errno);
+  sys::UniqueFd memory_fd(
+      static_cast<int>(memfd_create("loopfast-session", MFD_CLOEXEC | MFD_ALLOW_SEALING)));
+  if (!memory_fd.valid()) return fail(errno);
   // Sealed: neither side can shrink (or grow) the memory under the other, which would turn the
   // other's next access into SIGBUS. The size is fixed and sparse: untouched pages cost nothing.
-  void *arena = MAP_FAILED;
-  if (ftruncate(memory_fd, static_cast<off_t>(kArenaBytes)) == 0 &&
-      sys::Real().fcntl(memory_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0) {
-    arena = mmap(nullptr, kArenaBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-                 memory_fd, 0);
+  sys::UniqueMapping arena;
+  if (ftruncate(memory_fd.get(), static_cast<off_t>(kArenaBytes)) == 0 &&
+      sys::Real().fcntl(memory_fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) ==
+          0) {
+    arena = sys::UniqueMapping(mmap(nullptr, kArenaBytes, PROT_READ | PROT_WRITE,
+                                    MAP_SHARED | MAP_NORESERVE, memory_fd.get(), 0),
+                               kArenaBytes);
   }
-  if (arena == MAP_FAILED) {
-    const int error = errno;
-    sys::Real().close(memory_fd);
-    return fail(error);
-  }
+  if (!arena.valid()) return fail(errno);
   auto *family = static_cast<FamilyState *>(sys::MapFamilyShared(sizeof(FamilyState)));
   const int group_bell = wait::CreateBell();
   if (family == nullptr || group_bell < 0) {
     const int error = errno;
-    sys::Real().close(memory_fd);
-    munmap(arena, kArenaBytes);
     sys::UnmapFamilyShared(family, sizeof(FamilyState));
     sys::CloseOwned(group_bell);
     return fail(error);
   }
   const uint64_t nonce = RandomNonce();
-  InitializeArena(arena, nonce, static_cast<uint32_t>(getpid()));
+  InitializeArena(arena.get(), nonce, static_cast<uint32_t>(getpid()));
   const SessionSetup setup = {MakeHeader(Kind::kSessionSetup), kArenaVersion, 0, kArenaBytes,
                               nonce};
-  const int fds[kSetupFds] = {memory_fd, own_bell, group_bell};
+  const int fds[kSetupFds] = {memory_fd.get(), own_bell, group_bell};
   const Status sent = SendMessage(channel, &setup, sizeof setup, fds, kSetupFds);
-  sys::Real().close(memory_fd);  // the mapping keeps the memory; no descriptor names it here
+  memory_fd.Reset();  // the mapping keeps the memory; no descriptor names it here
   std::shared_ptr<ClientSession> session(new ClientSession(
-      arena, nonce, own_bell, group_bell, channel, family, PortOf(destination), uid));
+      arena.Release(), nonce, own_bell, group_bell, channel, family, PortOf(destination), uid));
   session->peer_pid_ = holder.pid;  // the listener's process (the group's first)
   session->peer_uid_ = holder.uid;
   session->PublishStat(PortOf(destination));
@@ -324,7 +324,7 @@ uint32_t ClientSession::ReclaimDeclined() {
   uint32_t declined = kSlotDeclined;
   // Taken by this claim: its bit in the family's map stays set.
   if (!arena_.slot(best)->header.state.compare_exchange_strong(declined, kSlotFree,
-                                                                std::memory_order_acq_rel)) {
+                                                               std::memory_order_acq_rel)) {
     return kMaxSlots;
   }
   return best;

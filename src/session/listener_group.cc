@@ -1,3 +1,5 @@
+// The accepting half of sessions (listener_group.h): a port's channel, the setups it receives,
+// the arenas it checks and maps, and the group memory and depot that its processes share.
 #include "session/listener_group.h"
 
 #include <fcntl.h>
@@ -18,6 +20,8 @@
 #include "sys/family_memory.h"
 #include "sys/owned_fds.h"
 #include "sys/real_calls.h"
+#include "sys/unique_fd.h"
+#include "sys/unique_mapping.h"
 #include "wait/shared_lock.h"
 #include "wait/sleep.h"
 
@@ -200,13 +204,9 @@ bool IsEventfd(int fd) {
 // The shared state of a session's server-side region allocator, in memory of its own that the
 // group's processes pass each other (it outlives any one of them).
 int CreateAllocatorMemory() {
-  const int fd = static_cast<int>(memfd_create("loopfast-allocator", MFD_CLOEXEC));
-  if (fd < 0) return -1;
-  if (ftruncate(fd, sizeof(RegionAllocatorState)) != 0) {
-    sys::Real().close(fd);
-    return -1;
-  }
-  return fd;
+  sys::UniqueFd fd(static_cast<int>(memfd_create("loopfast-allocator", MFD_CLOEXEC)));
+  if (!fd.valid() || ftruncate(fd.get(), sizeof(RegionAllocatorState)) != 0) return -1;
+  return fd.Release();
 }
 
 RegionAllocatorState *MapAllocatorMemory(int fd) {
@@ -253,16 +253,14 @@ ListenerGroup::~ListenerGroup() {
 }
 
 Result<std::shared_ptr<ListenerGroup>> ListenerGroup::Open(uint16_t port) {
-  const int channel =
-      sys::TakeHigh(sys::Real().socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (channel < 0) return Errno{errno};
+  sys::UniqueFd channel(
+      sys::TakeHigh(sys::Real().socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)));
+  if (!channel.valid()) return Errno{errno};
   struct sockaddr_un address;
   const socklen_t length = ChannelAddress(port, &address);
-  if (sys::Real().bind(channel, reinterpret_cast<struct sockaddr *>(&address), length) != 0 ||
-      sys::Real().listen(channel, 4096) != 0) {
-    const int error = errno;
-    sys::Real().close(channel);
-    return Errno{error};
+  if (sys::Real().bind(channel.get(), reinterpret_cast<struct sockaddr *>(&address), length) != 0 ||
+      sys::Real().listen(channel.get(), 4096) != 0) {
+    return Errno{errno};
   }
   std::shared_ptr<GroupMemory> group = MapGroupMemory();
   // The depot keeps records (a stream: records are read at offsets); the parking socket keeps
@@ -273,35 +271,37 @@ Result<std::shared_ptr<ListenerGroup>> ListenerGroup::Open(uint16_t port) {
       group != nullptr &&
       socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, depot) == 0 &&
       socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, parking) == 0;
-  for (int *fd : {&depot[0], &depot[1], &parking[0], &parking[1]}) {
-    if (*fd >= 0) *fd = sys::TakeHigh(*fd);
+  sys::UniqueFd ends[4];  // depot[0], depot[1], parking[0], parking[1]
+  const int made_ends[4] = {depot[0], depot[1], parking[0], parking[1]};
+  for (int i = 0; i < 4; ++i) {
+    if (made_ends[i] >= 0) ends[i].Reset(sys::TakeHigh(made_ends[i]));
   }
-  if (!made || depot[0] < 0 || depot[1] < 0 || parking[0] < 0 || parking[1] < 0) {
-    const int error = made ? EMFILE : errno;
-    for (int fd : {depot[0], depot[1], parking[0], parking[1], channel}) {
-      if (fd >= 0) sys::Real().close(fd);
-    }
-    return Errno{error};
+  if (!made || !ends[0].valid() || !ends[1].valid() || !ends[2].valid() || !ends[3].valid()) {
+    return Errno{made ? EMFILE : errno};
   }
   group->holders.store(1, std::memory_order_relaxed);
-  for (int fd : {channel, depot[0], depot[1], parking[0], parking[1]}) sys::Own(fd);
+  for (int i = 0; i < 2; ++i) {
+    depot[i] = ends[i].Release();
+    parking[i] = ends[2 + i].Release();
+  }
+  const int owned_channel = channel.Release();
+  for (int fd : {owned_channel, depot[0], depot[1], parking[0], parking[1]}) sys::Own(fd);
   return std::shared_ptr<ListenerGroup>(
-      new ListenerGroup(port, channel, std::move(group), depot, parking));
+      new ListenerGroup(port, owned_channel, std::move(group), depot, parking));
 }
 
 Result<struct ucred> ListenerGroup::ChannelHolder(uint16_t port) {
-  const int probe = sys::Real().socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-  if (probe < 0) return Errno{errno};
+  sys::UniqueFd probe(sys::Real().socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!probe.valid()) return Errno{errno};
   struct sockaddr_un address;
   const socklen_t length = ChannelAddress(port, &address);
   struct ucred holder {};
   socklen_t holder_length = sizeof holder;
   const bool known =
-      sys::Real().connect(probe, reinterpret_cast<struct sockaddr *>(&address), length) == 0 &&
-      sys::Real().getsockopt(probe, SOL_SOCKET, SO_PEERCRED, &holder, &holder_length) == 0;
-  const int error = errno;
-  sys::Real().close(probe);
-  if (!known) return Errno{error};
+      sys::Real().connect(probe.get(), reinterpret_cast<struct sockaddr *>(&address), length) ==
+          0 &&
+      sys::Real().getsockopt(probe.get(), SOL_SOCKET, SO_PEERCRED, &holder, &holder_length) == 0;
+  if (!known) return Errno{errno};
   return holder;
 }
 
@@ -326,27 +326,24 @@ std::shared_ptr<ServerSession> ListenerGroup::MakeSession(const int *fds, int al
     errno = EPROTO;
     return nullptr;
   }
-  RegionAllocatorState *allocator = MapAllocatorMemory(allocator_fd);
-  if (allocator == nullptr) return nullptr;
-  void *arena = mmap(nullptr, kArenaBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-                     fds[kSetupArenaFd], 0);
-  int error = arena == MAP_FAILED ? errno : 0;
-  if (error == 0 && !ValidateArena(arena, kArenaBytes)) error = EPROTO;
-  const int client_bell = error == 0 ? DupHigh(fds[kSetupClientBellFd]) : -1;
-  const int group_bell = client_bell >= 0 ? DupHigh(fds[kSetupGroupBellFd]) : -1;
-  if (client_bell < 0 || group_bell < 0) {
-    if (error == 0) error = errno;
-    if (client_bell >= 0) sys::Real().close(client_bell);
-    if (group_bell >= 0) sys::Real().close(group_bell);
-    if (arena != MAP_FAILED) munmap(arena, kArenaBytes);
-    munmap(allocator, sizeof(RegionAllocatorState));
-    errno = error;
+  sys::UniqueMapping allocator(MapAllocatorMemory(allocator_fd), sizeof(RegionAllocatorState));
+  if (!allocator.valid()) return nullptr;
+  sys::UniqueMapping arena(mmap(nullptr, kArenaBytes, PROT_READ | PROT_WRITE,
+                                MAP_SHARED | MAP_NORESERVE, fds[kSetupArenaFd], 0),
+                           kArenaBytes);
+  int error = arena.valid() ? 0 : errno;
+  if (error == 0 && !ValidateArena(arena.get(), kArenaBytes)) error = EPROTO;
+  sys::UniqueFd client_bell(error == 0 ? DupHigh(fds[kSetupClientBellFd]) : -1);
+  sys::UniqueFd group_bell(client_bell.valid() ? DupHigh(fds[kSetupGroupBellFd]) : -1);
+  if (!client_bell.valid() || !group_bell.valid()) {
+    errno = error == 0 ? errno : error;  // kept while the owners above let go
     return nullptr;
   }
-  sys::Own(client_bell);
-  sys::Own(group_bell);
+  sys::Own(client_bell.get());
+  sys::Own(group_bell.get());
   std::shared_ptr<ServerSession> session(new ServerSession(
-      arena, nonce, group_bell, client_bell, setup_socket, entry, uid, pid, group_, allocator));
+      arena.Release(), nonce, group_bell.Release(), client_bell.Release(), setup_socket, entry, uid,
+      pid, group_, static_cast<RegionAllocatorState *>(allocator.Release())));
   session->listener_group_ = weak_from_this();
   session->PublishStat(port_);
   return session;
@@ -372,15 +369,16 @@ uint32_t ListenerGroup::FreeEntry() {
 void ListenerGroup::Register(const int *fds, uint64_t nonce, uid_t uid, pid_t pid,
                              int setup_socket) {
   const uint32_t entry = FreeEntry();
-  const int allocator_fd = entry < kMaxGroupSessions ? CreateAllocatorMemory() : -1;
+  sys::UniqueFd allocator_fd(entry < kMaxGroupSessions ? CreateAllocatorMemory() : -1);
   std::shared_ptr<ServerSession> session =
-      allocator_fd >= 0 ? MakeSession(fds, allocator_fd, entry, nonce, uid, pid, setup_socket)
-                        : nullptr;
+      allocator_fd.valid()
+          ? MakeSession(fds, allocator_fd.get(), entry, nonce, uid, pid, setup_socket)
+          : nullptr;
   if (!session) {
     // A full group, an unusable arena or bells, or no memory: its connections are reset.
     lost_for_resources_ = lost_for_resources_ || errno == ENOMEM || errno == EMFILE ||
                           errno == ENFILE || entry == kMaxGroupSessions;
-    if (allocator_fd >= 0) sys::Real().close(allocator_fd);
+    allocator_fd.Reset();
     sys::CloseOwned(setup_socket);
     return;
   }
@@ -394,13 +392,13 @@ void ListenerGroup::Register(const int *fds, uint64_t nonce, uid_t uid, pid_t pi
   if (group_->holders.load(std::memory_order_acquire) > 1) {
     CompactDepot();
     const int depot_fds[kDepotFds] = {fds[kSetupArenaFd], fds[kSetupClientBellFd],
-                                      fds[kSetupGroupBellFd], allocator_fd};
+                                      fds[kSetupGroupBellFd], allocator_fd.get()};
     const DepotRecord deposit = {nonce, entry, 0};
     if (SendMessage(depot_tx_, &deposit, sizeof deposit, depot_fds, kDepotFds).ok()) {
       record.record.store(static_cast<int32_t>(group_->records++), std::memory_order_relaxed);
     }
   }
-  sys::Real().close(allocator_fd);
+  allocator_fd.Reset();
   record.state.store(kEntryLive, std::memory_order_release);
   group_->registrations.fetch_add(1, std::memory_order_release);
   sessions_.push_back(std::move(session));

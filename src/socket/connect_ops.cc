@@ -13,10 +13,10 @@
 #include <cstring>
 
 #include "capture/capture.h"
+#include "config/config.h"
+#include "config/policy.h"
 #include "session/markers.h"
 #include "socket/address.h"
-#include "socket/config.h"
-#include "socket/policy.h"
 #include "socket/socket_internal.h"
 #include "socket/socket_ops.h"
 #include "socket/socket_stat.h"
@@ -92,7 +92,7 @@ void FailConnect(Socket &socket, int fd) {
   if (socket.connecting) socket.connecting->session->Abandon(socket.connecting->slot);
   socket.connecting.reset();
   RestoreMarker(socket, fd);
-  socket.path.store(Path::kUndecided, std::memory_order_release);
+  socket.stage.store(Stage::kUndecided, std::memory_order_release);
 }
 
 // Why this connect takes kernel TCP before trying anything, or null.
@@ -107,7 +107,7 @@ const char *PlainReason(const Socket &socket, const struct sockaddr *address, so
 }  // namespace
 
 void CheckConnectProgress(Socket &socket, int fd) {
-  if (socket.path.load(std::memory_order_relaxed) != Path::kConnecting) return;
+  if (socket.stage.load(std::memory_order_relaxed) != Stage::kConnecting) return;
   struct tcp_info info {};
   socklen_t length = sizeof info;
   const int saved_errno = errno;
@@ -130,12 +130,12 @@ void WaitConnect(int fd, const struct timeval &timeout) {
 void SettleConnecting(Socket &socket, int fd, int wait_ms, const char *why) {
   const int saved_errno = errno;
   CheckConnectProgress(socket, fd);
-  if (socket.path.load(std::memory_order_relaxed) == Path::kConnecting && wait_ms > 0) {
+  if (socket.stage.load(std::memory_order_relaxed) == Stage::kConnecting && wait_ms > 0) {
     struct pollfd pfd = {fd, POLLOUT, 0};
     Real().poll(&pfd, 1, wait_ms);
     CheckConnectProgress(socket, fd);
   }
-  if (socket.path.load(std::memory_order_relaxed) == Path::kConnecting) {
+  if (socket.stage.load(std::memory_order_relaxed) == Stage::kConnecting) {
     // Still under way: both processes will use kernel TCP (a server binding the claim now
     // finds it declined).
     if (socket.connecting->session->Decline(socket.connecting->slot)) {
@@ -151,15 +151,15 @@ void SettleConnecting(Socket &socket, int fd, int wait_ms, const char *why) {
 }
 
 void MakeProgress(Socket &socket, int fd) {
-  if (socket.path.load(std::memory_order_acquire) != Path::kConnecting) return;
+  if (socket.stage.load(std::memory_order_acquire) != Stage::kConnecting) return;
   std::lock_guard<std::mutex> guard(socket.mutex);
   CheckConnectProgress(socket, fd);
 }
 
 int Connect(Socket &socket, int fd, const struct sockaddr *address, socklen_t length) {
   std::lock_guard<std::mutex> guard(socket.mutex);
-  const Path path = socket.path.load(std::memory_order_relaxed);
-  if (path == Path::kConnecting) {
+  const Stage current = socket.stage.load(std::memory_order_relaxed);
+  if (current == Stage::kConnecting) {
     const int ret = Real().connect(fd, address, length);
     const int error = errno;
     if (ret == 0 || error == EISCONN) {
@@ -170,9 +170,9 @@ int Connect(Socket &socket, int fd, const struct sockaddr *address, socklen_t le
     errno = error;
     return ret;
   }
-  if (path != Path::kUndecided) {
+  if (current != Stage::kUndecided) {
     // Connected (or listening) already: the kernel answers — 0 once after a non-blocking
-    // connect completed (hiredis asks that way), then EISCONN — and the path stays as it is.
+    // connect completed (hiredis asks that way), then EISCONN — and the stage stays as it is.
     return Real().connect(fd, address, length);
   }
   socket.role = stat::Role::kConnecting;
@@ -234,7 +234,7 @@ int Connect(Socket &socket, int fd, const struct sockaddr *address, socklen_t le
     FinishConnect(socket, fd);
   } else if (error == EINPROGRESS || error == EINTR) {
     // Non-blocking, or a signal arrived: the handshake goes on in the kernel.
-    socket.path.store(Path::kConnecting, std::memory_order_release);
+    socket.stage.store(Stage::kConnecting, std::memory_order_release);
   } else {
     FailConnect(socket, fd);
   }

@@ -5,7 +5,8 @@
 #include <cerrno>
 #include <vector>
 
-#include "socket/config.h"
+#include "base/iovec_cursor.h"
+#include "config/config.h"
 #include "socket/socket_internal.h"
 #include "socket/socket_ops.h"
 #include "socket/socket_stat.h"
@@ -15,24 +16,12 @@ namespace loopfast::ops {
 namespace {
 
 size_t IovLength(const struct msghdr *message) {
-  size_t total = 0;
-  for (size_t i = 0; i < message->msg_iovlen; ++i) total += message->msg_iov[i].iov_len;
-  return total;
+  return IovecTotal(message->msg_iov, message->msg_iovlen);
 }
 
 // The parts of the message's buffers past its first `skip` bytes.
 std::vector<struct iovec> IovecsAfter(const struct msghdr *message, size_t skip) {
-  std::vector<struct iovec> rest;
-  for (size_t i = 0; i < message->msg_iovlen; ++i) {
-    const struct iovec &part = message->msg_iov[i];
-    if (skip >= part.iov_len) {
-      skip -= part.iov_len;
-      continue;
-    }
-    rest.push_back({static_cast<char *>(part.iov_base) + skip, part.iov_len - skip});
-    skip = 0;
-  }
-  return rest;
+  return IovecCursor(message->msg_iov, message->msg_iovlen, skip).Rest();
 }
 
 // `done` bytes of the message went out already; the rest goes on the kernel connection.
@@ -130,7 +119,7 @@ class CallInFlight {
 bool AwaitConnect(Socket &socket, int fd, bool nonblocking, const struct timeval &timeout) {
   std::unique_lock<std::mutex> guard(socket.mutex);
   CheckConnectProgress(socket, fd);
-  if (socket.path.load(std::memory_order_relaxed) != Path::kConnecting) return true;
+  if (socket.stage.load(std::memory_order_relaxed) != Stage::kConnecting) return true;
   if (nonblocking) {
     errno = EAGAIN;
     return false;
@@ -139,7 +128,7 @@ bool AwaitConnect(Socket &socket, int fd, bool nonblocking, const struct timeval
   WaitConnect(fd, timeout);
   guard.lock();
   CheckConnectProgress(socket, fd);
-  if (socket.path.load(std::memory_order_relaxed) == Path::kConnecting) {
+  if (socket.stage.load(std::memory_order_relaxed) == Stage::kConnecting) {
     errno = EAGAIN;
     return false;
   }
@@ -163,8 +152,8 @@ ssize_t Send(Socket &socket, int fd, const struct msghdr *message, int flags) {
     return -1;
   }
   for (;;) {
-    switch (socket.path.load(std::memory_order_acquire)) {
-      case Path::kFast: {
+    switch (socket.stage.load(std::memory_order_acquire)) {
+      case Stage::kFast: {
         FastConnection *fast = socket.fast.load(std::memory_order_acquire);
         if ((flags & MSG_OOB) != 0) {
           // Urgent data exists only on kernel TCP. Transparent mode moves the connection there
@@ -209,7 +198,7 @@ ssize_t Send(Socket &socket, int fd, const struct msghdr *message, int flags) {
         }
         return Answer(sent);
       }
-      case Path::kConnecting: {
+      case Stage::kConnecting: {
         const bool nonblocking =
             socket.nonblocking.load(std::memory_order_relaxed) || (flags & MSG_DONTWAIT) != 0;
         if (!AwaitConnect(socket, fd, nonblocking, socket.options.send_timeout)) return -1;
@@ -228,8 +217,8 @@ ssize_t Recv(Socket &socket, int fd, struct msghdr *message, int flags) {
     return -1;
   }
   for (;;) {
-    switch (socket.path.load(std::memory_order_acquire)) {
-      case Path::kFast: {
+    switch (socket.stage.load(std::memory_order_acquire)) {
+      case Stage::kFast: {
         if ((flags & MSG_ERRQUEUE) != 0) {
           return Real().recvmsg(in_flight.kernel_fd(), message, flags);
         }
@@ -279,7 +268,7 @@ ssize_t Recv(Socket &socket, int fd, struct msghdr *message, int flags) {
         }
         return n;
       }
-      case Path::kConnecting: {
+      case Stage::kConnecting: {
         const bool nonblocking =
             socket.nonblocking.load(std::memory_order_relaxed) || (flags & MSG_DONTWAIT) != 0;
         if (!AwaitConnect(socket, fd, nonblocking, socket.options.recv_timeout)) return -1;

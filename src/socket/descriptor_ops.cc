@@ -13,7 +13,7 @@
 #include <mutex>
 #include <vector>
 
-#include "socket/config.h"
+#include "config/config.h"
 #include "socket/fd_table.h"
 #include "socket/socket_ops.h"
 #include "sys/owned_fds.h"

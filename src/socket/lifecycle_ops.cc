@@ -9,10 +9,10 @@
 #include <cerrno>
 #include <vector>
 
+#include "config/config.h"
 #include "session/markers.h"
 #include "session/peer_lookup.h"
 #include "socket/change_watch.h"
-#include "socket/config.h"
 #include "socket/socket_internal.h"
 #include "socket/socket_ops.h"
 #include "socket/socket_stat.h"
@@ -64,16 +64,16 @@ std::shared_ptr<Socket> Adopt(int fd) {
   struct sockaddr_storage peer {};
   socklen_t peer_length = sizeof peer;
   if (listening) {
-    socket->path.store(Path::kListening, std::memory_order_relaxed);
+    socket->stage.store(Stage::kListening, std::memory_order_relaxed);
   } else if (getpeername(fd, reinterpret_cast<struct sockaddr *>(&peer), &peer_length) == 0) {
-    socket->path.store(Path::kKernel, std::memory_order_relaxed);
+    socket->stage.store(Stage::kKernel, std::memory_order_relaxed);
   }
   Table().Set(fd, socket);
   return socket;
 }
 
 void DecideKernel(Socket &socket, int fd, const char *why) {
-  socket.path.store(Path::kKernel, std::memory_order_release);
+  socket.stage.store(Stage::kKernel, std::memory_order_release);
   if (socket.opted_in.load(std::memory_order_relaxed) || why == reason::kDisabled) {
     socket.fallback_reason = why;
     Log(why == reason::kClientResetBeforeAccept ? LogLevel::kDebug : LogLevel::kInfo,
@@ -106,7 +106,7 @@ void BecomeFast(Socket &socket, int fd, std::unique_ptr<FastConnection> fast,
                 const KnownEnds &known) {
   socket.fast_owner = std::move(fast);
   socket.fast.store(socket.fast_owner.get(), std::memory_order_release);
-  socket.path.store(Path::kFast, std::memory_order_release);
+  socket.stage.store(Stage::kFast, std::memory_order_release);
   PublishSocket(socket, fd, known);
   Log(LogLevel::kDebug, "fast path established (%s side)",
       socket.role == stat::Role::kAccepting ? "accepting" : "connecting");
@@ -125,26 +125,6 @@ int TimevalMs(const struct timeval &timeout) {
   if (timeout.tv_sec == 0 && timeout.tv_usec == 0) return 0;
   const long ms = timeout.tv_sec * 1000 + (timeout.tv_usec + 999) / 1000;
   return static_cast<int>(std::clamp<long>(ms, 1, 1 << 30));
-}
-
-void WriteAllToKernel(int fd, const void *bytes, size_t size) {
-  const int saved_errno = errno;
-  const auto *data = static_cast<const uint8_t *>(bytes);
-  size_t done = 0;
-  while (done < size) {
-    const ssize_t n = Real().send(fd, data + done, size - done, MSG_NOSIGNAL);
-    if (n > 0) {
-      done += static_cast<size_t>(n);
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      struct pollfd pfd = {fd, POLLOUT, 0};
-      Real().poll(&pfd, 1, 1000);
-    } else {
-      break;  // the connection failed; the program sees that on its next call
-    }
-  }
-  errno = saved_errno;
 }
 
 std::shared_ptr<Socket> Lookup(int fd) { return Table().Get(fd); }
@@ -178,8 +158,8 @@ void ReleaseDescriptor(const std::shared_ptr<Socket> &socket, int fd) {
   if (socket->descriptors.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   std::lock_guard<std::mutex> guard(socket->mutex);
   socket->closed.store(true);
-  switch (socket->path.load(std::memory_order_relaxed)) {
-    case Path::kConnecting:
+  switch (socket->stage.load(std::memory_order_relaxed)) {
+    case Stage::kConnecting:
       // The handshake may still complete and the server accept: it then finds the claim
       // declined and takes kernel TCP (end of file, as for any connection closed early).
       if (socket->connecting && !socket->connecting->session->Decline(socket->connecting->slot)) {
@@ -189,7 +169,7 @@ void ReleaseDescriptor(const std::shared_ptr<Socket> &socket, int fd) {
       }
       socket->connecting.reset();
       break;
-    case Path::kFast: {
+    case Stage::kFast: {
       if (socket->calls_in_flight.load() > 0) {
         // Another thread is inside a call on it: keep the connection for that call.
         const int kept = Real().fcntl(fd, F_DUPFD_CLOEXEC, sys::HighBase());
@@ -211,10 +191,10 @@ void ReleaseDescriptor(const std::shared_ptr<Socket> &socket, int fd) {
 
 void MoveToKernel(Socket &socket, int fd) {
   std::lock_guard<std::mutex> guard(socket.mutex);
-  if (socket.path.load(std::memory_order_relaxed) == Path::kConnecting) {
+  if (socket.stage.load(std::memory_order_relaxed) == Stage::kConnecting) {
     SettleConnecting(socket, fd, 0, reason::kHandedOver);
   }
-  if (socket.path.load(std::memory_order_relaxed) == Path::kFast) {
+  if (socket.stage.load(std::memory_order_relaxed) == Stage::kFast) {
     socket.fast.load(std::memory_order_relaxed)->MoveToKernel();
     RestoreMarker(socket, fd);
     DecideKernel(socket, fd, reason::kHandedOver);
@@ -233,16 +213,16 @@ void NoteIoUring() {
 }
 
 bool WouldBeFast(Socket &socket) {
-  switch (socket.path.load(std::memory_order_acquire)) {
-    case Path::kFast:
+  switch (socket.stage.load(std::memory_order_acquire)) {
+    case Stage::kFast:
       return !socket.fast.load(std::memory_order_acquire)->WritesGoToKernel();
-    case Path::kConnecting:
+    case Stage::kConnecting:
       return true;
-    case Path::kListening: {
+    case Stage::kListening: {
       std::lock_guard<std::mutex> guard(socket.mutex);
       return socket.listener != nullptr;
     }
-    case Path::kUndecided:
+    case Stage::kUndecided:
       return socket.opted_in.load(std::memory_order_relaxed);
     default:
       return false;
@@ -251,21 +231,21 @@ bool WouldBeFast(Socket &socket) {
 
 void GoKernel(Socket &socket, int fd, const char *why) {
   std::lock_guard<std::mutex> guard(socket.mutex);
-  switch (socket.path.load(std::memory_order_relaxed)) {
-    case Path::kUndecided:
+  switch (socket.stage.load(std::memory_order_relaxed)) {
+    case Stage::kUndecided:
       socket.opted_in.store(false, std::memory_order_relaxed);
       socket.fallback_reason = why;
       break;
-    case Path::kListening:
+    case Stage::kListening:
       // Connections not yet accepted find no group and take kernel TCP at once.
       DisableListener(socket, fd);
       socket.opted_in.store(false, std::memory_order_relaxed);
       socket.fallback_reason = why;
       break;
-    case Path::kConnecting:
+    case Stage::kConnecting:
       socket.connecting->kernel_wanted = why;
       break;
-    case Path::kFast: {
+    case Stage::kFast: {
       FastConnection *fast = socket.fast.load(std::memory_order_relaxed);
       if (fast->WritesGoToKernel() && socket.fallback_reason != reason::kNone) break;
       fast->SwitchToKernel();
@@ -289,7 +269,7 @@ thread_local std::vector<std::weak_ptr<Socket>> held_for_child;
 void BeforeFork() {
   std::vector<std::pair<int, std::shared_ptr<Socket>>> connecting;
   Table().ForEach([&](int fd, const std::shared_ptr<Socket> &socket) {
-    if (socket->path.load(std::memory_order_acquire) == Path::kConnecting) {
+    if (socket->stage.load(std::memory_order_acquire) == Stage::kConnecting) {
       connecting.emplace_back(fd, socket);
     }
   });

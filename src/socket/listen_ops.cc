@@ -12,11 +12,11 @@
 #include <map>
 
 #include "capture/capture.h"
+#include "config/config.h"
+#include "config/policy.h"
 #include "session/markers.h"
 #include "session/peer_lookup.h"
 #include "socket/address.h"
-#include "socket/config.h"
-#include "socket/policy.h"
 #include "socket/socket_internal.h"
 #include "socket/socket_ops.h"
 #include "socket/socket_stat.h"
@@ -262,13 +262,13 @@ void EnableListenerForApi(Socket &socket, int fd) { EnableListener(socket, fd); 
 
 int Listen(Socket &socket, int fd, int backlog) {
   std::lock_guard<std::mutex> guard(socket.mutex);
-  const bool first = socket.path.load(std::memory_order_relaxed) == Path::kUndecided;
+  const bool first = socket.stage.load(std::memory_order_relaxed) == Stage::kUndecided;
   if (first && socket.opted_in.load(std::memory_order_relaxed) && !GetConfig().disabled) {
     EnableListener(socket, fd);
   }
   const int ret = Real().listen(fd, backlog);
   if (ret == 0) {
-    socket.path.store(Path::kListening, std::memory_order_release);
+    socket.stage.store(Stage::kListening, std::memory_order_release);
     PublishSocket(socket, fd);
   } else if (first) {
     const int error = errno;
@@ -313,7 +313,7 @@ int Accept(Socket &listener, int fd, struct sockaddr *address, socklen_t *length
     } else {
       DecideKernel(*accepted, accepted_fd, listener_reason);
     }
-    if (accepted->path.load(std::memory_order_relaxed) == Path::kKernel) {
+    if (accepted->stage.load(std::memory_order_relaxed) == Stage::kKernel) {
       ApplyProgramRcvbuf(*accepted, accepted_fd);
     }
   }

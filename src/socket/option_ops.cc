@@ -13,8 +13,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "config/config.h"
 #include "loopfast/loopfast.h"
-#include "socket/config.h"
 #include "socket/option_table.h"
 #include "socket/socket_internal.h"
 #include "socket/socket_ops.h"
@@ -129,7 +129,7 @@ int GetSockOpt(Socket &socket, int fd, int level, int name, void *value, socklen
   const ProgramOptions &options = socket.options;
   int reported = 0;
   if (level == SOL_SOCKET && name == SO_RCVBUF && options.rcvbuf_raised &&
-      socket.path.load(std::memory_order_relaxed) != Path::kKernel) {
+      socket.stage.load(std::memory_order_relaxed) != Stage::kKernel) {
     reported = KernelStyleRcvbuf(options.rcvbuf);
   } else if (options.marker_on && level == IPPROTO_IP && name == IP_TTL) {
     static const int default_ttl = ReadSysctl("/proc/sys/net/ipv4/ip_default_ttl", 64);
@@ -207,8 +207,8 @@ int SetFastPath(int fd, bool enable) {
     return -1;
   }
   std::lock_guard<std::mutex> guard(socket->mutex);
-  switch (socket->path.load(std::memory_order_relaxed)) {
-    case Path::kUndecided: {
+  switch (socket->stage.load(std::memory_order_relaxed)) {
+    case Stage::kUndecided: {
       struct sockaddr_storage peer {};
       socklen_t length = sizeof peer;
       if (getpeername(fd, reinterpret_cast<struct sockaddr *>(&peer), &length) == 0) {
@@ -219,7 +219,7 @@ int SetFastPath(int fd, bool enable) {
       socket->opted_in_explicitly.store(enable, std::memory_order_relaxed);
       return 0;
     }
-    case Path::kListening:
+    case Stage::kListening:
       if (socket->listener && socket->listener->has_accepted) {
         errno = EBUSY;
         return -1;
@@ -229,7 +229,7 @@ int SetFastPath(int fd, bool enable) {
       if (enable && !socket->listener) EnableListenerForApi(*socket, fd);
       if (!enable) DisableListener(*socket, fd);
       return 0;
-    case Path::kConnecting:
+    case Stage::kConnecting:
       errno = EALREADY;
       return -1;
     default:
@@ -245,11 +245,11 @@ int PathOf(int fd) {
     return LOOPFAST_PATH_NONE;
   }
   MakeProgress(*socket, fd);
-  switch (socket->path.load(std::memory_order_acquire)) {
-    case Path::kFast:
+  switch (socket->stage.load(std::memory_order_acquire)) {
+    case Stage::kFast:
       return socket->fast.load(std::memory_order_acquire)->UsesKernel() ? LOOPFAST_PATH_KERNEL
                                                                         : LOOPFAST_PATH_FAST;
-    case Path::kKernel:
+    case Stage::kKernel:
       return LOOPFAST_PATH_KERNEL;
     default:
       return LOOPFAST_PATH_NONE;

@@ -1,3 +1,4 @@
+// Readiness of one tracked socket (readiness.h): from the rings while fast, else from the kernel.
 #include "socket/readiness.h"
 
 #include <cerrno>
@@ -30,11 +31,11 @@ short Restrict(short events, short wanted) {
 }  // namespace
 
 bool Decides(const Socket &socket) {
-  switch (socket.path.load(std::memory_order_acquire)) {
-    case Path::kFast:
-    case Path::kConnecting:
+  switch (socket.stage.load(std::memory_order_acquire)) {
+    case Stage::kFast:
+    case Stage::kConnecting:
       return true;
-    case Path::kUndecided:
+    case Stage::kUndecided:
       return socket.opted_in.load(std::memory_order_relaxed);  // a connect may make it fast
     default:
       return false;
@@ -44,8 +45,8 @@ bool Decides(const Socket &socket) {
 State Look(Socket &socket, int fd, short wanted) {
   ops::MakeProgress(socket, fd);
   State state;
-  switch (socket.path.load(std::memory_order_acquire)) {
-    case Path::kFast: {
+  switch (socket.stage.load(std::memory_order_acquire)) {
+    case Stage::kFast: {
       FastConnection *fast = socket.fast.load(std::memory_order_acquire);
       fast->SettleIfPeerLeft(fd, /*blocking=*/false);
       const FastConnection::Look look = fast->LookNow(fd);
@@ -86,13 +87,13 @@ State Look(Socket &socket, int fd, short wanted) {
 }
 
 bool WantInputStamps(Socket &socket) {
-  if (socket.path.load(std::memory_order_acquire) != Path::kFast) return false;
+  if (socket.stage.load(std::memory_order_acquire) != Stage::kFast) return false;
   socket.fast.load(std::memory_order_acquire)->WantInputStamps();
   return true;
 }
 
 Watched WatchChanges(Socket &socket) {
-  if (socket.path.load(std::memory_order_acquire) != Path::kFast) return {};
+  if (socket.stage.load(std::memory_order_acquire) != Stage::kFast) return {};
   FastConnection *fast = socket.fast.load(std::memory_order_acquire);
   // A forked child holds its parent's sessions: their hints are the parent's to take.
   if (fast->session().creator_pid() != sys::ThisProcess()) return {};
@@ -101,7 +102,7 @@ Watched WatchChanges(Socket &socket) {
 }
 
 uint64_t InputSequence(const Socket &socket) {
-  if (socket.path.load(std::memory_order_acquire) != Path::kFast) return 0;
+  if (socket.stage.load(std::memory_order_acquire) != Stage::kFast) return 0;
   return socket.fast.load(std::memory_order_acquire)->InputSequence();
 }
 
@@ -128,7 +129,7 @@ bool EdgeFired(const State &now, EdgeMemory *memory) {
 }
 
 void NoteKernelChanged(Socket &socket) {
-  if (socket.path.load(std::memory_order_acquire) != Path::kFast) return;
+  if (socket.stage.load(std::memory_order_acquire) != Stage::kFast) return;
   socket.fast.load(std::memory_order_acquire)->NoteKernelChanged();
 }
 
@@ -136,8 +137,8 @@ int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out, bool announce
   const bool input = (wanted & kInputEvents) != 0;
   const bool output = (wanted & kOutputEvents) != 0;
   int count = 0;
-  switch (socket.path.load(std::memory_order_acquire)) {
-    case Path::kFast: {
+  switch (socket.stage.load(std::memory_order_acquire)) {
+    case Stage::kFast: {
       FastConnection *fast = socket.fast.load(std::memory_order_acquire);
       if (announce) fast->PrepareToSleep(input, output);
       const int bell = fast->WakeBell();
@@ -157,7 +158,7 @@ int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out, bool announce
       if (kernel != 0 || count == 0) out[count++] = {fd, kernel, true, false};
       return count;
     }
-    case Path::kConnecting:
+    case Stage::kConnecting:
       // The end of the handshake (POLLOUT, or an error) moves the socket on; a caller that only
       // wants input must wake for it too.
       out[count++] = {fd, static_cast<short>(wanted | POLLOUT | POLLRDHUP), true, false};

@@ -22,7 +22,8 @@
 
 namespace loopfast {
 
-enum class Path : uint8_t {
+// Where a socket is in its life (not the public loopfast::Path, which is what the API reports).
+enum class Stage : uint8_t {
   kUndecided,   // not connected or listening yet
   kListening,   // a listener (fast listeners have a group)
   kConnecting,  // opted-in connect() under way (non-blocking or interrupted), its slot claimed
@@ -108,8 +109,8 @@ struct Socket {
   // fails with EOPNOTSUPP instead of moving the connection to kernel TCP.
   std::atomic<bool> opted_in_explicitly{false};
   std::atomic<bool> nonblocking{false};
-  std::atomic<Path> path{Path::kUndecided};
-  // Set once, before path becomes kFast; lives as long as the Socket.
+  std::atomic<Stage> stage{Stage::kUndecided};
+  // Set once, before stage becomes kFast; lives as long as the Socket.
   std::atomic<FastConnection *> fast{nullptr};
   std::atomic<int> descriptors{1};  // descriptors in this process that refer to it
   // send/recv calls under way. A close() that finds some (another thread closed the descriptor

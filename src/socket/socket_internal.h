@@ -56,9 +56,6 @@ void SettleConnecting(Socket &socket, int fd, int wait_ms, const char *why);
 wait::SleepSpec SleepFor(const struct timeval &timeout);
 int TimevalMs(const struct timeval &timeout);
 
-// Blocking write of `bytes` to the kernel connection, whatever the socket's O_NONBLOCK.
-void WriteAllToKernel(int fd, const void *bytes, size_t size);
-
 }  // namespace loopfast::ops
 
 #endif  // LOOPFAST_SOCKET_SOCKET_INTERNAL_H_

@@ -1,3 +1,4 @@
+// A socket's statistics slot (socket_stat.h): publishing its stage, addresses and reasons.
 #include "socket/socket_stat.h"
 
 #include <netinet/in.h>
@@ -74,14 +75,14 @@ void PublishSocket(Socket &socket, int fd, const KnownEnds &known) {
   const char *why = CurrentFallbackReason(socket);
   FastConnection *fast = socket.fast.load(std::memory_order_acquire);
   stat::SlotState state;
-  switch (socket.path.load(std::memory_order_acquire)) {
-    case Path::kListening:
+  switch (socket.stage.load(std::memory_order_acquire)) {
+    case Stage::kListening:
       state = stat::SlotState::kListener;
       break;
-    case Path::kFast:
+    case Stage::kFast:
       state = why == reason::kNone ? stat::SlotState::kFast : stat::SlotState::kKernel;
       break;
-    case Path::kKernel:
+    case Stage::kKernel:
       state = stat::SlotState::kKernel;
       break;
     default:

@@ -1,5 +1,5 @@
 // What `loopfast stat` shows of a socket: its slot in this process's statistics registry
-// (stat/registry.h), kept in step with the socket's path and fallback reason.
+// (stat/registry.h), kept in step with the socket's stage and fallback reason.
 #ifndef LOOPFAST_SOCKET_SOCKET_STAT_H_
 #define LOOPFAST_SOCKET_SOCKET_STAT_H_
 

@@ -1,10 +1,11 @@
+// The startup line (startup.h): what loopfast says of itself when a program loads it.
 #include "socket/startup.h"
 
 #include <cstdio>
 #include <cstdlib>
 
-#include "socket/config.h"
-#include "socket/policy.h"
+#include "config/config.h"
+#include "config/policy.h"
 
 namespace loopfast {
 namespace {

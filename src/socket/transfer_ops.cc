@@ -15,6 +15,7 @@
 #include "socket/readiness.h"
 #include "socket/socket_ops.h"
 #include "sys/real_calls.h"
+#include "sys/write_all.h"
 
 namespace loopfast::ops {
 namespace {
@@ -123,13 +124,11 @@ ssize_t Splice(Socket *in_socket, int fd_in, loff_t *off_in, Socket *out_socket,
   const ssize_t got =
       RecvBytes(*in_socket, fd_in, buffer.data(), want, nonblocking ? MSG_DONTWAIT : 0);
   if (got <= 0) return got;
+  // Another writer may fill the pipe first (not expected of splice users): then what went.
   size_t written = 0;
-  while (written < static_cast<size_t>(got)) {
-    const ssize_t n = sys::Real().write(fd_out, buffer.data() + written, got - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;  // another writer filled the pipe first: not expected of splice users
-    written += static_cast<size_t>(n);
-  }
+  sys::WriteAll(
+      fd_out, buffer.data(), static_cast<size_t>(got), [] { return false; },
+      [&written](size_t n) { written += n; });
   return static_cast<ssize_t>(written);
 }
 

@@ -1,3 +1,4 @@
+// Resolving the real functions of real_calls_list.h with dlsym(RTLD_NEXT), once.
 #include "sys/real_calls.h"
 
 #include <dlfcn.h>

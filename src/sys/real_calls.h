@@ -1,6 +1,7 @@
-// The only way loopfast calls libc's socket functions: the real ones, found with
-// dlsym(RTLD_NEXT) past any interposer (ours included). Everything else in loopfast that needs
-// the kernel goes through here, so tests can see every system call the core makes.
+// The only way loopfast calls the libc functions it intercepts (real_calls_list.h): the real
+// ones, found with dlsym(RTLD_NEXT) past any interposer (ours included), so that loopfast's own
+// calls never come back into its wrappers. Calls it does not intercept (mmap, ftruncate,
+// memfd_create, ...) go straight to libc.
 #ifndef LOOPFAST_SYS_REAL_CALLS_H_
 #define LOOPFAST_SYS_REAL_CALLS_H_
 

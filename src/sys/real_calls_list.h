@@ -1,6 +1,7 @@
 // The one list of libc functions loopfast intercepts. It generates the table of real functions
-// (sys/real_calls.h), their dlsym(RTLD_NEXT) resolution and, in the interposer, the exported
-// wrappers' declarations, so a call cannot be half-added.
+// (sys/real_calls.h) and their dlsym(RTLD_NEXT) resolution (real_calls.cc). The exported
+// wrappers in src/interpose/interpose.cc are written by hand: a function added here needs its
+// wrapper there too.
 //
 // X(return type, name, (parameters), (arguments))
 // Variadic functions (fcntl, ioctl) are listed with their fixed third argument spelled out.

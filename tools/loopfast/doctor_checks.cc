@@ -1,3 +1,4 @@
+// The checks of `loopfast doctor` (doctor_checks.h), each trying the real thing on this host.
 #include "doctor_checks.h"
 
 #include <arpa/inet.h>
@@ -30,10 +31,10 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
+#include "config/policy.h"
 #include "launch.h"
 #include "loopfast/loopfast.h"
-#include "socket/config.h"
-#include "socket/policy.h"
 #include "stat_kernel_sockets.h"
 
 extern char **environ;

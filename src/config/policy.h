@@ -21,8 +21,8 @@
 // A malformed value turns the fast path off for the process, with a message.
 //
 // Thread rules: the process's policy is built once, on first use, and never changes; any thread.
-#ifndef LOOPFAST_SOCKET_POLICY_H_
-#define LOOPFAST_SOCKET_POLICY_H_
+#ifndef LOOPFAST_CONFIG_POLICY_H_
+#define LOOPFAST_CONFIG_POLICY_H_
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -98,4 +98,4 @@ const Policy &GetPolicy();
 
 }  // namespace loopfast
 
-#endif  // LOOPFAST_SOCKET_POLICY_H_
+#endif  // LOOPFAST_CONFIG_POLICY_H_

@@ -1,4 +1,6 @@
-#include "socket/config.h"
+// Process-wide settings and the log (config.h): reading the environment once, secure execution,
+// and writing one escaped line per event to stderr or LOOPFAST_LOG_FILE.
+#include "config/config.h"
 
 #include <sys/auxv.h>
 #include <sys/syscall.h>

@@ -1,6 +1,6 @@
 // The host policy and the environment's narrowing, as pure functions: parsing, the file's
 // safety checks, and which addresses they deny.
-#include "socket/policy.h"
+#include "config/policy.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>

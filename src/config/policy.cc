@@ -1,4 +1,6 @@
-#include "socket/policy.h"
+// The host policy (policy.h): parsing and checking /etc/loopfast.conf, the environment's
+// narrowing lists, and the questions asked of a connection and of a pair of users.
+#include "config/policy.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -12,7 +14,7 @@
 #include <sstream>
 
 #include "base/escape.h"
-#include "socket/config.h"
+#include "config/config.h"
 
 namespace loopfast {
 namespace {
