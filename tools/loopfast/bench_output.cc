@@ -118,11 +118,6 @@ std::string XmlEscape(std::string_view text) {
 // Microseconds with the digits that matter at that scale: 0.48, 52.3, 2901.
 std::string Micros(double us) { return Format(us < 10 ? "%.2f" : us < 100 ? "%.1f" : "%.0f", us); }
 
-double PercentileOfSorted(const std::vector<double> &sorted, double p) {
-  if (sorted.empty()) return 0;
-  return sorted[std::min(sorted.size() - 1, size_t(p * double(sorted.size() - 1) + 0.5))];
-}
-
 // Chart geometry (pixels).
 constexpr double kWidth = 860;
 constexpr double kHeadingHeight = 44;
@@ -231,6 +226,11 @@ std::string LatencySvg(std::string_view heading, const std::vector<LatencyChart>
   }
   svg += "</svg>\n";
   return svg;
+}
+
+double PercentileOfSorted(const std::vector<double> &sorted, double p) {
+  if (sorted.empty()) return 0;
+  return sorted[std::min(sorted.size() - 1, size_t(p * double(sorted.size() - 1) + 0.5))];
 }
 
 bool WriteTextFile(const std::string &path, const std::string &text) {

@@ -51,6 +51,9 @@ struct LatencyChart {
 // One CDF panel per chart, stacked, log-scale x axis in microseconds.
 std::string LatencySvg(std::string_view heading, const std::vector<LatencyChart> &charts);
 
+// The value at fraction `p` (0 to 1) of an ascending sample, by nearest rank; 0 when empty.
+double PercentileOfSorted(const std::vector<double> &sorted, double p);
+
 // Writes `text` to `path` ("-": stdout). False (errno set) on failure.
 bool WriteTextFile(const std::string &path, const std::string &text);
 
