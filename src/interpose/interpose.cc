@@ -507,37 +507,42 @@ int CollectArgs(const char *first, va_list args, const char **argv) {
   return count;
 }
 
+// Collects the list form's arguments and calls `exec` with them as an argv array.
+template <typename Exec>
+int ExecWithList(const char *arg, va_list args, Exec exec) {
+  const char *argv[kMaxListArgs];
+  if (CollectArgs(arg, args, argv) < 0) return -1;
+  return exec(const_cast<char *const *>(argv));
+}
+
 }  // namespace
 
 LOOPFAST_EXPORT int execl(const char *path, const char *arg, ...) {
-  const char *argv[kMaxListArgs];
   va_list args;
   va_start(args, arg);
-  const int count = CollectArgs(arg, args, argv);
+  const int result = ExecWithList(arg, args, [&](char *const *argv) { return execv(path, argv); });
   va_end(args);
-  if (count < 0) return -1;
-  return execv(path, const_cast<char *const *>(argv));
+  return result;
 }
 
 LOOPFAST_EXPORT int execlp(const char *file, const char *arg, ...) {
-  const char *argv[kMaxListArgs];
   va_list args;
   va_start(args, arg);
-  const int count = CollectArgs(arg, args, argv);
+  const int result = ExecWithList(arg, args, [&](char *const *argv) { return execvp(file, argv); });
   va_end(args);
-  if (count < 0) return -1;
-  return execvp(file, const_cast<char *const *>(argv));
+  return result;
 }
 
 LOOPFAST_EXPORT int execle(const char *path, const char *arg, ...) {
-  const char *argv[kMaxListArgs];
   va_list args;
   va_start(args, arg);
-  const int count = CollectArgs(arg, args, argv);
-  char *const *envp = count < 0 ? nullptr : va_arg(args, char *const *);
+  // The environment follows the list's terminating null (va_list is passed by reference on
+  // the ABIs Linux runs on: CollectArgs has taken the list).
+  const int result = ExecWithList(arg, args, [&](char *const *argv) {
+    return execve(path, argv, va_arg(args, char *const *));
+  });
   va_end(args);
-  if (count < 0) return -1;
-  return execve(path, const_cast<char *const *>(argv), envp);
+  return result;
 }
 
 LOOPFAST_EXPORT int posix_spawn(pid_t *pid, const char *path,

@@ -135,6 +135,12 @@ bool AwaitConnect(Socket &socket, int fd, bool nonblocking, const struct timeval
   return true;
 }
 
+// A call that found its descriptor closed by another thread as it began: EBADF, as the kernel.
+ssize_t ClosedMeanwhile() {
+  errno = EBADF;
+  return -1;
+}
+
 }  // namespace
 
 void EndFast(Socket &socket, int kernel_fd) {
@@ -147,10 +153,7 @@ void EndFast(Socket &socket, int kernel_fd) {
 
 ssize_t Send(Socket &socket, int fd, const struct msghdr *message, int flags) {
   const CallInFlight in_flight(socket, fd);
-  if (!in_flight.open()) {
-    errno = EBADF;
-    return -1;
-  }
+  if (!in_flight.open()) return ClosedMeanwhile();
   for (;;) {
     switch (socket.stage.load(std::memory_order_acquire)) {
       case Stage::kFast: {
@@ -212,10 +215,7 @@ ssize_t Send(Socket &socket, int fd, const struct msghdr *message, int flags) {
 
 ssize_t Recv(Socket &socket, int fd, struct msghdr *message, int flags) {
   const CallInFlight in_flight(socket, fd);
-  if (!in_flight.open()) {
-    errno = EBADF;
-    return -1;
-  }
+  if (!in_flight.open()) return ClosedMeanwhile();
   for (;;) {
     switch (socket.stage.load(std::memory_order_acquire)) {
       case Stage::kFast: {

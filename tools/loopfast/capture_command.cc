@@ -136,14 +136,14 @@ int CaptureCommand(int argc, char **argv) {
   bool append = false;
   int i = 1;
   for (; i < argc; ++i) {
-    const char *arg = argv[i];
-    if (std::strcmp(arg, "--") == 0) {
-      ++i;
-      break;
-    } else if (std::strcmp(arg, "-h") == 0 || std::strcmp(arg, "--help") == 0) {
+    const LaunchArg kind = TakeLaunchArg(argv, &i);
+    if (kind == LaunchArg::kEndOfOptions) break;
+    if (kind == LaunchArg::kHelp) {
       CaptureUsage(stdout);
       return 0;
-    } else if (std::strcmp(arg, "-a") == 0 || std::strcmp(arg, "--append") == 0) {
+    }
+    const char *arg = argv[i];
+    if (std::strcmp(arg, "-a") == 0 || std::strcmp(arg, "--append") == 0) {
       append = true;
     } else if (std::strcmp(arg, "-w") == 0 || std::strcmp(arg, "--port") == 0) {
       if (i + 1 >= argc) {

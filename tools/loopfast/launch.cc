@@ -37,6 +37,16 @@ std::string LibraryPath() {
   return std::string(resolved) + "/" + loaded.substr(slash == std::string::npos ? 0 : slash + 1);
 }
 
+LaunchArg TakeLaunchArg(char **argv, int *index) {
+  const char *arg = argv[*index];
+  if (std::strcmp(arg, "--") == 0) {
+    ++*index;
+    return LaunchArg::kEndOfOptions;
+  }
+  if (std::strcmp(arg, "-h") == 0 || std::strcmp(arg, "--help") == 0) return LaunchArg::kHelp;
+  return LaunchArg::kOther;
+}
+
 void AppendList(const char *variable, const char *list) {
   std::string value = list;
   if (const char *existing = std::getenv(variable); existing != nullptr && *existing != '\0') {

@@ -32,6 +32,11 @@ class RunVariables {
 // exits with status 2 and a message naming `command` ("loopfast run").
 bool ParseRunOption(const char *command, int argc, char **argv, int *index, RunVariables *out);
 
+// What argv[*index] of a launching command's option loop is, before its own options: "--" ends
+// the options (the program follows; *index moves past it), -h and --help ask for the usage.
+enum class LaunchArg { kOther, kEndOfOptions, kHelp };
+LaunchArg TakeLaunchArg(char **argv, int *index);
+
 // Adds LIST to a comma-separated variable (the option may be given more than once).
 void AppendList(const char *variable, const char *list);
 

@@ -76,14 +76,14 @@ void RunUsage(FILE *out) {
 int RunCommand(int argc, char **argv) {
   int i = 1;
   for (; i < argc; ++i) {
-    const char *arg = argv[i];
-    if (std::strcmp(arg, "--") == 0) {
-      ++i;
-      break;
-    } else if (std::strcmp(arg, "-h") == 0 || std::strcmp(arg, "--help") == 0) {
+    const LaunchArg kind = TakeLaunchArg(argv, &i);
+    if (kind == LaunchArg::kEndOfOptions) break;
+    if (kind == LaunchArg::kHelp) {
       RunUsage(stdout);
       return 0;
-    } else if (ApplyRunOption("loopfast run", argc, argv, &i)) {
+    }
+    const char *arg = argv[i];
+    if (ApplyRunOption("loopfast run", argc, argv, &i)) {
       continue;
     } else if (arg[0] == '-') {
       std::fprintf(stderr, "loopfast run: unknown option '%s'\n", arg);
