@@ -72,16 +72,22 @@ inline uint64_t SpinBudgetNs(const wait::SpinPolicy &policy) {
 
 // A readiness call ends with `result` (events, 0: its timeout, -1: an error or a signal); it
 // teaches `policy` how soon it was answered if it `waited` (found nothing at its first look).
-// No peer stamps a wake-up for a set (the bell is shared), so the time of a call that slept at
-// once includes this thread's own wake-up (15-40 us on a VM, more on a busy machine): such a
-// call counts as a hit within twice the budget. Without that, two ends that both sleep would
-// each see the other's wake-up plus their own and never spin again.
-inline int Teach(wait::SpinPolicy &policy, const Deadline &deadline, bool waited, int result) {
+// `answered_ns`, when known (an epoll set: the earliest time a fast socket it reports became
+// ready, stamped by the peer's write; 0: unknown), is when the answer came. Otherwise the time
+// of a call that slept at once includes this thread's own wake-up (15-40 us on a VM, more on a
+// busy machine): such a call counts against twice the budget. Without that, two ends that both
+// sleep would each see the other's wake-up plus their own and never spin again.
+inline int Teach(wait::SpinPolicy &policy, const Deadline &deadline, bool waited, int result,
+                 uint64_t answered_ns = 0) {
   const Config &config = GetConfig();
   if (!waited || !config.spin_adaptive || result < 0) return result;
-  const uint64_t waited_ns = MonotonicNs() - deadline.start();
-  const uint64_t within_ns =
-      deadline.spin_ns() == 0 ? 2 * uint64_t{config.spin_ns} : config.spin_ns;
+  const uint64_t now = MonotonicNs();
+  uint64_t waited_ns = now - deadline.start();
+  uint64_t within_ns = deadline.spin_ns() == 0 ? 2 * uint64_t{config.spin_ns} : config.spin_ns;
+  if (answered_ns >= deadline.start() && answered_ns <= now) {
+    waited_ns = answered_ns - deadline.start();
+    within_ns = config.spin_ns;
+  }
   if (result > 0) {
     policy.Record(waited_ns, within_ns);
   } else {

@@ -181,12 +181,13 @@ int EpollSet::Harvest(struct epoll_event *events, int max, bool ask_kernel, uint
 
 int EpollSet::FetchKernel(struct epoll_event *events, int room) {
   bool shadow_ready = false;
-  int got = KernelLook(events, room, 0, nullptr, &shadow_ready);
+  static constexpr struct timespec kNow = {0, 0};
+  int got = KernelLook(events, room, &kNow, nullptr, &shadow_ready);
   if (got == 0 && shadow_ready) {
     // The shadow took the place of the kernel's own events (its members were registered, or
     // rang, since it was last drained): drain it, and ask again.
     DrainShadow();
-    got = KernelLook(events, room, 0, nullptr, nullptr);
+    got = KernelLook(events, room, &kNow, nullptr, nullptr);
   }
   kernel_fetched_in_ = harvests_;
   kernel_productive_ = got > 0;
@@ -297,6 +298,7 @@ uint64_t EpollSet::ReadySince(const Interest &interest, uint64_t now) {
 
 int EpollSet::Report(struct epoll_event *events, int max, uint64_t start) {
   int count = 0;
+  reported_ready_ns_ = 0;
   bool kernel_failed = false;
   found_.clear();  // here: what goes back to the tail
   for (ReadyQueue::Member *member = ready_.front(); member != nullptr && count < max;) {
@@ -334,6 +336,10 @@ int EpollSet::Report(struct epoll_event *events, int max, uint64_t start) {
     } else {
       events[count].events = static_cast<uint32_t>(static_cast<uint16_t>(state.events));
       events[count].data = interest->data;
+      if (interest->state.in_ready_ns != 0 &&
+          (reported_ready_ns_ == 0 || member->ready_ns < reported_ready_ns_)) {
+        reported_ready_ns_ = member->ready_ns;  // a peer's stamp, clamped (ReadySince)
+      }
       ++count;
       if ((interest->events & EPOLLONESHOT) != 0) {
         interest->disarmed = true;
@@ -348,9 +354,21 @@ int EpollSet::Report(struct epoll_event *events, int max, uint64_t start) {
 }
 
 // The kernel's own events (never the shadow's cookie). Returns -1 with errno on failure.
-int EpollSet::KernelLook(struct epoll_event *events, int max, int timeout_ms,
+int EpollSet::KernelLook(struct epoll_event *events, int max, const struct timespec *timeout,
                          const sigset_t *sigmask, bool *shadow_ready) {
-  const int n = sys::Real().epoll_pwait(epfd(), events, max, timeout_ms, sigmask);
+  // epoll_pwait2: the program's timeout to the nanosecond (a paced loop that waits 100 us must
+  // not sleep a millisecond); epoll_pwait, rounded up, only on a kernel without it (< 5.11).
+  int n = sys::Real().epoll_pwait2(epfd(), events, max, timeout, sigmask);
+  if (n < 0 && errno == ENOSYS) {
+    const int timeout_ms =
+        timeout == nullptr
+            ? -1
+            : static_cast<int>(std::min<uint64_t>(
+                  (uint64_t(timeout->tv_sec) * kNsPerSec + uint64_t(timeout->tv_nsec) + 999999) /
+                      1000000,
+                  1u << 30));
+    n = sys::Real().epoll_pwait(epfd(), events, max, timeout_ms, sigmask);
+  }
   if (n <= 0) return n;
   int kept = 0;
   for (int i = 0; i < n; ++i) {
@@ -375,7 +393,7 @@ int EpollSet::Wait(struct epoll_event *events, int max, const struct timespec *t
       count = Harvest(events, max, ask_kernel, now);
     }
     // Events, or -1 (the kernel's error).
-    if (count != 0) return Teach(spin_, deadline, round > 0, count);
+    if (count != 0) return Teach(spin_, deadline, round > 0, count, reported_ready_ns_);
     if (deadline.Expired(now)) {
       if (ask_kernel) return Teach(spin_, deadline, round > 0, 0);
       int last;
@@ -395,15 +413,24 @@ int EpollSet::Wait(struct epoll_event *events, int max, const struct timespec *t
       count = Harvest(events, max, false, MonotonicNs());
     }
     if (count != 0) return Teach(spin_, deadline, true, count);
-    int timeout_ms = -1;
+    struct timespec left = {};
     if (!deadline.forever()) {
-      timeout_ms =
-          static_cast<int>(std::min<uint64_t>((deadline.LeftNs() + 999999) / 1000000, 1u << 30));
+      const uint64_t left_ns = deadline.LeftNs();
+      left = {static_cast<time_t>(left_ns / kNsPerSec), static_cast<long>(left_ns % kNsPerSec)};
     }
-    const int kernel = KernelLook(events, max, timeout_ms, sigmask);
+    bool shadow_ready = false;
+    const int kernel =
+        KernelLook(events, max, deadline.forever() ? nullptr : &left, sigmask, &shadow_ready);
     // Events, or -1 (EINTR and the like, as epoll reports).
     if (kernel != 0) return Teach(spin_, deadline, true, kernel);
-    round = kKernelLookInterval - 1;  // woken by the shadow (or timed out): look again
+    if (shadow_ready) {
+      // Woken by the shadow: take what rang now (the shadow stays readable until then).
+      std::lock_guard<std::mutex> guard(mutex_);
+      DrainShadow();
+    }
+    // Look again; at the kernel too, unless it just said it had nothing but the shadow (the
+    // shadow alone, with room for more: one system call saved a wake-up).
+    round = shadow_ready && max > 1 ? 0 : kKernelLookInterval - 1;
   }
 }
 

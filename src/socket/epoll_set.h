@@ -24,8 +24,8 @@
 #include "socket/readiness.h"
 #include "socket/ready_queue.h"
 #include "socket/socket.h"
-#include "wait/spin_policy.h"
 #include "sys/owned_fds.h"
+#include "wait/spin_policy.h"
 
 namespace loopfast::ops::epoll {
 
@@ -126,8 +126,9 @@ class EpollSet {
   // holds mutex_).
   void DrainShadow();
   // `shadow_ready`, when given, is set when the shadow was among the events.
-  int KernelLook(struct epoll_event *events, int max, int timeout_ms, const sigset_t *sigmask,
-                 bool *shadow_ready = nullptr);
+  // `timeout`: null waits for ever.
+  int KernelLook(struct epoll_event *events, int max, const struct timespec *timeout,
+                 const sigset_t *sigmask, bool *shadow_ready = nullptr);
 
   // Registers `bell` in the shadow for one more interest (caller holds mutex_).
   void HoldBell(int bell);
@@ -135,6 +136,9 @@ class EpollSet {
 
   std::atomic<int> epfd_;
   wait::SpinPolicy spin_;  // whether Wait spins (wait/spin_policy.h)
+  // The earliest stamped time a fast socket the last report returned became ready (0: none),
+  // which teaches spin_ how soon a wait was answered.
+  uint64_t reported_ready_ns_ = 0;
   std::mutex mutex_;
   int shadow_ = -1;
   Interests interests_;       // by descriptor

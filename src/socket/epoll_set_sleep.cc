@@ -135,7 +135,8 @@ void EpollSet::PrepareSleep() {
   std::lock_guard<std::mutex> guard(mutex_);
   if (shadow_ < 0) return;
   const int saved_errno = errno;
-  DrainShadow();
+  // No drain of the shadow here: what rang since the last drain makes the sleep return at once,
+  // and Wait drains after every wake-up the shadow caused (one system call less a sleep).
   // Watched interests: a change from now on rings the session's bell. The others announce
   // themselves one by one and keep the shadow's members up to date.
   for (auto &[session, entry] : watched_) entry.subscription->AnnounceSleep();
