@@ -216,12 +216,12 @@ session::ChangeHints *FastConnection::PeerHints() const {
   return session_->arena().hints(1 - side_);
 }
 
-void FastConnection::WatchChanges() {
-  // For good: the watcher's bit stays in both waiting words (wakers never take it), so every
-  // change of either direction sets this slot's hint from now on.
-  for (std::atomic<uint32_t> *word :
-       {&rx_.control()->consumer_waiting, &tx_.control()->producer_waiting}) {
-    if ((word->load(std::memory_order_relaxed) & wait::kWatcher) == 0) {
+void FastConnection::WatchChanges(bool input, bool output) {
+  // For good: the watcher's bit stays in the waiting word (wakers never take it), so every
+  // change of that direction sets this slot's hint from now on.
+  for (std::atomic<uint32_t> *word : {input ? &rx_.control()->consumer_waiting : nullptr,
+                                      output ? &tx_.control()->producer_waiting : nullptr}) {
+    if (word != nullptr && (word->load(std::memory_order_relaxed) & wait::kWatcher) == 0) {
       word->fetch_or(wait::kWatcher, std::memory_order_seq_cst);
     }
   }
@@ -513,6 +513,8 @@ void FastConnection::PrepareToSleep(bool for_input, bool for_output) {
   // Pairs with the waker's fence: either it sees our announcement or we see its change.
   std::atomic_thread_fence(std::memory_order_seq_cst);
 }
+
+void FastConnection::SleepEnded() { session::EndSleep(OwnHints()); }
 
 int FastConnection::WakeBell() const {
   const uint32_t own = OwnFlags();

@@ -130,9 +130,12 @@ class FastConnection {
   // directions and the sleep in this side's change hints, so that the peer's next change rings
   // this end's bell. The caller re-checks LookNow() before it sleeps.
   void PrepareToSleep(bool for_input, bool for_output);
-  // For an epoll set: every change of this connection, either direction, sets its slot's bit in
-  // OwnHints() from now on (session/change_hints.h), so the set looks only when it changed.
-  void WatchChanges();
+  // The sleep PrepareToSleep announced is over (or did not happen).
+  void SleepEnded();
+  // For an epoll set: every change of this connection in the watched directions (input also
+  // carries the peer's shutdown and close) sets its slot's bit in OwnHints() from now on
+  // (session/change_hints.h), so the set looks only when it changed.
+  void WatchChanges(bool input, bool output);
   // This side's change hints (its watchers take them), and the peer side's.
   session::ChangeHints *OwnHints() const;
   session::ChangeHints *PeerHints() const;

@@ -179,15 +179,18 @@ static_assert(sizeof(ArenaHeader) <= kPageBytes);
 // (the peer's write into the ring it reads, the peer's read from the ring it writes, either
 // side's flags) sets the slot's bit while that side watches the slot (kWatcher in the ring's
 // waiting word); the watching process takes the bits of its own slots (several processes of a
-// listener group may share a side). `asleep` is set by a watcher of that side about to sleep on
-// its bell: a changer that finds it set takes it and rings the bell. All of it is the peer's to
-// write too: a hint only makes a set look.
+// listener group may share a side). `sleepers` counts the watchers of that side asleep (or about
+// to be) on its bell; each clears `rung` as it announces itself; a changer that finds a sleeper
+// rings the bell once (the first to set `rung`). All of it is the peer's to write too: a hint
+// only makes a set look.
 struct ChangeHints {
-  alignas(kCacheLine) std::atomic<uint32_t> asleep;
-  uint8_t pad0[kCacheLine - 4];
+  alignas(kCacheLine) std::atomic<uint32_t> sleepers;
+  std::atomic<uint32_t> rung;
+  uint8_t pad0[kCacheLine - 8];
   std::atomic<uint64_t> bits[kMaxSlots / 64];
 };
-static_assert(offsetof(ChangeHints, asleep) == 0);
+static_assert(offsetof(ChangeHints, sleepers) == 0);
+static_assert(offsetof(ChangeHints, rung) == 4);
 static_assert(offsetof(ChangeHints, bits) == kCacheLine);
 static_assert(sizeof(ChangeHints) == kCacheLine + kMaxSlots / 8);
 static_assert(sizeof(ChangeHints) <= kPageBytes);

@@ -4,11 +4,15 @@
 //
 // The protocol, between a changer (either side) and a watcher (the side the hints are for):
 //   changer: make the change visible; seq_cst fence; MarkChanged (set the slot's bit unless it
-//            is set; seq_cst fence; if `asleep`, take it and ring the watcher's bell).
-//   watcher: before a sleep, AnnounceSleep (set `asleep`; seq_cst fence), then TakeChanged and
-//            look at what it names; sleep only when nothing changed.
-// Either the changer sees `asleep` or the watcher sees the bit: no wake-up is lost. A bit that
-// was already set is left alone (no write): the take that clears it comes after the change.
+//            is set; seq_cst fence; if a watcher sleeps and the bell has not rung since the
+//            last one announced itself, ring it).
+//   watcher: before a sleep, AnnounceSleep (count itself in `sleepers`, clear `rung`; seq_cst
+//            fence), then TakeChanged and look at what it names; sleep only when nothing
+//            changed; after the sleep (or instead of it) EndSleep.
+// Either the changer sees the sleeper or the watcher sees the bit: no wake-up is lost. A bit
+// that was already set is left alone (no write): the take that clears it comes after the
+// change. A watcher that did not sleep after all leaves no announcement behind (EndSleep), so
+// changes cost no bell while every watcher is awake.
 // A watcher takes only the bits of the slots it watches (`mask`): processes of one listener
 // group may share a side of a session, each with its own connections.
 //
@@ -36,18 +40,23 @@ inline void MarkChanged(ChangeHints *hints, uint32_t slot, int bell) {
     word.fetch_or(bit, std::memory_order_seq_cst);
   }
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (hints->asleep.load(std::memory_order_relaxed) != 0 &&
-      hints->asleep.exchange(0, std::memory_order_relaxed) != 0) {
+  if (hints->sleepers.load(std::memory_order_relaxed) != 0 &&
+      hints->rung.load(std::memory_order_relaxed) == 0 &&
+      hints->rung.exchange(1, std::memory_order_relaxed) == 0) {
     wait::RingBell(bell);
   }
 }
 
 // The watcher's part before it sleeps; it takes the hints afterwards.
 inline void AnnounceSleep(ChangeHints *hints) {
-  if (hints->asleep.load(std::memory_order_relaxed) == 0) {
-    hints->asleep.store(1, std::memory_order_relaxed);
-  }
+  hints->sleepers.fetch_add(1, std::memory_order_relaxed);
+  hints->rung.store(0, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
+// The watcher woke (or did not sleep after all): it no longer counts as a sleeper.
+inline void EndSleep(ChangeHints *hints) {
+  hints->sleepers.fetch_sub(1, std::memory_order_relaxed);
 }
 
 // Takes the hints of the watched slots: for each word index in [words, words + count), the

@@ -32,8 +32,10 @@ class HintSubscription {
   void Unwatch(uint32_t slot);
   // The watched slots changed since the last call, in `out` (cleared first; any order).
   void Take(std::vector<uint32_t> *out);
-  // Before the set sleeps: a change from now on rings this side's bell. Take() comes after.
+  // Before the set sleeps: a change from now on rings this side's bell. Take() comes after;
+  // readiness::EndWait with session() ends it.
   void AnnounceSleep();
+  const std::shared_ptr<session::Session> &session() const { return session_; }
 
  private:
   friend class HintHub;

@@ -125,7 +125,9 @@ int EpollSet::Control(int op, int fd, const std::shared_ptr<Socket> &socket,
       // Ready now and not queued: queued as of now (a queued one keeps its place).
       found->second.idle_seen_ns = MonotonicNs();
       found->second.fresh = true;
-      MarkDirty(fd);
+      // Watched for the directions its events want: watched again with the new ones.
+      StopWatching(found->second);
+      unwatched_.insert(fd);
       return 0;
     }
     case EPOLL_CTL_DEL: {
@@ -216,8 +218,12 @@ bool EpollSet::Visit(Interests::iterator it, uint64_t start) {
     return false;
   }
   if (interest.watched_session == nullptr) StartWatching(interest);
-  // What a watched interest sleeps on changes with its state: kept current as it is looked at.
-  if (interest.watched_session != nullptr) SyncRegistration(fd, interest, false);
+  // What a watched interest sleeps on changes with its state: brought up to date before the
+  // next sleep (PrepareSleep), if it is still there then.
+  if (interest.watched_session != nullptr && !interest.to_sync) {
+    interest.to_sync = true;
+    to_sync_.push_back(fd);
+  }
   // A queued member keeps its place until the report looks at it (as in the kernel).
   if (!interest.disarmed && !interest.queued) {
     looked_.push_back(&interest);
@@ -384,6 +390,7 @@ int EpollSet::KernelLook(struct epoll_event *events, int max, const struct times
 int EpollSet::Wait(struct epoll_event *events, int max, const struct timespec *timeout,
                    const sigset_t *sigmask) {
   Deadline deadline(timeout, SpinBudgetNs(spin_));
+  std::vector<std::shared_ptr<session::Session>> announced;  // by PrepareSleep, for EndWait
   for (uint32_t round = 0;; ++round) {
     const bool ask_kernel = round % kKernelLookInterval == 0;
     const uint64_t now = MonotonicNs();  // one clock read a round, for the look and the deadline
@@ -407,12 +414,15 @@ int EpollSet::Wait(struct epoll_event *events, int max, const struct timespec *t
       deadline.PauseSpinning(now);
       continue;
     }
-    PrepareSleep();
+    PrepareSleep(&announced);
     {
       std::lock_guard<std::mutex> guard(mutex_);
       count = Harvest(events, max, false, MonotonicNs());
     }
-    if (count != 0) return Teach(spin_, deadline, true, count);
+    if (count != 0) {
+      readiness::EndWait(&announced);
+      return Teach(spin_, deadline, true, count);
+    }
     struct timespec left = {};
     if (!deadline.forever()) {
       const uint64_t left_ns = deadline.LeftNs();
@@ -421,6 +431,7 @@ int EpollSet::Wait(struct epoll_event *events, int max, const struct timespec *t
     bool shadow_ready = false;
     const int kernel =
         KernelLook(events, max, deadline.forever() ? nullptr : &left, sigmask, &shadow_ready);
+    readiness::EndWait(&announced);
     // Events, or -1 (EINTR and the like, as epoll reports).
     if (kernel != 0) return Teach(spin_, deadline, true, kernel);
     if (shadow_ready) {

@@ -64,6 +64,7 @@ struct Interest : ReadyQueue::Member {
   const session::Session *watched_session = nullptr;
   uint32_t watched_slot = 0;
   bool dirty = false;       // named by a hint (or a kernel event) since its last look
+  bool to_sync = false;     // in EpollSet::to_sync_
   uint64_t visited_in = 0;  // the harvest that last visited it (one visit a harvest)
 };
 
@@ -120,8 +121,11 @@ class EpollSet {
   void MarkDirty(int fd);
   void TakeHints();
   // Keeps the shadow's members for `interest` what PrepareWait names (caller holds mutex_).
-  void SyncRegistration(int fd, Interest &interest, bool announce);
-  void PrepareSleep();
+  // `announce`: as a sleep's preparation (the sessions announced go to `announced`).
+  void SyncRegistration(int fd, Interest &interest, bool announce,
+                        std::vector<std::shared_ptr<session::Session>> *announced);
+  // Announces the sleep; `announced` receives the sessions to EndWait() after it.
+  void PrepareSleep(std::vector<std::shared_ptr<session::Session>> *announced);
   // Takes what rang in the shadow; a kernel socket that changed is looked at next (caller
   // holds mutex_).
   void DrainShadow();
@@ -162,6 +166,7 @@ class EpollSet {
   std::multimap<std::pair<const session::Session *, uint32_t>, int> by_slot_;
   std::set<int> unwatched_;
   std::vector<int> dirty_;
+  std::vector<int> to_sync_;        // watched interests looked at since the last sleep
   std::vector<int> visit_;          // scratch: what this harvest visits
   std::vector<uint32_t> changed_;   // scratch: slots a subscription named
   std::vector<Interest *> looked_;  // scratch: what this harvest looked at

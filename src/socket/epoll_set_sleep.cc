@@ -9,7 +9,8 @@
 namespace loopfast::ops::epoll {
 
 void EpollSet::StartWatching(Interest &interest) {
-  readiness::Watched watched = readiness::WatchChanges(*interest.socket);
+  readiness::Watched watched =
+      readiness::WatchChanges(*interest.socket, static_cast<short>(interest.events & kPollEvents));
   if (!watched.session) return;
   const session::Session *key = watched.session.get();
   WatchedSession &entry = watched_[key];
@@ -76,7 +77,8 @@ void EpollSet::TakeHints() {
   }
 }
 
-void EpollSet::SyncRegistration(int fd, Interest &interest, bool announce) {
+void EpollSet::SyncRegistration(int fd, Interest &interest, bool announce,
+                                std::vector<std::shared_ptr<session::Session>> *announced) {
   readiness::WaitFd wanted[readiness::kMaxWaitFds];
   int count = 0;
   if (!interest.disarmed) {
@@ -131,18 +133,33 @@ void EpollSet::DrainShadow() {
   }
 }
 
-void EpollSet::PrepareSleep() {
+void EpollSet::PrepareSleep(std::vector<std::shared_ptr<session::Session>> *announced) {
   std::lock_guard<std::mutex> guard(mutex_);
   if (shadow_ < 0) return;
   const int saved_errno = errno;
   // No drain of the shadow here: what rang since the last drain makes the sleep return at once,
   // and Wait drains after every wake-up the shadow caused (one system call less a sleep).
+  // What a watched interest sleeps on (its session's bell, its kernel socket) is brought up to
+  // date here, for those looked at since the last sleep only: a connection that came and went
+  // in between never costs an epoll_ctl.
+  for (const int fd : to_sync_) {
+    auto found = interests_.find(fd);
+    if (found == interests_.end()) continue;
+    found->second.to_sync = false;
+    if (found->second.watched_session != nullptr) {
+      SyncRegistration(fd, found->second, false, nullptr);
+    }
+  }
+  to_sync_.clear();
   // Watched interests: a change from now on rings the session's bell. The others announce
   // themselves one by one and keep the shadow's members up to date.
-  for (auto &[session, entry] : watched_) entry.subscription->AnnounceSleep();
+  for (auto &[session, entry] : watched_) {
+    entry.subscription->AnnounceSleep();
+    announced->push_back(entry.subscription->session());
+  }
   for (const int fd : unwatched_) {
     auto found = interests_.find(fd);
-    if (found != interests_.end()) SyncRegistration(fd, found->second, true);
+    if (found != interests_.end()) SyncRegistration(fd, found->second, true, announced);
   }
   errno = saved_errno;
 }

@@ -115,9 +115,11 @@ int Poll(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
     std::vector<std::pair<size_t, const Decided *>> kernel_entries;
     bool bells = false;
     bool unwatched_bell = false;  // no WakeSet (out of descriptors): look again every 10 ms
+    std::vector<std::shared_ptr<session::Session>> announced;
     for (const Decided &d : decided) {
       readiness::WaitFd wait[readiness::kMaxWaitFds];
-      const int n = readiness::PrepareWait(*d.socket, fds[d.index].fd, fds[d.index].events, wait);
+      const int n = readiness::PrepareWait(*d.socket, fds[d.index].fd, fds[d.index].events, wait,
+                                           true, &announced);
       for (int i = 0; i < n; ++i) {
         if (!wait[i].bell) {
           if (wait[i].fd == fds[d.index].fd) kernel_entries.emplace_back(sleep_set.size(), &d);
@@ -130,7 +132,10 @@ int Poll(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
       }
     }
     if (bells) sleep_set.push_back({wake_set.fd(), POLLIN, 0});
-    if (LookDecided(fds, decided) > 0) continue;  // changed while announcing: report it
+    if (LookDecided(fds, decided) > 0) {  // changed while announcing: report it
+      readiness::EndWait(&announced);
+      continue;
+    }
     constexpr uint64_t kUnwatchedLookNs = 10ull * 1000 * 1000;
     uint64_t remaining = deadline.forever() ? kUnwatchedLookNs : deadline.LeftNs();
     if (unwatched_bell) remaining = std::min(remaining, kUnwatchedLookNs);
@@ -138,6 +143,7 @@ int Poll(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
     const int slept =
         sys::Real().ppoll(sleep_set.data(), sleep_set.size(),
                           deadline.forever() && !unwatched_bell ? nullptr : &left, sigmask);
+    readiness::EndWait(&announced);
     if (slept < 0) return -1;  // EINTR and the like, exactly as ppoll reports them
     for (const auto &[entry, d] : kernel_entries) {
       if (sleep_set[entry].revents != 0) readiness::NoteKernelChanged(*d->socket);

@@ -4,6 +4,7 @@
 #include <cerrno>
 
 #include "fast/fast_connection.h"
+#include "session/change_hints.h"
 #include "socket/socket_ops.h"
 #include "sys/owned_fds.h"
 #include "sys/real_calls.h"
@@ -92,12 +93,19 @@ bool WantInputStamps(Socket &socket) {
   return true;
 }
 
-Watched WatchChanges(Socket &socket) {
+void EndWait(std::vector<std::shared_ptr<session::Session>> *announced) {
+  for (const std::shared_ptr<session::Session> &session : *announced) {
+    session::EndSleep(session->arena().hints(session->side()));
+  }
+  announced->clear();
+}
+
+Watched WatchChanges(Socket &socket, short wanted) {
   if (socket.stage.load(std::memory_order_acquire) != Stage::kFast) return {};
   FastConnection *fast = socket.fast.load(std::memory_order_acquire);
   // A forked child holds its parent's sessions: their hints are the parent's to take.
   if (fast->session().creator_pid() != sys::ThisProcess()) return {};
-  fast->WatchChanges();
+  fast->WatchChanges((wanted & kInputEvents) != 0, (wanted & kOutputEvents) != 0);
   return {fast->shared_session(), fast->slot_index()};
 }
 
@@ -133,14 +141,22 @@ void NoteKernelChanged(Socket &socket) {
   socket.fast.load(std::memory_order_acquire)->NoteKernelChanged();
 }
 
-int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out, bool announce) {
+int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out, bool announce,
+                std::vector<std::shared_ptr<session::Session>> *announced) {
   const bool input = (wanted & kInputEvents) != 0;
   const bool output = (wanted & kOutputEvents) != 0;
   int count = 0;
   switch (socket.stage.load(std::memory_order_acquire)) {
     case Stage::kFast: {
       FastConnection *fast = socket.fast.load(std::memory_order_acquire);
-      if (announce) fast->PrepareToSleep(input, output);
+      if (announce) {
+        fast->PrepareToSleep(input, output);
+        if (announced != nullptr) {
+          announced->push_back(fast->shared_session());
+        } else {
+          fast->SleepEnded();  // nobody to end it later: count no sleeper
+        }
+      }
       const int bell = fast->WakeBell();
       if (bell >= 0) out[count++] = {bell, POLLIN, true, true};
       // The end of the input shows on the kernel socket (a FIN, a reset, our own shutdown);

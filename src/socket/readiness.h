@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "socket/socket.h"
 
@@ -77,8 +78,13 @@ struct WaitFd {
   bool bell = false;  // a bell: edge-triggered in an epoll instance, never polled directly
 };
 // Announces the sleep (see above; not when `announce` is false: an epoll set announces through
-// change hints) and names what to sleep on. Returns how many were written.
-int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out, bool announce = true);
+// change hints) and names what to sleep on. Returns how many were written. A fast socket's
+// announcement counts the caller among its side's sleepers: `announced` receives its session,
+// which EndWait() takes once the sleep is over (or did not happen).
+int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out, bool announce = true,
+                std::vector<std::shared_ptr<session::Session>> *announced = nullptr);
+// The end of a sleep announced through these sessions (change_hints.h, EndSleep).
+void EndWait(std::vector<std::shared_ptr<session::Session>> *announced);
 
 // For an epoll set: a fast socket's session and slot, whose change hints (session/
 // change_hints.h) name it from now on whenever it changes; no session when the socket cannot be
@@ -87,7 +93,8 @@ struct Watched {
   std::shared_ptr<session::Session> session;
   uint32_t slot = 0;
 };
-Watched WatchChanges(Socket &socket);
+// `wanted`: the poll(2) events watched (input, output or both directions).
+Watched WatchChanges(Socket &socket, short wanted);
 
 // A sleep woke on the socket's kernel descriptor (a FIN or reset may have come): the next Look
 // asks the kernel whether the peer is gone.
