@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <gtest/gtest.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -221,6 +222,43 @@ TEST(StatTest, ShowsThatPacedWaitsSleepAndAPingPongSpins) {
   // The table shows the same.
   const std::string table = Output(LOOPFAST_TOOL " stat --pid " + std::to_string(getpid()));
   EXPECT_NE(table.find("Spun/Slept"), std::string::npos) << table;
+}
+
+// An epoll loop's waits count on the connections they report: paced requests 3 ms apart to a
+// server waiting in epoll_wait show as slept on the server's connection.
+TEST(StatTest, CountsAnEpollLoopsWaitsOnTheConnectionsItReports) {
+  ConnectedPair pair;
+  ASSERT_NO_FATAL_FAILURE(MakeConnectedPair(true, &pair));
+  const int client = pair.client, server = pair.server;
+  Bound(client);
+  Bound(server);
+  const auto slept = [&] {
+    const Row row = Find(Stat({getpid()}), getpid(), server);
+    EXPECT_FALSE(row.empty());
+    return row.empty() ? 0ull : std::stoull(row.at("waits_slept"));
+  };
+  const unsigned long long before = slept();
+  const int epfd = epoll_create1(EPOLL_CLOEXEC);
+  ASSERT_GE(epfd, 0);
+  struct epoll_event interest = {};
+  interest.events = EPOLLIN;
+  ASSERT_EQ(epoll_ctl(epfd, EPOLL_CTL_ADD, server, &interest), 0);
+  constexpr int kPaced = 50;
+  std::thread loop([&] {
+    for (int i = 0; i < kPaced; ++i) {
+      struct epoll_event event;
+      ASSERT_EQ(epoll_wait(epfd, &event, 1, 5000), 1);
+      char byte;
+      ASSERT_EQ(recv(server, &byte, 1, 0), 1);
+    }
+  });
+  for (int i = 0; i < kPaced; ++i) {
+    usleep(3000);
+    ASSERT_TRUE(WriteAll(client, "p", 1));
+  }
+  loop.join();
+  close(epfd);
+  EXPECT_GE(slept() - before, uint64_t{kPaced} * 9 / 10);
 }
 
 // A client process with three connections to a server process: one session on each side,

@@ -132,6 +132,9 @@ class FastConnection {
   void PrepareToSleep(bool for_input, bool for_output);
   // The sleep PrepareToSleep announced is over (or did not happen).
   void SleepEnded();
+  // A readiness call that had to wait reported this end: counted for `loopfast stat` as a wait
+  // answered while spinning, or after a sleep.
+  void CountReadinessWait(bool slept) const;
   // For an epoll set: every change of this connection in the watched directions (input also
   // carries the peer's shutdown and close) sets its slot's bit in OwnHints() from now on
   // (session/change_hints.h), so the set looks only when it changed.

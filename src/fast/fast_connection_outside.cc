@@ -40,6 +40,12 @@ void FastConnection::PublishTo(int slot) {
   }
 }
 
+void FastConnection::CountReadinessWait(bool slept) const {
+  stat::Slot *slot = StatSlot();
+  if (slot == nullptr) return;
+  (slept ? slot->waits_slept : slot->waits_spun).fetch_add(1, std::memory_order_relaxed);
+}
+
 stat::Slot *FastConnection::StatSlot() const {
   return stat::SlotAt(stat_slot_.load(std::memory_order_relaxed));
 }

@@ -342,6 +342,8 @@ int EpollSet::Report(struct epoll_event *events, int max, uint64_t start) {
     } else {
       events[count].events = static_cast<uint32_t>(static_cast<uint16_t>(state.events));
       events[count].data = interest->data;
+      if (waited_ != Waited::kNo)
+        readiness::CountWait(*interest->socket, waited_ == Waited::kSlept);
       if (interest->state.in_ready_ns != 0 &&
           (reported_ready_ns_ == 0 || member->ready_ns < reported_ready_ns_)) {
         reported_ready_ns_ = member->ready_ns;  // a peer's stamp, clamped (ReadySince)
@@ -391,12 +393,15 @@ int EpollSet::Wait(struct epoll_event *events, int max, const struct timespec *t
                    const sigset_t *sigmask) {
   Deadline deadline(timeout, SpinBudgetNs(spin_));
   std::vector<std::shared_ptr<session::Session>> announced;  // by PrepareSleep, for EndWait
+  bool slept = false;
   for (uint32_t round = 0;; ++round) {
     const bool ask_kernel = round % kKernelLookInterval == 0;
     const uint64_t now = MonotonicNs();  // one clock read a round, for the look and the deadline
     int count;
     {
       std::lock_guard<std::mutex> guard(mutex_);
+      // What ended the wait is counted on the sockets reported (loopfast stat).
+      waited_ = slept ? Waited::kSlept : round > 0 ? Waited::kSpun : Waited::kNo;
       count = Harvest(events, max, ask_kernel, now);
     }
     // Events, or -1 (the kernel's error).
@@ -417,6 +422,7 @@ int EpollSet::Wait(struct epoll_event *events, int max, const struct timespec *t
     PrepareSleep(&announced);
     {
       std::lock_guard<std::mutex> guard(mutex_);
+      waited_ = Waited::kSpun;  // found as it was about to sleep
       count = Harvest(events, max, false, MonotonicNs());
     }
     if (count != 0) {
@@ -432,6 +438,7 @@ int EpollSet::Wait(struct epoll_event *events, int max, const struct timespec *t
     const int kernel =
         KernelLook(events, max, deadline.forever() ? nullptr : &left, sigmask, &shadow_ready);
     readiness::EndWait(&announced);
+    slept = true;
     // Events, or -1 (EINTR and the like, as epoll reports).
     if (kernel != 0) return Teach(spin_, deadline, true, kernel);
     if (shadow_ready) {

@@ -143,6 +143,9 @@ class EpollSet {
   // The earliest stamped time a fast socket the last report returned became ready (0: none),
   // which teaches spin_ how soon a wait was answered.
   uint64_t reported_ready_ns_ = 0;
+  // Whether the Wait now looking had to wait, and how (counted on what it reports).
+  enum class Waited { kNo, kSpun, kSlept };
+  Waited waited_ = Waited::kNo;
   std::mutex mutex_;
   int shadow_ = -1;
   Interests interests_;       // by descriptor

@@ -93,6 +93,11 @@ bool WantInputStamps(Socket &socket) {
   return true;
 }
 
+void CountWait(Socket &socket, bool slept) {
+  if (socket.stage.load(std::memory_order_acquire) != Stage::kFast) return;
+  socket.fast.load(std::memory_order_acquire)->CountReadinessWait(slept);
+}
+
 void EndWait(std::vector<std::shared_ptr<session::Session>> *announced) {
   for (const std::shared_ptr<session::Session> &session : *announced) {
     session::EndSleep(session->arena().hints(session->side()));

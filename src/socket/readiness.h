@@ -83,6 +83,10 @@ struct WaitFd {
 // which EndWait() takes once the sleep is over (or did not happen).
 int PrepareWait(Socket &socket, int fd, short wanted, WaitFd *out, bool announce = true,
                 std::vector<std::shared_ptr<session::Session>> *announced = nullptr);
+// A readiness call that had to wait ended with `socket` ready: counted on its `loopfast stat`
+// slot as answered while spinning or after a sleep (docs/stat.md, "How waits end").
+void CountWait(Socket &socket, bool slept);
+
 // The end of a sleep announced through these sessions (change_hints.h, EndSleep).
 void EndWait(std::vector<std::shared_ptr<session::Session>> *announced);
 
