@@ -146,6 +146,11 @@ void EpollSet::PrepareSleep(std::vector<std::shared_ptr<session::Session>> *anno
     auto found = interests_.find(fd);
     if (found == interests_.end()) continue;
     found->second.to_sync = false;
+    // Closed since (the program closes without EPOLL_CTL_DEL): it leaves the set, unregistered.
+    if (FdTable::Instance().Get(fd) != found->second.socket) {
+      Drop(found);
+      continue;
+    }
     if (found->second.watched_session != nullptr) {
       SyncRegistration(fd, found->second, false, nullptr);
     }
