@@ -4,7 +4,6 @@
 #include <cerrno>
 
 #include "fast/fast_connection.h"
-#include "socket/socket_ops.h"
 #include "sys/owned_fds.h"
 #include "sys/real_calls.h"
 #include "sys/tcp_counters.h"
@@ -43,7 +42,6 @@ bool Decides(const Socket &socket) {
 }
 
 State Look(Socket &socket, int fd, short wanted) {
-  ops::MakeProgress(socket, fd);
   State state;
   switch (socket.stage.load(std::memory_order_acquire)) {
     case Stage::kFast: {
