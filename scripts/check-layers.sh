@@ -32,6 +32,20 @@ while IFS= read -r -d '' file; do
                  sub(/^[^"]*"/, ""); sub(/\/.*/, ""); print FNR ":" $0 }' "$file")
 done < <(find "$root/src" \( -name '*.h' -o -name '*.cc' \) -print0 | sort -z)
 
+# Inside src/socket, the verbs (socket_ops.h, *_ops.cc) stand on these pieces, which therefore
+# never include socket_ops.h (readiness only looks; its callers move a connect along).
+SOCKET_BELOW_OPS=(address change_watch descriptor_map fd_table option_table readiness ready_queue
+                  socket socket_stat)
+for piece in "${SOCKET_BELOW_OPS[@]}"; do
+  for file in "$root/src/socket/$piece".h "$root/src/socket/$piece".cc; do
+    [[ -f "$file" ]] || continue
+    while IFS=: read -r line _; do
+      echo "src/socket/${file##*/}:$line: $piece includes socket/socket_ops.h (the verbs above it)"
+      bad=1
+    done < <(grep -n '^[[:space:]]*#[[:space:]]*include[[:space:]]*"socket/socket_ops.h"' "$file")
+  done
+done
+
 if (( bad )); then
   echo "check-layers: arrows must point down (order: ${LAYERS[*]})" >&2
   exit 1

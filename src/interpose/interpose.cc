@@ -4,6 +4,15 @@
 // the socket layer, or passes straight through to the real function; the logic (and its tests)
 // lives in src/socket.
 //
+// What is generated, from the one list (sys/real_calls_list.h): the prototype of every wrapper
+// of a listed function, and the whole wrapper of every entry of a uniform shape (SOCKET, EPOLL,
+// ALWAYS, BEFORE: the list says what each does), which calls the verb the list names (below:
+// the socket layer's own, or a small adapter to it). Written by hand: the wrappers with logic
+// of their own (HAND and VARIADIC entries: fork, recvfrom, sendmsg, sendmmsg, splice, select,
+// epoll_ctl, closefrom, fcntl, ioctl, syscall, signal handlers, ...) and the exported functions
+// that have no real counterpart in the list (_FORTIFY_SOURCE's __*_chk, the 64-bit and list
+// forms: sendfile64, fcntl64, execv, execl*; liburing's set-up).
+//
 // errno: a call that succeeds leaves errno as it found it, as libc does; a call that fails sets
 // the errno the socket layer (or the real call) chose.
 #include <dlfcn.h>
@@ -36,6 +45,7 @@
 namespace {
 
 namespace ops = loopfast::ops;
+using loopfast::Socket;
 using loopfast::sys::Real;
 
 // Restores errno when the call succeeded.
@@ -67,6 +77,95 @@ msghdr Vector(const iovec *iov, int count) {
   message.msg_iovlen = count < 0 ? 0 : static_cast<size_t>(count);
   return message;
 }
+
+// A millisecond timeout as the timespec the socket layer takes; null (no limit) when negative.
+const timespec *FromMs(int timeout_ms, timespec *storage) {
+  if (timeout_ms < 0) return nullptr;
+  *storage = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
+  return storage;
+}
+
+// ---- The verbs the generated wrappers call (the list's last column): the socket layer's own
+// where its arguments are the call's, else an adapter here that makes them so.
+
+using ops::Accept, ops::Close, ops::CloseRange, ops::Connect, ops::CreateSocket, ops::Dup,
+    ops::EpollWait, ops::ForgetSpawnActions, ops::GetSockOpt, ops::Listen, ops::Poll, ops::Recv,
+    ops::SendFile, ops::SetSockOpt, ops::Shutdown;
+
+int AcceptNoFlags(Socket &listener, int fd, sockaddr *address, socklen_t *length) {
+  return ops::Accept(listener, fd, address, length, 0);
+}
+
+ssize_t SendBuffer(Socket &socket, int fd, const void *buffer, size_t length, int flags) {
+  iovec iov;
+  const msghdr message = OneBuffer(const_cast<void *>(buffer), length, &iov);
+  return ops::Send(socket, fd, &message, flags);
+}
+
+ssize_t SendBufferTo(Socket &socket, int fd, const void *buffer, size_t length, int flags,
+                     const sockaddr * /*address*/, socklen_t /*address_length*/) {
+  return SendBuffer(socket, fd, buffer, length, flags);  // TCP ignores the address
+}
+
+ssize_t WriteBuffer(Socket &socket, int fd, const void *buffer, size_t length) {
+  return SendBuffer(socket, fd, buffer, length, 0);
+}
+
+ssize_t WriteVector(Socket &socket, int fd, const iovec *iov, int count) {
+  const msghdr message = Vector(iov, count);
+  return ops::Send(socket, fd, &message, 0);
+}
+
+ssize_t RecvBuffer(Socket &socket, int fd, void *buffer, size_t length, int flags) {
+  iovec iov;
+  msghdr message = OneBuffer(buffer, length, &iov);
+  return ops::Recv(socket, fd, &message, flags);
+}
+
+ssize_t ReadBuffer(Socket &socket, int fd, void *buffer, size_t length) {
+  return RecvBuffer(socket, fd, buffer, length, 0);
+}
+
+ssize_t ReadVector(Socket &socket, int fd, const iovec *iov, int count) {
+  msghdr message = Vector(iov, count);
+  return ops::Recv(socket, fd, &message, 0);
+}
+
+// recvmmsg on a tracked socket: the socket layer takes no timeout (a stream has no datagrams to
+// wait for one by one), so the argument is not passed on.
+int RecvManyUntimed(Socket &socket, int fd, mmsghdr *messages, unsigned count, int flags,
+                    timespec * /*timeout*/) {
+  return ops::RecvMany(socket, fd, messages, count, flags);
+}
+
+int Dup2(int fd, int fd2) { return ops::Dup3(fd, fd2, 0, /*is_dup2=*/true); }
+int Dup3(int fd, int fd2, int flags) { return ops::Dup3(fd, fd2, flags, /*is_dup2=*/false); }
+
+int PollMs(pollfd *fds, nfds_t count, int timeout_ms) {
+  timespec timeout;
+  return ops::Poll(fds, count, FromMs(timeout_ms, &timeout), nullptr);
+}
+
+int EpollWaitMs(ops::EpollSet &set, int epfd, epoll_event *events, int max, int timeout_ms,
+                const sigset_t *sigmask = nullptr) {
+  timespec timeout;
+  return ops::EpollWait(set, epfd, events, max, FromMs(timeout_ms, &timeout), sigmask);
+}
+
+// exec and spawn: sockets the new image keeps but cannot see the rings of move to kernel TCP
+// first. glibc's exec variants call its internal execve, so each is wrapped.
+template <typename... Arguments>
+void BeforeExec(Arguments... /*unused*/) {
+  ops::BeforeExec();
+}
+
+template <typename... Rest>
+void BeforeSpawn(pid_t * /*pid*/, const char * /*path*/, const posix_spawn_file_actions_t *actions,
+                 Rest... /*unused*/) {
+  ops::BeforeSpawn(actions);
+}
+
+// ---- Helpers of the hand-written wrappers
 
 ssize_t RecvFrom(int fd, void *buffer, size_t length, int flags, sockaddr *address,
                  socklen_t *address_length) {
@@ -112,77 +211,64 @@ __attribute__((constructor)) void Initialize() {
 
 #define LOOPFAST_EXPORT extern "C" __attribute__((visibility("default")))
 
+// ---- Generated from the list (sys/real_calls_list.h, where the shapes are described)
+
+// Every listed function's prototype, but for the variadic ones and those not exported: a
+// hand-written wrapper that does not match its list entry does not compile.
+#define LOOPFAST_PROTOTYPE(ret, name, params) LOOPFAST_EXPORT ret name params;
+#define LOOPFAST_PROTOTYPE_SOCKET LOOPFAST_PROTOTYPE
+#define LOOPFAST_PROTOTYPE_EPOLL LOOPFAST_PROTOTYPE
+#define LOOPFAST_PROTOTYPE_ALWAYS LOOPFAST_PROTOTYPE
+#define LOOPFAST_PROTOTYPE_BEFORE LOOPFAST_PROTOTYPE
+#define LOOPFAST_PROTOTYPE_HAND LOOPFAST_PROTOTYPE
+#define LOOPFAST_PROTOTYPE_HAND_NOEXCEPT(ret, name, params) \
+  LOOPFAST_EXPORT ret name params noexcept;
+#define LOOPFAST_PROTOTYPE_VARIADIC(ret, name, params)
+#define LOOPFAST_PROTOTYPE_REAL_ONLY(ret, name, params)
+#define LOOPFAST_DECLARE_WRAPPER(ret, name, params, args, shape, verb) \
+  LOOPFAST_PROTOTYPE_##shape(ret, name, params)
+LOOPFAST_REAL_CALLS(LOOPFAST_DECLARE_WRAPPER)
+
+// The wrappers of the uniform shapes. `args` is parenthesised: LOOPFAST_FIRST takes the
+// descriptor out of it, LOOPFAST_UNWRAP the list itself.
+#define LOOPFAST_FIRST(first, ...) first
+#define LOOPFAST_UNWRAP(...) __VA_ARGS__
+// SOCKET and EPOLL: what `find` finds for the first argument (a Socket, an epoll set), or the
+// real function when it finds nothing.
+#define LOOPFAST_WRAPPER_FOUND(find, ret, name, params, args, verb) \
+  LOOPFAST_EXPORT ret name params {                                 \
+    const auto found = find(LOOPFAST_FIRST args);                   \
+    if (!found) return Real().name args;                            \
+    ErrnoKeeper keeper;                                             \
+    return keeper.Done(verb(*found, LOOPFAST_UNWRAP args));         \
+  }
+#define LOOPFAST_WRAPPER_SOCKET(...) LOOPFAST_WRAPPER_FOUND(ops::Lookup, __VA_ARGS__)
+#define LOOPFAST_WRAPPER_EPOLL(...) LOOPFAST_WRAPPER_FOUND(ops::FindEpoll, __VA_ARGS__)
+#define LOOPFAST_WRAPPER_ALWAYS(ret, name, params, args, verb) \
+  LOOPFAST_EXPORT ret name params {                            \
+    ErrnoKeeper keeper;                                        \
+    return keeper.Done(verb args);                             \
+  }
+#define LOOPFAST_WRAPPER_BEFORE(ret, name, params, args, verb) \
+  LOOPFAST_EXPORT ret name params {                            \
+    verb args;                                                 \
+    return Real().name args;                                   \
+  }
+#define LOOPFAST_WRAPPER_HAND(ret, name, params, args, verb)
+#define LOOPFAST_WRAPPER_HAND_NOEXCEPT(ret, name, params, args, verb)
+#define LOOPFAST_WRAPPER_VARIADIC(ret, name, params, args, verb)
+#define LOOPFAST_WRAPPER_REAL_ONLY(ret, name, params, args, verb)
+#define LOOPFAST_DEFINE_WRAPPER(ret, name, params, args, shape, verb) \
+  LOOPFAST_WRAPPER_##shape(ret, name, params, args, verb)
+LOOPFAST_REAL_CALLS(LOOPFAST_DEFINE_WRAPPER)
+
+// ---- Written by hand
+
 // fork itself only to learn that it failed (the atfork handlers above do the rest).
 LOOPFAST_EXPORT pid_t fork() {
   const pid_t pid = Real().fork();
   if (pid != 0) ops::ForkReturned(/*failed=*/pid < 0);
   return pid;
-}
-
-LOOPFAST_EXPORT int socket(int domain, int type, int protocol) {
-  ErrnoKeeper keeper;
-  return keeper.Done(ops::CreateSocket(domain, type, protocol));
-}
-
-LOOPFAST_EXPORT int connect(int fd, const sockaddr *address, socklen_t length) {
-  const auto socket = ops::Lookup(fd);
-  if (!socket) return Real().connect(fd, address, length);
-  ErrnoKeeper keeper;
-  return keeper.Done(ops::Connect(*socket, fd, address, length));
-}
-
-LOOPFAST_EXPORT int listen(int fd, int backlog) {
-  const auto socket = ops::Lookup(fd);
-  if (!socket) return Real().listen(fd, backlog);
-  ErrnoKeeper keeper;
-  return keeper.Done(ops::Listen(*socket, fd, backlog));
-}
-
-LOOPFAST_EXPORT int accept(int fd, sockaddr *address, socklen_t *length) {
-  const auto socket = ops::Lookup(fd);
-  if (!socket) return Real().accept(fd, address, length);
-  ErrnoKeeper keeper;
-  return keeper.Done(ops::Accept(*socket, fd, address, length, 0));
-}
-
-LOOPFAST_EXPORT int accept4(int fd, sockaddr *address, socklen_t *length, int flags) {
-  const auto socket = ops::Lookup(fd);
-  if (!socket) return Real().accept4(fd, address, length, flags);
-  ErrnoKeeper keeper;
-  return keeper.Done(ops::Accept(*socket, fd, address, length, flags));
-}
-
-LOOPFAST_EXPORT int close(int fd) {
-  ErrnoKeeper keeper;
-  return keeper.Done(ops::Close(fd));  // a few atomic loads for descriptors not loopfast's
-}
-
-LOOPFAST_EXPORT int shutdown(int fd, int how) {
-  const auto socket = ops::Lookup(fd);
-  if (!socket) return Real().shutdown(fd, how);
-  ErrnoKeeper keeper;
-  return keeper.Done(ops::Shutdown(*socket, fd, how));
-}
-
-LOOPFAST_EXPORT ssize_t send(int fd, const void *buffer, size_t length, int flags) {
-  const auto socket = ops::Lookup(fd);
-  if (!socket) return Real().send(fd, buffer, length, flags);
-  ErrnoKeeper keeper;
-  iovec iov;
-  const msghdr message = OneBuffer(const_cast<void *>(buffer), length, &iov);
-  return keeper.Done(ops::Send(*socket, fd, &message, flags));
-}
-
-LOOPFAST_EXPORT ssize_t sendto(int fd, const void *buffer, size_t length, int flags,
-                               const sockaddr *address, socklen_t address_length) {
-  const auto socket = ops::Lookup(fd);
-  if (!socket) {
-    return Real().sendto(fd, buffer, length, flags, address, address_length);
-  }
-  ErrnoKeeper keeper;
-  iovec iov;
-  const msghdr message = OneBuffer(const_cast<void *>(buffer), length, &iov);
-  return keeper.Done(ops::Send(*socket, fd, &message, flags));  // TCP ignores the address
 }
 
 LOOPFAST_EXPORT ssize_t sendmsg(int fd, const msghdr *message, int flags) {
@@ -195,59 +281,9 @@ LOOPFAST_EXPORT ssize_t sendmsg(int fd, const msghdr *message, int flags) {
   return keeper.Done(ops::Send(*socket, fd, message, flags));
 }
 
-LOOPFAST_EXPORT ssize_t write(int fd, const void *buffer, size_t length) {
-  const auto socket = ops::Lookup(fd);
-  if (!socket) return Real().write(fd, buffer, length);
-  ErrnoKeeper keeper;
-  iovec iov;
-  const msghdr message = OneBuffer(const_cast<void *>(buffer), length, &iov);
-  return keeper.Done(ops::Send(*socket, fd, &message, 0));
-}
-
-LOOPFAST_EXPORT ssize_t writev(int fd, const iovec *iov, int count) {
-  const auto socket = ops::Lookup(fd);
-  if (!socket) return Real().writev(fd, iov, count);
-  ErrnoKeeper keeper;
-  const msghdr message = Vector(iov, count);
-  return keeper.Done(ops::Send(*socket, fd, &message, 0));
-}
-
-LOOPFAST_EXPORT ssize_t recv(int fd, void *buffer, size_t length, int flags) {
-  const auto socket = ops::Lookup(fd);
-  if (!socket) return Real().recv(fd, buffer, length, flags);
-  ErrnoKeeper keeper;
-  iovec iov;
-  msghdr message = OneBuffer(buffer, length, &iov);
-  return keeper.Done(ops::Recv(*socket, fd, &message, flags));
-}
-
 LOOPFAST_EXPORT ssize_t recvfrom(int fd, void *buffer, size_t length, int flags, sockaddr *address,
                                  socklen_t *address_length) {
   return RecvFrom(fd, buffer, length, flags, address, address_length);
-}
-
-LOOPFAST_EXPORT ssize_t recvmsg(int fd, msghdr *message, int flags) {
-  const auto socket = ops::Lookup(fd);
-  if (!socket) return Real().recvmsg(fd, message, flags);
-  ErrnoKeeper keeper;
-  return keeper.Done(ops::Recv(*socket, fd, message, flags));
-}
-
-LOOPFAST_EXPORT ssize_t read(int fd, void *buffer, size_t length) {
-  const auto socket = ops::Lookup(fd);
-  if (!socket) return Real().read(fd, buffer, length);
-  ErrnoKeeper keeper;
-  iovec iov;
-  msghdr message = OneBuffer(buffer, length, &iov);
-  return keeper.Done(ops::Recv(*socket, fd, &message, 0));
-}
-
-LOOPFAST_EXPORT ssize_t readv(int fd, const iovec *iov, int count) {
-  const auto socket = ops::Lookup(fd);
-  if (!socket) return Real().readv(fd, iov, count);
-  ErrnoKeeper keeper;
-  msghdr message = Vector(iov, count);
-  return keeper.Done(ops::Recv(*socket, fd, &message, 0));
 }
 
 // _FORTIFY_SOURCE builds (Debian's packages) call these instead of read/recv/recvfrom.
@@ -316,13 +352,6 @@ LOOPFAST_EXPORT int io_uring_queue_init_params(unsigned entries, void *ring, voi
   return LiburingSetUp("io_uring_queue_init_params", entries, ring, params);
 }
 
-LOOPFAST_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count) {
-  const auto socket = ops::Lookup(out_fd);
-  if (!socket) return Real().sendfile(out_fd, in_fd, offset, count);
-  ErrnoKeeper keeper;
-  return keeper.Done(ops::SendFile(*socket, out_fd, in_fd, offset, count));
-}
-
 // The same function under its large-file name (off64_t is off_t on 64-bit Linux).
 LOOPFAST_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off_t *offset, size_t count) {
   return sendfile(out_fd, in_fd, offset, count);
@@ -352,28 +381,6 @@ LOOPFAST_EXPORT int sendmmsg(int fd, mmsghdr *messages, unsigned count, int flag
   }
   ErrnoKeeper keeper;
   return keeper.Done(ops::SendMany(*socket, fd, messages, count, flags));
-}
-
-LOOPFAST_EXPORT int recvmmsg(int fd, mmsghdr *messages, unsigned count, int flags,
-                             timespec *timeout) {
-  const auto socket = ops::Lookup(fd);
-  if (!socket) return Real().recvmmsg(fd, messages, count, flags, timeout);
-  ErrnoKeeper keeper;
-  return keeper.Done(ops::RecvMany(*socket, fd, messages, count, flags));
-}
-
-LOOPFAST_EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t length) {
-  const auto socket = ops::Lookup(fd);
-  if (!socket) return Real().setsockopt(fd, level, name, value, length);
-  ErrnoKeeper keeper;
-  return keeper.Done(ops::SetSockOpt(*socket, fd, level, name, value, length));
-}
-
-LOOPFAST_EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *length) {
-  const auto socket = ops::Lookup(fd);
-  if (!socket) return Real().getsockopt(fd, level, name, value, length);
-  ErrnoKeeper keeper;
-  return keeper.Done(ops::GetSockOpt(*socket, fd, level, name, value, length));
 }
 
 LOOPFAST_EXPORT int ioctl(int fd, unsigned long request, ...) {
@@ -415,28 +422,6 @@ LOOPFAST_EXPORT int fcntl64(int fd, int command, ...) {
   return ret;
 }
 
-// Descriptor copies: always the socket layer, which shares sockets and epoll sets and keeps
-// loopfast's own descriptors (a few atomic loads otherwise).
-LOOPFAST_EXPORT int dup(int fd) {
-  ErrnoKeeper keeper;
-  return keeper.Done(ops::Dup(fd));
-}
-
-LOOPFAST_EXPORT int dup2(int fd, int fd2) {
-  ErrnoKeeper keeper;
-  return keeper.Done(ops::Dup3(fd, fd2, 0, /*is_dup2=*/true));
-}
-
-LOOPFAST_EXPORT int dup3(int fd, int fd2, int flags) {
-  ErrnoKeeper keeper;
-  return keeper.Done(ops::Dup3(fd, fd2, flags, /*is_dup2=*/false));
-}
-
-LOOPFAST_EXPORT int close_range(unsigned first, unsigned last, int flags) {
-  ErrnoKeeper keeper;
-  return keeper.Done(ops::CloseRange(first, last, flags));
-}
-
 LOOPFAST_EXPORT void closefrom(int first) {
   ErrnoKeeper keeper;
   ops::CloseFrom(first);
@@ -455,38 +440,11 @@ LOOPFAST_EXPORT sighandler_t signal(int sig, sighandler_t handler) noexcept {
   return loopfast::sys::InstallSignalHandler(sig, handler);
 }
 
-// ---- exec and spawn: sockets the new image keeps but cannot see the rings of move to kernel
-// TCP first (ops::BeforeExec). glibc's exec variants call its internal execve, so each is here.
-
-LOOPFAST_EXPORT int execve(const char *path, char *const *argv, char *const *envp) {
-  ops::BeforeExec();
-  return Real().execve(path, argv, envp);
-}
+// ---- exec and spawn (the uniform ones are generated: BeforeExec, BeforeSpawn above)
 
 LOOPFAST_EXPORT int execv(const char *path, char *const *argv) {
   ops::BeforeExec();
   return Real().execve(path, argv, environ);
-}
-
-LOOPFAST_EXPORT int execvp(const char *file, char *const *argv) {
-  ops::BeforeExec();
-  return Real().execvp(file, argv);
-}
-
-LOOPFAST_EXPORT int execvpe(const char *file, char *const *argv, char *const *envp) {
-  ops::BeforeExec();
-  return Real().execvpe(file, argv, envp);
-}
-
-LOOPFAST_EXPORT int fexecve(int fd, char *const *argv, char *const *envp) {
-  ops::BeforeExec();
-  return Real().fexecve(fd, argv, envp);
-}
-
-LOOPFAST_EXPORT int execveat(int dirfd, const char *path, char *const *argv, char *const *envp,
-                             int flags) {
-  ops::BeforeExec();
-  return Real().execveat(dirfd, path, argv, envp, flags);
 }
 
 namespace {
@@ -545,22 +503,6 @@ LOOPFAST_EXPORT int execle(const char *path, const char *arg, ...) {
   return result;
 }
 
-LOOPFAST_EXPORT int posix_spawn(pid_t *pid, const char *path,
-                                const posix_spawn_file_actions_t *actions,
-                                const posix_spawnattr_t *attr, char *const *argv,
-                                char *const *envp) {
-  ops::BeforeSpawn(actions);
-  return Real().posix_spawn(pid, path, actions, attr, argv, envp);
-}
-
-LOOPFAST_EXPORT int posix_spawnp(pid_t *pid, const char *file,
-                                 const posix_spawn_file_actions_t *actions,
-                                 const posix_spawnattr_t *attr, char *const *argv,
-                                 char *const *envp) {
-  ops::BeforeSpawn(actions);
-  return Real().posix_spawnp(pid, file, actions, attr, argv, envp);
-}
-
 LOOPFAST_EXPORT int posix_spawn_file_actions_adddup2(posix_spawn_file_actions_t *actions, int fd,
                                                      int new_fd) {
   const int ret = Real().posix_spawn_file_actions_adddup2(actions, fd, new_fd);
@@ -568,35 +510,7 @@ LOOPFAST_EXPORT int posix_spawn_file_actions_adddup2(posix_spawn_file_actions_t 
   return ret;
 }
 
-LOOPFAST_EXPORT int posix_spawn_file_actions_destroy(posix_spawn_file_actions_t *actions) {
-  ops::ForgetSpawnActions(actions);
-  return Real().posix_spawn_file_actions_destroy(actions);
-}
-
 // ---- Readiness: every call passes straight through unless a loopfast socket is involved ----
-
-namespace {
-
-// A millisecond timeout as the timespec the socket layer takes; null (no limit) when negative.
-const timespec *FromMs(int timeout_ms, timespec *storage) {
-  if (timeout_ms < 0) return nullptr;
-  *storage = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
-  return storage;
-}
-
-}  // namespace
-
-LOOPFAST_EXPORT int poll(pollfd *fds, nfds_t count, int timeout_ms) {
-  ErrnoKeeper keeper;
-  timespec timeout;
-  return keeper.Done(ops::Poll(fds, count, FromMs(timeout_ms, &timeout), nullptr));
-}
-
-LOOPFAST_EXPORT int ppoll(pollfd *fds, nfds_t count, const timespec *timeout,
-                          const sigset_t *sigmask) {
-  ErrnoKeeper keeper;
-  return keeper.Done(ops::Poll(fds, count, timeout, sigmask));
-}
 
 // _FORTIFY_SOURCE builds call these when the array's size is known.
 LOOPFAST_EXPORT int __poll_chk(pollfd *fds, nfds_t count, int timeout_ms, size_t fds_length) {
@@ -634,31 +548,4 @@ LOOPFAST_EXPORT int epoll_ctl(int epfd, int op, int fd, epoll_event *event) {
   if (!socket && !set) return Real().epoll_ctl(epfd, op, fd, event);
   ErrnoKeeper keeper;
   return keeper.Done(ops::EpollCtl(std::move(set), epfd, op, fd, socket, event));
-}
-
-LOOPFAST_EXPORT int epoll_wait(int epfd, epoll_event *events, int max, int timeout_ms) {
-  const auto set = ops::FindEpoll(epfd);
-  if (!set) return Real().epoll_wait(epfd, events, max, timeout_ms);
-  ErrnoKeeper keeper;
-  timespec timeout;
-  return keeper.Done(
-      ops::EpollWait(*set, epfd, events, max, FromMs(timeout_ms, &timeout), nullptr));
-}
-
-LOOPFAST_EXPORT int epoll_pwait(int epfd, epoll_event *events, int max, int timeout_ms,
-                                const sigset_t *sigmask) {
-  const auto set = ops::FindEpoll(epfd);
-  if (!set) return Real().epoll_pwait(epfd, events, max, timeout_ms, sigmask);
-  ErrnoKeeper keeper;
-  timespec timeout;
-  return keeper.Done(
-      ops::EpollWait(*set, epfd, events, max, FromMs(timeout_ms, &timeout), sigmask));
-}
-
-LOOPFAST_EXPORT int epoll_pwait2(int epfd, epoll_event *events, int max, const timespec *timeout,
-                                 const sigset_t *sigmask) {
-  const auto set = ops::FindEpoll(epfd);
-  if (!set) return Real().epoll_pwait2(epfd, events, max, timeout, sigmask);
-  ErrnoKeeper keeper;
-  return keeper.Done(ops::EpollWait(*set, epfd, events, max, timeout, sigmask));
 }

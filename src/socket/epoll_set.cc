@@ -9,10 +9,22 @@
 #include "socket/config.h"
 #include "socket/deadline.h"
 #include "socket/fd_table.h"
+#include "socket/socket_ops.h"
 #include "sys/owned_fds.h"
 #include "sys/real_calls.h"
 
 namespace loopfast::ops::epoll {
+namespace {
+
+// An interest's readiness now, for the events it wants; a non-blocking connect moves on first
+// (readiness::Look only looks).
+readiness::State LookNow(const Interest &interest) {
+  MakeProgress(*interest.socket, interest.fd);
+  return readiness::Look(*interest.socket, interest.fd,
+                         static_cast<short>(interest.events & kPollEvents));
+}
+
+}  // namespace
 
 uint64_t Cookie() {
   static const uint64_t cookie = [] {
@@ -154,8 +166,7 @@ EpollSet::Interests::iterator EpollSet::Drop(Interests::iterator it) {
 
 bool EpollSet::LookAt(Interest &interest) {
   if (!interest.stamped) interest.stamped = readiness::WantInputStamps(*interest.socket);
-  const short wanted = static_cast<short>(interest.events & kPollEvents);
-  interest.state = readiness::Look(*interest.socket, interest.fd, wanted);
+  interest.state = LookNow(interest);
   interest.looked_in = harvests_;
   return (interest.events & EPOLLET) != 0 ? readiness::EdgeFired(interest.state, &interest.edge)
                                           : interest.state.events != 0;
@@ -329,8 +340,7 @@ int EpollSet::Report(struct epoll_event *events, int max, uint64_t start) {
     }
     if (interest->looked_in != harvests_) {
       // Queued by an earlier call: its state now. An edge-triggered one remembers what it saw.
-      const short wanted = static_cast<short>(interest->events & kPollEvents);
-      interest->state = readiness::Look(*interest->socket, interest->fd, wanted);
+      interest->state = LookNow(*interest);
       interest->looked_in = harvests_;
       if ((interest->events & EPOLLET) != 0) {
         (void)readiness::EdgeFired(interest->state, &interest->edge);

@@ -50,6 +50,7 @@ int LookDecided(struct pollfd *fds, const std::vector<Decided> &decided) {
   int ready = 0;
   for (const Decided &d : decided) {
     struct pollfd &entry = fds[d.index];
+    MakeProgress(*d.socket, entry.fd);  // a non-blocking connect moves on when looked at
     entry.revents = readiness::Look(*d.socket, entry.fd, entry.events).events;
     if (entry.revents != 0) ++ready;
   }

@@ -5,7 +5,6 @@
 
 #include "fast/fast_connection.h"
 #include "session/change_hints.h"
-#include "socket/socket_ops.h"
 #include "sys/owned_fds.h"
 #include "sys/real_calls.h"
 #include "sys/tcp_counters.h"
@@ -44,7 +43,6 @@ bool Decides(const Socket &socket) {
 }
 
 State Look(Socket &socket, int fd, short wanted) {
-  ops::MakeProgress(socket, fd);
   State state;
   switch (socket.stage.load(std::memory_order_acquire)) {
     case Stage::kFast: {

@@ -59,7 +59,8 @@ struct EdgeMemory {
 // readiness bit that was not there before (end of stream, reset, hang-up).
 bool EdgeFired(const State &now, EdgeMemory *memory);
 
-// Current readiness of `fd` for the poll(2) events in `wanted`.
+// Current readiness of `fd` for the poll(2) events in `wanted`. Only looks: a caller that may
+// hold a connecting socket moves it along first (ops::MakeProgress), as poll and epoll do.
 State Look(Socket &socket, int fd, short wanted);
 
 // Asks the peer of a fast socket to stamp when its input becomes ready (State::in_ready_ns),

@@ -137,8 +137,9 @@ void EnableListenerForApi(Socket &socket, int fd);
 // Connections reset because their claim could not be placed (loopfast_rendezvous_rejected()).
 uint64_t RejectedTotal();
 
-// For the readiness layer (and the calls here that only look): moves a non-blocking connect
-// along without blocking.
+// Moves a non-blocking connect along without blocking: for the calls that look at a connecting
+// socket (poll and epoll, before readiness::Look, which only looks; getsockopt, shutdown, the
+// path questions).
 void MakeProgress(Socket &socket, int fd);
 
 }  // namespace loopfast::ops

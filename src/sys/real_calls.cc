@@ -29,8 +29,8 @@ void *Resolve(const char *name) {
 
 RealCalls Load() {
   RealCalls calls;
-#define LOOPFAST_RESOLVE(ret, name, params, args) \
-  calls.name =                                    \
+#define LOOPFAST_RESOLVE(ret, name, params, args, shape, verb) \
+  calls.name =                                                 \
       reinterpret_cast<ret(*) params>(Resolve(#name));  // NOLINT(bugprone-macro-parentheses)
   LOOPFAST_REAL_CALLS(LOOPFAST_RESOLVE)
 #undef LOOPFAST_RESOLVE
