@@ -28,6 +28,19 @@ const char *ReasonOf(Socket &socket) {
   return socket.fallback_reason;
 }
 
+// The path API says kernel for `fd`, and its Socket records `why`.
+void ExpectKernelBecause(const OpsFd &fd, const char *why) {
+  EXPECT_STREQ(ReasonOf(*SocketOf(fd)), why);
+  EXPECT_EQ(ops::PathOf(fd.get()), LOOPFAST_PATH_KERNEL);
+}
+
+// What `fd` receives within the bounded wait, `size` bytes at most.
+std::string Received(const OpsFd &fd, size_t size) {
+  std::string got(size, '\0');
+  got.resize(sockettest::RecvWithin(fd, got.data(), size));
+  return got;
+}
+
 // What readiness::Decides says in each stage: loopfast answers while the socket is fast or may
 // still become fast; a listener and a kernel socket are the kernel's to answer for.
 TEST(SocketStageTest, DecidesIsLoopfastsOnlyWhileTheSocketIsOrMayBecomeFast) {
@@ -118,7 +131,7 @@ TEST(SocketStageTest, AnOptedInClientOfAKernelListenerTakesKernelTcpAndSaysWhy) 
   ASSERT_EQ(sockettest::ConnectTo(client, sockettest::LocalPort(listener)), 0);
   EXPECT_EQ(socket->stage.load(), Stage::kKernel);
   EXPECT_FALSE(readiness::Decides(*socket));
-  EXPECT_STREQ(ReasonOf(*socket), reason::kNoListenerChannel);
+  ExpectKernelBecause(client, reason::kNoListenerChannel);
   EXPECT_STREQ(ops::FallbackReason(client.get()), reason::kNoListenerChannel);
   EXPECT_EQ(socket->role, stat::Role::kConnecting);
 }
@@ -194,9 +207,7 @@ TEST(SocketStageTest, OptedInEndsInOneProcessGoFastAndMoveBytesThroughTheRings) 
   const char message[] = "through the ring";
   ASSERT_EQ(sockettest::SendBytes(connection.client, message, sizeof message),
             ssize_t(sizeof message));
-  char got[sizeof message] = {};
-  ASSERT_EQ(sockettest::RecvWithin(connection.server, got, sizeof got), sizeof got);
-  EXPECT_STREQ(got, message);
+  EXPECT_EQ(Received(connection.server, sizeof message), std::string(message, sizeof message));
   EXPECT_EQ(client->fast.load()->bytes_sent(), sizeof message);
   EXPECT_EQ(sys::KernelBytesReceived(connection.server.get()), 0u);
 }
@@ -215,12 +226,9 @@ TEST(SocketStageTest, GoKernelSwitchesAFastEndMidStreamKeepingEveryByte) {
   EXPECT_TRUE(client->fast.load()->WritesGoToKernel());
   EXPECT_FALSE(ops::WouldBeFast(*client));
   EXPECT_TRUE(readiness::Decides(*client));
-  EXPECT_STREQ(ReasonOf(*client), reason::kOptionNeedsKernel);
-  EXPECT_EQ(ops::PathOf(connection.client.get()), LOOPFAST_PATH_KERNEL);
+  ExpectKernelBecause(connection.client, reason::kOptionNeedsKernel);
   ASSERT_EQ(sockettest::SendBytes(connection.client, "kernel", 6), 6);
-  char got[12] = {};
-  ASSERT_EQ(sockettest::RecvWithin(connection.server, got, 11), 11u);
-  EXPECT_STREQ(got, "ring,kernel");
+  EXPECT_EQ(Received(connection.server, 11), "ring,kernel");
   EXPECT_GT(sys::KernelBytesReceived(connection.server.get()), 0u);
 }
 
@@ -234,12 +242,9 @@ TEST(SocketStageTest, MoveToKernelDecidesKernelTcpForGood) {
   ops::MoveToKernel(*server, connection.server.get());
   EXPECT_EQ(server->stage.load(), Stage::kKernel);
   EXPECT_FALSE(readiness::Decides(*server));
-  EXPECT_STREQ(ReasonOf(*server), reason::kHandedOver);
-  EXPECT_EQ(ops::PathOf(connection.server.get()), LOOPFAST_PATH_KERNEL);
+  ExpectKernelBecause(connection.server, reason::kHandedOver);
   ASSERT_EQ(sockettest::SendBytes(connection.client, "after", 5), 5);
-  char got[13] = {};
-  ASSERT_EQ(sockettest::RecvWithin(connection.server, got, 12), 12u);
-  EXPECT_STREQ(got, "before,after");
+  EXPECT_EQ(Received(connection.server, 12), "before,after");
 }
 
 // A non-blocking connect: kConnecting (its claim held, readiness loopfast's, the sleep naming
