@@ -5,11 +5,13 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -62,12 +64,21 @@ class HandMadeClient {
     return channel_ >= 0 &&
            connect(channel_, reinterpret_cast<struct sockaddr *>(&address), length) == 0;
   }
-  bool SendSetup() {
-    const SessionSetup setup = {MakeHeader(Kind::kSessionSetup), kArenaVersion, 0, kArenaBytes,
-                                nonce_};
-    const int fds[kSetupFds] = {memory_fd_, bell_, group_bell_};
-    return SendMessage(channel_, &setup, sizeof setup, fds, kSetupFds).ok();
+  bool SendSetup() { return SendSetupAs(Setup(), sizeof(SessionSetup), kSetupFds); }
+  // The setup this client would send, to be sent changed: `size` bytes of it (up to 8 bytes
+  // past its end, zeros), with the first `fd_count` of its descriptors.
+  SessionSetup Setup() const {
+    return {MakeHeader(Kind::kSessionSetup), kArenaVersion, 0, kArenaBytes, nonce_};
   }
+  bool SendSetupAs(const SessionSetup &setup, size_t size, int fd_count) {
+    char bytes[sizeof setup + 8] = {};
+    std::memcpy(bytes, &setup, sizeof setup);
+    const int fds[kSetupFds] = {memory_fd_, bell_, group_bell_};
+    return size <= sizeof bytes && SendMessage(channel_, bytes, size, fds, fd_count).ok();
+  }
+  int channel() const { return channel_; }
+  // The arena as a client that never initialised it would offer it.
+  void ScribbleHeader() { std::memset(arena_, 0xa5, 64); }
   // Leaves the session: the group sees its end of the setup connection close.
   void Leave() {
     close(channel_);
@@ -119,7 +130,8 @@ TEST(ListenerGroupTest, AClaimIsBoundOnceAndOnlyForItsUser) {
   ASSERT_TRUE(client.Connect(group->port()));
   ASSERT_TRUE(client.SendSetup());
   client.Claim(41, 7);
-  EXPECT_EQ(group->Bind(getuid() + 1, true, 41, kLimit).outcome, Outcome::kNotFound) << "other user";
+  EXPECT_EQ(group->Bind(getuid() + 1, true, 41, kLimit).outcome, Outcome::kNotFound)
+      << "other user";
   EXPECT_EQ(group->Bind(getuid(), true, 42, kLimit).outcome, Outcome::kNotFound) << "other socket";
   ListenerGroup::Placed placed = group->Bind(getuid(), true, 41, kLimit);
   EXPECT_EQ(placed.outcome, Outcome::kBound);
@@ -166,7 +178,8 @@ TEST(ListenerGroupTest, AParkedSetupIsFoundByAnotherProcessOfTheGroup) {
   ASSERT_TRUE(client.Connect(group->port()));
   group->AddHolder();
   const pid_t child = fork();
-  if (child == 0) _exit(group->Bind(getuid(), true, 1, kLimit).outcome == Outcome::kNotFound ? 0 : 1);
+  if (child == 0)
+    _exit(group->Bind(getuid(), true, 1, kLimit).outcome == Outcome::kNotFound ? 0 : 1);
   ASSERT_EQ(ExitStatus(child), 0);
   group->DropHolder();
   ASSERT_TRUE(client.SendSetup());
@@ -255,6 +268,100 @@ TEST(ListenerGroupTest, ThousandsOfEndedSessionsDoNotFillTheDepot) {
   EXPECT_EQ(ExitStatus(sibling), 0);
   EXPECT_LT(group->Sessions().size(), 100u) << "ended sessions are let go";
   close(go[1]);
+}
+
+// Setups that are malformed (a header, size, version or field off; descriptors missing; an
+// arena that is not one) register nothing, and the group still takes a good one afterwards.
+TEST(ListenerGroupTest, MalformedSetupsRegisterNothingAndTheGroupGoesOn) {
+  auto group = OpenGroup(8);
+  ASSERT_NE(group, nullptr);
+  struct Malformed {
+    const char *what;
+    void (*change)(SessionSetup *);
+    size_t size = sizeof(SessionSetup);
+    int fd_count = kSetupFds;
+    bool scribbled_arena = false;
+  };
+  const Malformed cases[] = {
+      {"magic", [](SessionSetup *s) { s->header.magic ^= 1; }},
+      {"protocol version", [](SessionSetup *s) { ++s->header.version; }},
+      {"kind", [](SessionSetup *s) { s->header.kind = static_cast<Kind>(7); }},
+      {"arena version", [](SessionSetup *s) { ++s->arena_version; }},
+      {"arena size", [](SessionSetup *s) { s->arena_bytes -= 4096; }},
+      {"reserved", [](SessionSetup *s) { s->reserved = 1; }},
+      {"nonce 0", [](SessionSetup *s) { s->nonce = 0; }},
+      {"short", [](SessionSetup *) {}, sizeof(SessionSetup) - 1},
+      {"long", [](SessionSetup *) {}, sizeof(SessionSetup) + 8},
+      {"two descriptors", [](SessionSetup *) {}, sizeof(SessionSetup), 2},
+      {"no descriptors", [](SessionSetup *) {}, sizeof(SessionSetup), 0},
+      {"arena header", [](SessionSetup *) {}, sizeof(SessionSetup), kSetupFds, true},
+  };
+  uint64_t cookie = 500;
+  for (const Malformed &bad : cases) {
+    HandMadeClient client;
+    ASSERT_TRUE(client.ok());
+    ASSERT_TRUE(client.Connect(group->port()));
+    SessionSetup setup = client.Setup();
+    bad.change(&setup);
+    if (bad.scribbled_arena) client.ScribbleHeader();
+    ASSERT_TRUE(client.SendSetupAs(setup, bad.size, bad.fd_count)) << bad.what;
+    client.Claim(++cookie, 4);
+    EXPECT_EQ(group->Bind(getuid(), true, cookie, kLimit).outcome, Outcome::kNotFound) << bad.what;
+    EXPECT_TRUE(group->Sessions().empty()) << bad.what;
+  }
+  HandMadeClient good;
+  ASSERT_TRUE(good.ok());
+  ASSERT_TRUE(good.Connect(group->port()));
+  ASSERT_TRUE(good.SendSetup());
+  good.Claim(++cookie, 4);
+  EXPECT_EQ(group->Bind(getuid(), true, cookie, kLimit).outcome, Outcome::kBound);
+}
+
+// One group per port: a second one on the same port is refused, and the holder of the name is
+// who ChannelHolder names (this process); a port nobody holds has no holder.
+TEST(ListenerGroupTest, ASecondGroupOnTheSamePortIsRefusedAndTheHolderNamed) {
+  auto group = OpenGroup(9);
+  ASSERT_NE(group, nullptr);
+  Result<std::shared_ptr<ListenerGroup>> second = ListenerGroup::Open(group->port());
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error(), EADDRINUSE);
+  Result<struct ucred> holder = ListenerGroup::ChannelHolder(group->port());
+  ASSERT_TRUE(holder.ok());
+  EXPECT_EQ(holder.value().pid, getpid());
+  EXPECT_EQ(holder.value().uid, getuid());
+  const uint16_t port = group->port();
+  group.reset();
+  EXPECT_FALSE(ListenerGroup::ChannelHolder(port).ok()) << "the name went with the group";
+}
+
+// The group goes away (its last listener closed): its clients' setup connections end, so they
+// set up anew with whatever listens next; the port's name is free for the next group, which
+// knows nothing of the old sessions; a connection already bound keeps its session.
+TEST(ListenerGroupTest, AGroupThatGoesAwayEndsItsSetupConnectionsAndFreesThePort) {
+  auto group = OpenGroup(10);
+  ASSERT_NE(group, nullptr);
+  const uint16_t port = group->port();
+  HandMadeClient client;
+  ASSERT_TRUE(client.ok());
+  ASSERT_TRUE(client.Connect(port));
+  ASSERT_TRUE(client.SendSetup());
+  client.Claim(61, 2);
+  ListenerGroup::Placed placed = group->Bind(getuid(), true, 61, kLimit);
+  ASSERT_EQ(placed.outcome, Outcome::kBound);
+  EXPECT_TRUE(placed.session->ClientAlive());
+  group.reset();
+  struct pollfd pfd = {client.channel(), POLLIN, 0};
+  ASSERT_EQ(poll(&pfd, 1, 2000), 1) << "the client learns at once";
+  char byte;
+  EXPECT_EQ(recv(client.channel(), &byte, 1, MSG_DONTWAIT), 0) << "end of the setup connection";
+  EXPECT_FALSE(placed.session->ClientAlive());
+  EXPECT_EQ(placed.session->arena().slot(2)->header.state.load(), kSlotBound)
+      << "the bound connection's session is still mapped";
+  Result<std::shared_ptr<ListenerGroup>> next = ListenerGroup::Open(port);
+  ASSERT_TRUE(next.ok()) << "the port's name is free again";
+  client.Claim(62, 3);
+  EXPECT_EQ(next.value()->Bind(getuid(), true, 62, kLimit).outcome, Outcome::kNotFound);
+  EXPECT_TRUE(next.value()->Sessions().empty());
 }
 
 }  // namespace

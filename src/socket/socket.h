@@ -31,40 +31,42 @@ enum class Stage : uint8_t {
   kKernel,      // ordinary kernel TCP, for good
 };
 
-// Why an opted-in socket took kernel TCP; static strings, shown by the API, the log and stat.
+// Why an opted-in socket took kernel TCP, shown by the API, the log and stat. Compared by address:
+// arrays, so that each has one address in every translation unit (a pointer to a literal may
+// not, where literals are not merged: under AddressSanitizer).
 namespace reason {
-inline constexpr const char *kNone = "";
-inline constexpr const char *kNotOptedIn = "this socket did not opt in";
-inline constexpr const char *kNotLoopback = "destination is not a loopback address";
-inline constexpr const char *kNoListenerChannel = "no opted-in listener on that port";
-inline constexpr const char *kChannelNotListeners =
+inline constexpr char kNone[] = "";
+inline constexpr char kNotOptedIn[] = "this socket did not opt in";
+inline constexpr char kNotLoopback[] = "destination is not a loopback address";
+inline constexpr char kNoListenerChannel[] = "no opted-in listener on that port";
+inline constexpr char kChannelNotListeners[] =
     "the port's rendezvous name is held by another user than its listener";
-inline constexpr const char *kPeerNotOptedIn = "peer did not opt in";
-inline constexpr const char *kListenerNotOptedIn = "listener did not opt in";
-inline constexpr const char *kChannelBusy = "port's rendezvous name belongs to another process";
-inline constexpr const char *kNoSlot = "the session with that listener has no free slot";
-inline constexpr const char *kClaimNotFound =
+inline constexpr char kPeerNotOptedIn[] = "peer did not opt in";
+inline constexpr char kListenerNotOptedIn[] = "listener did not opt in";
+inline constexpr char kChannelBusy[] = "port's rendezvous name belongs to another process";
+inline constexpr char kNoSlot[] = "the session with that listener has no free slot";
+inline constexpr char kClaimNotFound[] =
     "the connecting side's claim could not be found: connection reset";
 // Not a fallback: the client reset its connection before the accept (its socket is gone, and
 // the accepted one reports the reset as kernel TCP would).
-inline constexpr const char *kClientResetBeforeAccept = "the client reset before the accept";
-inline constexpr const char *kClaimAmbiguous =
+inline constexpr char kClientResetBeforeAccept[] = "the client reset before the accept";
+inline constexpr char kClaimAmbiguous[] =
     "another process of the connecting user claimed this socket: connection reset";
-inline constexpr const char *kClientDeclined = "the connecting side took kernel TCP";
-inline constexpr const char *kOtherUser = "this socket belongs to another user than the process";
-inline constexpr const char *kResources = "out of resources for the fast path";
-inline constexpr const char *kDisabled = "loopfast is disabled (LOOPFAST_DISABLE)";
-inline constexpr const char *kHandedOver = "handed to a program that cannot see the rings (exec)";
-inline constexpr const char *kOptionNeedsKernel =
+inline constexpr char kClientDeclined[] = "the connecting side took kernel TCP";
+inline constexpr char kOtherUser[] = "this socket belongs to another user than the process";
+inline constexpr char kResources[] = "out of resources for the fast path";
+inline constexpr char kDisabled[] = "loopfast is disabled (LOOPFAST_DISABLE)";
+inline constexpr char kHandedOver[] = "handed to a program that cannot see the rings (exec)";
+inline constexpr char kOptionNeedsKernel[] =
     "moved to kernel TCP: a socket option the fast path cannot honour";
-inline constexpr const char *kUrgentData = "moved to kernel TCP: urgent data (MSG_OOB)";
-inline constexpr const char *kSplice = "moved to kernel TCP: splice from a pipe";
-inline constexpr const char *kPeerMoved = "moved to kernel TCP by the peer";
-inline constexpr const char *kSignalDrivenIo = "moved to kernel TCP: signal-driven I/O (O_ASYNC)";
-inline constexpr const char *kIoUring = "the process uses io_uring, which bypasses loopfast";
-inline constexpr const char *kForkedWhileConnecting =
+inline constexpr char kUrgentData[] = "moved to kernel TCP: urgent data (MSG_OOB)";
+inline constexpr char kSplice[] = "moved to kernel TCP: splice from a pipe";
+inline constexpr char kPeerMoved[] = "moved to kernel TCP by the peer";
+inline constexpr char kSignalDrivenIo[] = "moved to kernel TCP: signal-driven I/O (O_ASYNC)";
+inline constexpr char kIoUring[] = "the process uses io_uring, which bypasses loopfast";
+inline constexpr char kForkedWhileConnecting[] =
     "the program forked while the connection was being made";
-inline constexpr const char *kDescriptorsLow =
+inline constexpr char kDescriptorsLow[] =
     "too few descriptors left: loopfast keeps them for the program";
 }  // namespace reason
 
