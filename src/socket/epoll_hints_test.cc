@@ -102,7 +102,7 @@ TEST(EpollHintsTest, ASleepingSetIsWokenByEveryWrite) {
       if (!Within(kBoundMs, [&] { return consumed.load() == round; })) return;
       // The set announces its sleep before its last look and the sleep itself. Not announced:
       // no write, and the set's bounded wait ends the test.
-      if (!Within(kBoundMs, [&] { return ServerHints(fast)->asleep.load() != 0; })) return;
+      if (!Within(kBoundMs, [&] { return ServerHints(fast)->sleepers.load() != 0; })) return;
       written_asleep.fetch_add(1);
       if (!fast.Write(round % kSockets)) return;
     }
@@ -129,7 +129,7 @@ TEST(EpollHintsTest, APeerShutdownWakesASleepingSet) {
   Epoll epoll;
   WatchAll(epoll, fast, 2, EPOLLIN | EPOLLRDHUP);
   std::thread closer([&] {
-    Within(kBoundMs, [&] { return ServerHints(fast)->asleep.load() != 0; });
+    Within(kBoundMs, [&] { return ServerHints(fast)->sleepers.load() != 0; });
     ops::Shutdown(*fast.client(1).socket, fast.client(1).fd, SHUT_WR);
   });
   std::vector<struct epoll_event> events;
