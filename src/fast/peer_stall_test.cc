@@ -23,10 +23,7 @@
 namespace loopfast {
 namespace {
 
-using fasttest::NowNs;
-using fasttest::Pair;
-using fasttest::RecvWith;
-using fasttest::SendWith;
+using namespace fasttest;  // NOLINT(google-build-using-namespace): the pair's test helpers
 
 constexpr uint64_t kMs = 1000000;
 
