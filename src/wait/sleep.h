@@ -86,8 +86,9 @@ inline WakeReason EndSpin(const SleepSpec &spec, bool soon) {
   return WakeReason::kReady;
 }
 
-// A yield in a spin that took this long gave the CPU to another task for a time slice: the
-// spin stops (a futex wake-up would preempt that task at once; another yield would not).
+// A yield in a spin that took this long gave the CPU to another task for a time slice: unless
+// that task was the peer and the answer is there, the spin stops (a futex wake-up would preempt
+// such a task at once; another yield would not).
 inline constexpr uint64_t kLostCpuNs = 20000;
 
 // Sets spec->deadline_ns from spec->timeout, counting from now (no timeout: stays 0).
@@ -136,8 +137,9 @@ WakeReason SleepUntil(std::atomic<uint32_t> *word, Ready ready, PeerGone peer_go
     constexpr uint64_t kPureSpinNs = 2000;
     const uint64_t soon_ns = SpinPolicy::HitLimitNs(spin_ns);
     uint64_t spun = 0;
+    uint64_t given_away = 0;  // time the CPU went to other tasks (a peer here, answering)
     for (uint32_t i = 1;; ++i) {
-      if (ready()) return EndSpin(spec, spun < soon_ns);
+      if (ready()) return EndSpin(spec, spun - given_away < soon_ns);
       if ((i & 63) == 0) {
         spun = NowNs() - start;
         if (spun >= spin_ns || sys::HandledSignals() != handled) break;
@@ -145,6 +147,10 @@ WakeReason SleepUntil(std::atomic<uint32_t> *word, Ready ready, PeerGone peer_go
           sched_yield();
           const uint64_t after = NowNs() - start;
           if (after - spun >= kLostCpuNs) {
+            // A peer on this CPU may have run and answered (the yield did its job); if not,
+            // another task had the CPU: sleep rather than wait out its time slices.
+            given_away += after - spun;
+            if (ready()) return EndSpin(spec, after - given_away < soon_ns);
             lost_cpu = true;
             break;
           }
