@@ -1,3 +1,4 @@
+// The implementation of escape.h (what it is for is said there).
 #include "base/escape.h"
 
 #include <cstdint>

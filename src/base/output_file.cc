@@ -1,3 +1,4 @@
+// The implementation of output_file.h (what it is for is said there).
 #include "base/output_file.h"
 
 #include <fcntl.h>

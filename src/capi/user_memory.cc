@@ -1,3 +1,4 @@
+// The implementation of user_memory.h (what it is for is said there).
 #include "capi/user_memory.h"
 
 #include <sys/uio.h>

@@ -1,3 +1,4 @@
+// The implementation of arena_layout.h (what it is for is said there).
 #include "session/arena_layout.h"
 
 #include <cstring>

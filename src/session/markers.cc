@@ -1,3 +1,4 @@
+// The implementation of markers.h (what it is for is said there).
 #include "session/markers.h"
 
 #include <netinet/tcp.h>

@@ -1,3 +1,4 @@
+// The implementation of messages.h (what it is for is said there).
 #include "session/messages.h"
 
 #include <cstring>

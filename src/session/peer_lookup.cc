@@ -1,3 +1,4 @@
+// The implementation of peer_lookup.h (what it is for is said there).
 #include "session/peer_lookup.h"
 
 #include <linux/inet_diag.h>

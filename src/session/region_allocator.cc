@@ -1,3 +1,4 @@
+// The implementation of region_allocator.h (what it is for is said there).
 #include "session/region_allocator.h"
 
 #include <sys/mman.h>

@@ -1,3 +1,4 @@
+// The implementation of session.h (what it is for is said there).
 #include "session/session.h"
 
 #include <arpa/inet.h>

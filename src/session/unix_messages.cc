@@ -1,3 +1,4 @@
+// The implementation of unix_messages.h (what it is for is said there).
 #include "session/unix_messages.h"
 
 #include <cerrno>

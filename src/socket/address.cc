@@ -1,3 +1,4 @@
+// The implementation of address.h (what it is for is said there).
 #include "socket/address.h"
 
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+// The implementation of change_watch.h (what it is for is said there).
 #include "socket/change_watch.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// The implementation of epoll_set.h (what it is for is said there).
 #include "socket/epoll_set.h"
 
 #include <sys/random.h>

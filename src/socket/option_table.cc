@@ -1,3 +1,4 @@
+// The implementation of option_table.h (what it is for is said there).
 #include "socket/option_table.h"
 
 #include <netinet/in.h>

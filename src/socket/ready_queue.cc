@@ -1,3 +1,4 @@
+// The implementation of ready_queue.h (what it is for is said there).
 #include "socket/ready_queue.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// The implementation of socket.h (what it is for is said there).
 #include "socket/socket.h"
 
 #include "stat/registry.h"

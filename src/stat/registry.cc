@@ -1,3 +1,4 @@
+// The implementation of registry.h (what it is for is said there).
 #include "stat/registry.h"
 
 #include <fcntl.h>

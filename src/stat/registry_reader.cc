@@ -1,3 +1,4 @@
+// The implementation of registry_reader.h (what it is for is said there).
 #include "stat/registry_reader.h"
 
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+// The implementation of family_memory.h (what it is for is said there).
 #include "sys/family_memory.h"
 
 #include <sys/mman.h>

@@ -1,3 +1,4 @@
+// The implementation of owned_fds.h (what it is for is said there).
 #include "sys/owned_fds.h"
 
 #include <fcntl.h>

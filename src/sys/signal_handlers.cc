@@ -1,3 +1,4 @@
+// The implementation of signal_handlers.h (what it is for is said there).
 #include "sys/signal_handlers.h"
 
 #include <pthread.h>

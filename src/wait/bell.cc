@@ -1,3 +1,4 @@
+// The implementation of bell.h (what it is for is said there).
 #include "wait/bell.h"
 
 #include <sys/epoll.h>

@@ -1,3 +1,4 @@
+// The implementation of shared_lock.h (what it is for is said there).
 #include "wait/shared_lock.h"
 
 #include <linux/futex.h>

@@ -1,3 +1,4 @@
+// The implementation of sleep.h (what it is for is said there).
 #include "wait/sleep.h"
 
 #include <linux/futex.h>

@@ -1,3 +1,4 @@
+// The implementation of doctor_probe.h (what it is for is said there).
 #include "doctor_probe.h"
 
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+// The implementation of launch.h (what it is for is said there).
 #include "launch.h"
 
 #include <dlfcn.h>

@@ -1,3 +1,4 @@
+// The implementation of stat_kernel_sockets.h (what it is for is said there).
 #include "stat_kernel_sockets.h"
 
 #include <arpa/inet.h>
