@@ -166,20 +166,30 @@ TEST(StatTest, ShowsFastConnectionsTheirBytesRingsSleepersAndListeners) {
 // How waits end (waits_spun / waits_slept), and what the adaptive spin learns from them
 // (wait/spin_policy.h): a receiver whose messages come 3 ms apart sleeps at once after a few
 // waits; both ends of an unpaced ping-pong keep spinning.
+// (spun, slept) of `fd` in this process, as `loopfast stat` shows them.
+std::pair<unsigned long long, unsigned long long> WaitsOf(int fd) {
+  const Row row = Find(Stat({getpid()}), getpid(), fd);
+  EXPECT_FALSE(row.empty());
+  return row.empty() ? std::make_pair(0ull, 0ull)
+                     : std::make_pair(std::stoull(row.at("waits_spun")),
+                                      std::stoull(row.at("waits_slept")));
+}
+
+// Writes `count` one-byte messages to `fd`, 3 ms apart: waits far longer than any spin.
+void SendPaced(int fd, int count) {
+  for (int i = 0; i < count; ++i) {
+    usleep(3000);
+    ASSERT_TRUE(WriteAll(fd, "p", 1));
+  }
+}
+
 TEST(StatTest, ShowsThatPacedWaitsSleepAndAPingPongSpins) {
   ConnectedPair pair;
   ASSERT_NO_FATAL_FAILURE(MakeConnectedPair(true, &pair));
   const int client = pair.client, server = pair.server;
   Bound(client);
   Bound(server);
-  // (spun, slept) of `fd`, as `loopfast stat` shows them.
-  const auto waits = [&](int fd) {
-    const Row row = Find(Stat({getpid()}), getpid(), fd);
-    EXPECT_FALSE(row.empty());
-    return row.empty() ? std::make_pair(0ull, 0ull)
-                       : std::make_pair(std::stoull(row.at("waits_spun")),
-                                        std::stoull(row.at("waits_slept")));
-  };
+  const auto waits = WaitsOf;
   const auto [setup_spun, setup_slept] = waits(server);  // the exchange that settled the pair
   constexpr int kPaced = 100;
   std::thread receiver([&] {
@@ -188,10 +198,7 @@ TEST(StatTest, ShowsThatPacedWaitsSleepAndAPingPongSpins) {
       ASSERT_EQ(recv(server, &byte, 1, 0), 1);
     }
   });
-  for (int i = 0; i < kPaced; ++i) {
-    usleep(3000);
-    ASSERT_TRUE(WriteAll(client, "p", 1));
-  }
+  ASSERT_NO_FATAL_FAILURE(SendPaced(client, kPaced));
   receiver.join();
   auto [paced_spun, paced_slept] = waits(server);
   paced_spun -= setup_spun;
@@ -232,12 +239,7 @@ TEST(StatTest, CountsAnEpollLoopsWaitsOnTheConnectionsItReports) {
   const int client = pair.client, server = pair.server;
   Bound(client);
   Bound(server);
-  const auto slept = [&] {
-    const Row row = Find(Stat({getpid()}), getpid(), server);
-    EXPECT_FALSE(row.empty());
-    return row.empty() ? 0ull : std::stoull(row.at("waits_slept"));
-  };
-  const unsigned long long before = slept();
+  const unsigned long long before = WaitsOf(server).second;
   const int epfd = epoll_create1(EPOLL_CLOEXEC);
   ASSERT_GE(epfd, 0);
   struct epoll_event interest = {};
@@ -252,13 +254,10 @@ TEST(StatTest, CountsAnEpollLoopsWaitsOnTheConnectionsItReports) {
       ASSERT_EQ(recv(server, &byte, 1, 0), 1);
     }
   });
-  for (int i = 0; i < kPaced; ++i) {
-    usleep(3000);
-    ASSERT_TRUE(WriteAll(client, "p", 1));
-  }
+  ASSERT_NO_FATAL_FAILURE(SendPaced(client, kPaced));
   loop.join();
   close(epfd);
-  EXPECT_GE(slept() - before, uint64_t{kPaced} * 9 / 10);
+  EXPECT_GE(WaitsOf(server).second - before, uint64_t{kPaced} * 9 / 10);
 }
 
 // A client process with three connections to a server process: one session on each side,
