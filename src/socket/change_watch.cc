@@ -27,15 +27,18 @@ class HintHub {
     if (found == sessions_.end()) return;
     Watched &watched = found->second;
     std::erase(watched.subscriptions, subscription);
-    for (const auto &[slot, count] : subscription->watching_) {
-      for (uint32_t n = count; n > 0; --n) Change(&watched, slot, -1);
+    for (uint32_t word = 0; word < session::kHintWords; ++word) {
+      if (subscription->mask_[word] != 0) Refresh(&watched, word);
     }
     if (watched.subscriptions.empty()) sessions_.erase(found);
   }
-  void Watch(HintSubscription *subscription, uint32_t slot, int delta) {
+  // `subscription` starts or stops watching `slot`: its mask changes under this lock (other
+  // sets deliver to it by that mask).
+  void Watch(HintSubscription *subscription, uint32_t slot, bool on) {
     std::lock_guard<std::mutex> guard(mutex_);
+    subscription->SetWatched(slot, on);
     auto found = sessions_.find(subscription->session_.get());
-    if (found != sessions_.end()) Change(&found->second, slot, delta);
+    if (found != sessions_.end()) Refresh(&found->second, slot / 64);
   }
   // Takes the session's hints of every slot this process watches for every subscription, then
   // hands `subscription` its own.
@@ -65,22 +68,17 @@ class HintHub {
  private:
   struct Watched {
     std::vector<HintSubscription *> subscriptions;
-    std::unordered_map<uint32_t, uint32_t> watching;  // interests on each slot, all sets
+    // By word: the slots any subscription watches (the union of their masks).
     std::vector<uint64_t> mask = std::vector<uint64_t>(session::kHintWords, 0);
     std::vector<uint32_t> words;  // the words of mask that are not zero
     bool words_stale = false;
   };
-  static void Change(Watched *watched, uint32_t slot, int delta) {
-    slot %= session::kMaxSlots;
-    uint32_t &count = watched->watching[slot];
-    count = delta > 0 ? count + 1 : (count > 0 ? count - 1 : 0);
-    const bool watched_now = count > 0;
-    if (!watched_now) watched->watching.erase(slot);
-    const uint64_t bit = uint64_t{1} << (slot % 64);
-    uint64_t &word = watched->mask[slot / 64];
-    const uint64_t before = word;
-    word = watched_now ? (word | bit) : (word & ~bit);
-    if ((before == 0) != (word == 0)) watched->words_stale = true;
+  static void Refresh(Watched *watched, uint32_t word) {
+    uint64_t all = 0;
+    for (const HintSubscription *each : watched->subscriptions) all |= each->mask_[word];
+    uint64_t &mask = watched->mask[word];
+    if ((mask == 0) != (all == 0)) watched->words_stale = true;
+    mask = all;
   }
 
   std::mutex mutex_;
@@ -100,19 +98,28 @@ bool HintSubscription::usable() const { return session_->creator_pid() == sys::T
 
 void HintSubscription::Watch(uint32_t slot) {
   slot %= session::kMaxSlots;
-  if (watching_[slot]++ == 0) mask_[slot / 64] |= uint64_t{1} << (slot % 64);
-  if (usable()) HintHub::Instance()->Watch(this, slot, +1);
+  if (watching_[slot]++ == 0) SetWatchedThroughHub(slot, true);
 }
 
 void HintSubscription::Unwatch(uint32_t slot) {
   slot %= session::kMaxSlots;
   auto found = watching_.find(slot);
-  if (found == watching_.end()) return;
-  if (--found->second == 0) {
-    watching_.erase(found);
-    mask_[slot / 64] &= ~(uint64_t{1} << (slot % 64));
+  if (found == watching_.end() || --found->second > 0) return;
+  watching_.erase(found);
+  SetWatchedThroughHub(slot, false);
+}
+
+void HintSubscription::SetWatchedThroughHub(uint32_t slot, bool on) {
+  if (usable()) {
+    HintHub::Instance()->Watch(this, slot, on);
+  } else {
+    SetWatched(slot, on);  // no hub: nobody else reads this mask
   }
-  if (usable()) HintHub::Instance()->Watch(this, slot, -1);
+}
+
+void HintSubscription::SetWatched(uint32_t slot, bool on) {
+  const uint64_t bit = uint64_t{1} << (slot % 64);
+  mask_[slot / 64] = on ? (mask_[slot / 64] | bit) : (mask_[slot / 64] & ~bit);
 }
 
 void HintSubscription::Deliver(uint32_t word, uint64_t bits) {

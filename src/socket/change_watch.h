@@ -39,7 +39,9 @@ class HintSubscription {
 
  private:
   friend class HintHub;
-  // Under the hub's lock.
+  void SetWatchedThroughHub(uint32_t slot, bool on);
+  // Under the hub's lock (when usable()).
+  void SetWatched(uint32_t slot, bool on);
   void Deliver(uint32_t word, uint64_t bits);
   void TakeOwn(std::vector<uint32_t> *out);
 
